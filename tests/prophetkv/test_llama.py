@@ -1,0 +1,69 @@
+"""Cache semantics of the Flax Llama: positions, slots and padding, on a tiny random model."""
+
+import jax
+import numpy as np
+import pytest
+
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.config import RopeScaling, tiny_config
+
+CONFIG = tiny_config(rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64))
+
+
+@pytest.fixture(scope="module")
+def params():
+    return llama.init_params(CONFIG, jax.random.PRNGKey(0))
+
+
+def run(params, tokens, positions, slots, cache, minimum=64):
+    t, p, s = llama.pad_rows(tokens, positions, slots, cache.capacity, minimum=minimum)
+    logits, cache = llama.forward(params, t, p, cache, s, CONFIG)
+    return np.asarray(logits[: len(tokens)]), cache
+
+
+def test_incremental_decoding_equals_full_prefill(params):
+    tokens = np.random.RandomState(0).randint(0, CONFIG.vocab_size, 24)
+    full, _ = run(params, tokens, np.arange(24), np.arange(24), llama.KVCache.empty(CONFIG, 64))
+    logits, cache = run(params, tokens[:10], np.arange(10), np.arange(10), llama.KVCache.empty(CONFIG, 64))
+    steps = [logits]
+    for i in range(10, 24):
+        logits, cache = run(params, tokens[i : i + 1], [i], [i], cache, minimum=1)
+        steps.append(logits)
+    np.testing.assert_allclose(np.concatenate(steps), full, atol=1e-5)
+
+
+def test_padding_rows_do_not_change_results_or_cache(params):
+    tokens = np.random.RandomState(1).randint(0, CONFIG.vocab_size, 20)
+    small, cache_small = run(params, tokens, np.arange(20), np.arange(20), llama.KVCache.empty(CONFIG, 64), minimum=32)
+    big, cache_big = run(params, tokens, np.arange(20), np.arange(20), llama.KVCache.empty(CONFIG, 64), minimum=64)
+    np.testing.assert_allclose(small, big, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(cache_small.valid), np.arange(64) < 20)
+    np.testing.assert_allclose(np.asarray(cache_small.k), np.asarray(cache_big.k), atol=1e-6)
+
+
+def test_slot_order_is_irrelevant_only_positions_matter(params):
+    """Rows written to scrambled slots give the same logits: the mask comes from positions."""
+    tokens = np.random.RandomState(2).randint(0, CONFIG.vocab_size, 16)
+    ordered, _ = run(params, tokens, np.arange(16), np.arange(16), llama.KVCache.empty(CONFIG, 32))
+    slots = np.random.RandomState(3).permutation(32)[:16]
+    scrambled, _ = run(params, tokens, np.arange(16), slots, llama.KVCache.empty(CONFIG, 32))
+    np.testing.assert_allclose(scrambled, ordered, atol=1e-5)
+
+
+def test_later_keys_do_not_leak_into_earlier_rows(params):
+    tokens = np.random.RandomState(4).randint(0, CONFIG.vocab_size, 16)
+    changed = tokens.copy()
+    changed[10:] = (changed[10:] + 7) % CONFIG.vocab_size
+    a, _ = run(params, tokens, np.arange(16), np.arange(16), llama.KVCache.empty(CONFIG, 32))
+    b, _ = run(params, changed, np.arange(16), np.arange(16), llama.KVCache.empty(CONFIG, 32))
+    np.testing.assert_allclose(a[:10], b[:10], atol=1e-6)
+    assert np.abs(a[10:] - b[10:]).max() > 1e-3
+
+
+def test_pad_rows_refuses_out_of_range_slots():
+    with pytest.raises(ValueError, match=r"\[0, 8\)"):
+        llama.pad_rows(np.zeros(3), np.arange(3), np.array([0, 1, 8]), capacity=8)
+
+
+def test_bucket_size():
+    assert [llama.bucket_size(n, 16) for n in (0, 1, 16, 17, 100)] == [16, 16, 16, 32, 128]
