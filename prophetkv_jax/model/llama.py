@@ -258,6 +258,17 @@ def layer_qkv(
     return DecoderLayer(config).apply({"params": layer_params}, h, rope, method=DecoderLayer.qkv)
 
 
+def _forward(params, tokens, positions, cache, write_slots, config, score_rows):
+    cache = register_rows(cache, positions, write_slots)
+    rope = rope_tables(positions, config)
+    mask = attention_mask(cache, positions)
+    h, k, v, scores = run_layers(
+        params["layers"], embed(params, tokens, config), rope, cache.k, cache.v,
+        write_slots, mask, config, score_rows,
+    )
+    return unembed(params, h, config), dataclasses.replace(cache, k=k, v=v), scores
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def forward(
     params: Params, tokens: jax.Array, positions: jax.Array, cache: KVCache,
@@ -268,14 +279,22 @@ def forward(
     Prefill, decode and selective recomputation are all this one call; rows with a
     negative write slot are padding and leave the cache untouched.
     """
-    cache = register_rows(cache, positions, write_slots)
-    rope = rope_tables(positions, config)
-    mask = attention_mask(cache, positions)
-    h, k, v, _ = run_layers(
-        params["layers"], embed(params, tokens, config), rope, cache.k, cache.v,
-        write_slots, mask, config,
-    )
-    return unembed(params, h, config), dataclasses.replace(cache, k=k, v=v)
+    logits, cache, _ = _forward(params, tokens, positions, cache, write_slots, config, None)
+    return logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def forward_with_scores(
+    params: Params, tokens: jax.Array, positions: jax.Array, cache: KVCache,
+    write_slots: jax.Array, score_rows: jax.Array, config: LlamaConfig,
+) -> tuple[jax.Array, KVCache, jax.Array]:
+    """``forward`` that also returns, per layer, the attention the ``score_rows`` pay to each slot.
+
+    scores[l, s] = sum over rows r (weighted by score_rows[r]) of the head-averaged
+    attention probability of r on slot s at layer l: ProphetKV's Stage-I signal when the
+    rows are the query against the assembled cache, and the oracle when run in full prefill.
+    """
+    return _forward(params, tokens, positions, cache, write_slots, config, score_rows)
 
 
 def init_params(config: LlamaConfig, rng: jax.Array) -> Params:
