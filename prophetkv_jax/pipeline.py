@@ -1,0 +1,220 @@
+"""RAG prefill with reused chunk caches: ``engine.prefill(prompt, method, ratio)`` then ``generate``.
+
+A prompt is a prefix segment (cached like a chunk), chunks in retrieval order, and a
+query segment that is always computed. Every method assembles the same cache from the
+store and recomputes a different set of context rows with the same kernel; full prefill
+is the reference that ignores the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from prophetkv_jax import recompute, selectors
+from prophetkv_jax.assembly import assemble, encode_segment
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.config import LlamaConfig
+from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
+
+
+@dataclasses.dataclass(frozen=True)
+class RagPrompt:
+    """Token ids of the three parts of a RAG prompt."""
+
+    prefix: np.ndarray
+    chunks: tuple[np.ndarray, ...]
+    query: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.query) == 0:
+            raise ValueError("the query segment must hold at least one token (it produces the answer)")
+
+
+@dataclasses.dataclass
+class Prefill:
+    """A prefilled request: the cache to decode from and the first generated token."""
+
+    cache: llama.KVCache
+    first_token: int
+    last_logits: np.ndarray  # [V] logits of the last prompt row
+    next_position: int  # where the first generated token goes
+    selected: np.ndarray  # recomputed context positions (sorted)
+    num_context: int
+    timings: dict[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where the segments sit in the assembled prompt."""
+
+    segments: tuple[np.ndarray, ...]  # prefix (maybe empty), chunks, query
+    starts: tuple[int, ...]
+
+    @property
+    def num_context(self) -> int:
+        return self.starts[-1]
+
+    @property
+    def total(self) -> int:
+        return self.starts[-1] + len(self.segments[-1])
+
+    def tokens(self) -> np.ndarray:
+        return np.concatenate(self.segments).astype(np.int32)
+
+
+class Engine:
+    """ProphetKV and its baselines over one model and one chunk store."""
+
+    def __init__(
+        self, params: llama.Params, config: LlamaConfig, store: ChunkStore | None = None,
+        *, chunk_bos_id: int | None = None, max_new_tokens: int = 64,
+    ) -> None:
+        self.params, self.config = params, config
+        self.store = store if store is not None else ChunkStore()
+        self.chunk_bos_id = chunk_bos_id
+        self.max_new_tokens = max_new_tokens
+        self.fingerprint = model_fingerprint(config, params)
+
+    # -- layout and chunk caches --------------------------------------------------------
+
+    def layout(self, prompt: RagPrompt) -> Layout:
+        chunks = [np.asarray(c, np.int32) for c in prompt.chunks]
+        if self.chunk_bos_id is not None:
+            chunks = [np.concatenate([[self.chunk_bos_id], c]).astype(np.int32) for c in chunks]
+        segments = [np.asarray(prompt.prefix, np.int32), *chunks, np.asarray(prompt.query, np.int32)]
+        starts = np.concatenate([[0], np.cumsum([len(s) for s in segments[:-1]])]).tolist()
+        layout = Layout(tuple(segments), tuple(int(s) for s in starts))
+        limit = self.config.max_position_embeddings
+        if layout.total + self.max_new_tokens > limit:
+            raise ValueError(
+                f"prompt of {layout.total} tokens + {self.max_new_tokens} new tokens exceeds the "
+                f"model's context of {limit} tokens"
+            )
+        return layout
+
+    def segment_kv(self, tokens: np.ndarray) -> SegmentKV:
+        """The stored KV of one segment, computed and stored on a miss."""
+        key = chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, self.store.dtype)
+        entry = self.store.get(key)
+        if entry is None:
+            entry = encode_segment(self.params, self.config, tokens)
+            self.store.put(key, entry)
+        return entry
+
+    def precompute(self, prompt: RagPrompt) -> None:
+        """Encode and store the prefix and every chunk (done offline in a RAG system)."""
+        for segment in self.layout(prompt).segments[:-1]:
+            if len(segment):
+                self.segment_kv(segment)
+
+    # -- prefill ------------------------------------------------------------------------
+
+    def prefill(self, prompt: RagPrompt, method: str = "prophetkv", ratio: float = 0.2) -> Prefill:
+        if method not in selectors.METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {selectors.METHODS}")
+        selectors.check_ratio(ratio)
+        layout = self.layout(prompt)
+        capacity = llama.bucket_size(layout.total + self.max_new_tokens)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        if method == "full":
+            tokens = layout.tokens()
+            logits, cache = recompute.recompute_rows(
+                self.params, self.config, llama.KVCache.empty(self.config, capacity),
+                tokens, np.arange(len(tokens)),
+            )
+            selected = np.arange(layout.num_context)
+        else:
+            segments = [self.segment_kv(s) for s in layout.segments[:-1] if len(s)]
+            timings["store_read"] = time.perf_counter() - clock
+            clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
+            cache = assemble(self.config, segments, capacity)
+            logits, cache, selected = self._select_and_recompute(method, ratio, layout, cache, timings)
+        last = np.asarray(jax.block_until_ready(logits[-1]))
+        timings["ttft"] = time.perf_counter() - clock
+        return Prefill(
+            cache=cache, first_token=int(np.argmax(last)), last_logits=last,
+            next_position=layout.total, selected=selected, num_context=layout.num_context,
+            timings=timings,
+        )
+
+    def _select_and_recompute(self, method, ratio, layout, cache, timings):
+        """Pick the rows for ``method`` and run the shared kernel; returns logits, cache, rows."""
+        tokens, c = layout.tokens(), layout.num_context
+        k = selectors.budget(ratio, c)
+        query = np.arange(c, layout.total)
+        clock = time.perf_counter()
+        if method in ("cacheblend", "kvshare"):
+            everything = np.arange(layout.total)
+            check = recompute.check_layer(
+                self.params, self.config, cache, tokens, everything, with_attention=method == "kvshare"
+            )
+            if method == "cacheblend":
+                scores = selectors.cacheblend_scores(check.v_fresh[:c], check.v_cached[:c])
+            else:
+                scores = selectors.kvshare_scores(
+                    check.attention_received[:c], check.v_fresh[:c], check.v_cached[:c]
+                )
+            selected = selectors.top_k(scores, k)
+            timings["select"] = time.perf_counter() - clock
+            rows = np.concatenate([selected, query])
+            logits, cache = recompute.continue_from_layer_1(self.params, self.config, check, rows, rows)
+            return logits, cache, selected
+        if method == "naive":
+            selected = np.zeros((0,), np.int64)
+        elif method == "epic":
+            selected = selectors.epic(list(layout.starts[1:-1]), [len(s) for s in layout.segments[1:-1]], ratio, k)
+        else:  # prophetkv
+            layer_scores, _, _ = recompute.query_attention(
+                self.params, self.config, cache, tokens[c:], query, score_from=c
+            )
+            selected = selectors.top_k(selectors.prophetkv_scores(layer_scores)[:c], k)
+        timings["select"] = time.perf_counter() - clock
+        rows = np.concatenate([selected, query]).astype(np.int32)
+        logits, cache = recompute.recompute_rows(self.params, self.config, cache, tokens[rows], rows)
+        return logits, cache, selected
+
+    # -- decoding -----------------------------------------------------------------------
+
+    def generate(self, prefill: Prefill, max_new_tokens: int | None = None,
+                 eos_ids: tuple[int, ...] = ()) -> list[int]:
+        """Greedy continuation from a prefilled cache (the first token included)."""
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if limit > self.max_new_tokens:
+            raise ValueError(f"max_new_tokens={limit} exceeds the engine's {self.max_new_tokens}")
+        out = [prefill.first_token]
+        cache, position = prefill.cache, prefill.next_position
+        while len(out) < limit and out[-1] not in eos_ids:
+            logits, cache = recompute.recompute_rows(
+                self.params, self.config, cache, np.array([out[-1]]), np.array([position])
+            )
+            out.append(int(np.argmax(np.asarray(logits[-1]))))
+            position += 1
+        return out
+
+    # -- diagnostics --------------------------------------------------------------------
+
+    def oracle(self, prompt: RagPrompt, ratio: float) -> np.ndarray:
+        """Top-k context rows by the query's attention in a real full prefill (layer mean)."""
+        layout = self.layout(prompt)
+        tokens, c = layout.tokens(), layout.num_context
+        cache = llama.KVCache.empty(self.config, llama.bucket_size(layout.total))
+        scores, _, _ = recompute.query_attention(
+            self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c
+        )
+        return selectors.top_k(selectors.prophetkv_scores(scores)[:c], selectors.budget(ratio, c))
+
+    def diagnose(self, prompt: RagPrompt, ratio: float = 0.2,
+                 methods: tuple[str, ...] = ("cacheblend", "epic", "kvshare", "prophetkv")) -> dict:
+        """Each method's selected rows and their overlap with the oracle set (crowding-out)."""
+        oracle = self.oracle(prompt, ratio)
+        report = {"oracle": oracle}
+        for method in methods:
+            selected = self.prefill(prompt, method, ratio).selected
+            overlap = len(np.intersect1d(selected, oracle)) / max(1, len(oracle))
+            report[method] = {"selected": selected, "oracle_overlap": overlap}
+        return report

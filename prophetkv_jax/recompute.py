@@ -1,0 +1,137 @@
+"""The one recompute kernel and the scoring passes that feed the selectors.
+
+Recomputation carries a sorted set of rows (selected context rows plus every query row)
+from the embedding through all layers; at each layer their fresh K/V are scatter-written
+into the assembled cache at their slots and they attend over the blended cache with the
+exact causal mask from global positions. That is ``llama.forward`` itself; this module
+adds the host-side padding to shape buckets and the two scoring passes:
+
+* ``query_attention`` (ProphetKV Stage I, and the full-prefill oracle): per-layer attention
+  that the query rows pay to every slot;
+* ``check_layer`` (CacheBlend, KVShare): layer 0 recomputed for all tokens, then fresh
+  layer-1 V (and, for KVShare, layer-1 attention) to compare with the cached V.
+
+Slots equal global positions in an assembled cache, so rows are addressed by position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.config import LlamaConfig
+
+
+def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int):
+    return llama.pad_rows(tokens, positions, positions, capacity)
+
+
+def recompute_rows(
+    params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
+    tokens: np.ndarray, positions: np.ndarray,
+) -> tuple[np.ndarray, llama.KVCache]:
+    """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows."""
+    n = len(tokens)
+    rows, pos, slots = _padded(tokens, positions, cache.capacity)
+    logits, cache = llama.forward(params, rows, pos, cache, slots, config)
+    return logits[:n], cache
+
+
+def query_attention(
+    params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
+    tokens: np.ndarray, positions: np.ndarray, score_from: int,
+) -> tuple[np.ndarray, np.ndarray, llama.KVCache]:
+    """Run rows through all layers and return per-layer attention [L, S] paid by rows at
+    positions >= ``score_from`` (the query segment), with the rows' logits and cache.
+
+    Against an assembled cache with only the query rows this is ProphetKV's Stage I;
+    over all rows of an empty cache it is the full-prefill oracle.
+    """
+    n = len(tokens)
+    rows, pos, slots = _padded(tokens, positions, cache.capacity)
+    score_rows = ((pos >= score_from) & (slots >= 0)).astype(np.float32)
+    logits, cache, scores = llama.forward_with_scores(params, rows, pos, cache, slots, score_rows, config)
+    return np.asarray(scores), logits[:n], cache
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckLayer:
+    """What CacheBlend/KVShare need after layer 0 was recomputed for every token."""
+
+    hidden: jax.Array  # [T_padded, D] layer-0 output of every row
+    v_fresh: np.ndarray  # [T, KV, hd] layer-1 V from the recomputed layer-0 output
+    v_cached: np.ndarray  # [T, KV, hd] layer-1 V in the assembled cache
+    attention_received: np.ndarray | None  # [T] column sums of head-mean layer-1 attention
+    cache: llama.KVCache  # assembled cache with layer 0 fully recomputed
+
+
+@functools.partial(jax.jit, static_argnames=("config", "with_attention"))
+def _check_layer(params, tokens, positions, cache, slots, config, with_attention):
+    cache = llama.register_rows(cache, positions, slots)
+    rope = llama.rope_tables(positions, config)
+    mask = llama.attention_mask(cache, positions)
+    first = jax.tree.map(lambda x: x[:1], params["layers"])
+    hidden, k0, v0, _ = llama.run_layers(
+        first, llama.embed(params, tokens, config), rope, cache.k[:1], cache.v[:1], slots, mask, config
+    )
+    cache = dataclasses.replace(cache, k=cache.k.at[:1].set(k0), v=cache.v.at[:1].set(v0))
+    second = jax.tree.map(lambda x: x[1], params["layers"])
+    q1, k1, v1 = llama.layer_qkv(second, hidden, rope, config)
+    v_cached = cache.v[1][jnp.clip(slots, 0)]
+    received = None
+    if with_attention:
+        row_valid = slots >= 0
+        among_rows = (positions[None, :] <= positions[:, None]) & row_valid[None, :]
+        _, received = llama.attend(q1, k1, v1, among_rows, row_valid.astype(jnp.float32))
+    return hidden, v1, v_cached, received, cache
+
+
+def check_layer(
+    params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
+    tokens: np.ndarray, positions: np.ndarray, with_attention: bool,
+) -> CheckLayer:
+    """Layer 0 for all rows (written into the cache), then fresh vs cached layer-1 V."""
+    if config.num_layers < 2:
+        raise ValueError("CacheBlend/KVShare select at layer 1 and need a model with >= 2 layers")
+    n = len(tokens)
+    rows, pos, slots = _padded(tokens, positions, cache.capacity)
+    hidden, v_fresh, v_cached, received, cache = _check_layer(
+        params, rows, pos, cache, slots, config, with_attention
+    )
+    return CheckLayer(
+        hidden=hidden,
+        v_fresh=np.asarray(v_fresh[:n]),
+        v_cached=np.asarray(v_cached[:n]),
+        attention_received=None if received is None else np.asarray(received[:n]),
+        cache=cache,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _continue_from_layer_1(params, hidden, row_index, positions, cache, slots, config):
+    rope = llama.rope_tables(positions, config)
+    mask = llama.attention_mask(cache, positions)
+    rest = jax.tree.map(lambda x: x[1:], params["layers"])
+    h, k, v, _ = llama.run_layers(
+        rest, hidden[row_index], rope, cache.k[1:], cache.v[1:], slots, mask, config
+    )
+    cache = dataclasses.replace(
+        cache, k=jnp.concatenate([cache.k[:1], k]), v=jnp.concatenate([cache.v[:1], v])
+    )
+    return llama.unembed(params, h, config), cache
+
+
+def continue_from_layer_1(
+    params: llama.Params, config: LlamaConfig, check: CheckLayer,
+    row_index: np.ndarray, positions: np.ndarray,
+) -> tuple[np.ndarray, llama.KVCache]:
+    """Carry the chosen rows (indices into the check pass's rows) through layers 1..L-1."""
+    n = len(row_index)
+    index, pos, slots = _padded(row_index, positions, check.cache.capacity)
+    logits, cache = _continue_from_layer_1(params, check.hidden, index, pos, check.cache, slots, config)
+    return logits[:n], cache

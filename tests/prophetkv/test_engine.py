@@ -1,0 +1,217 @@
+"""The ProphetKV engine on a tiny random Llama: assembly, the shared kernel, every method."""
+
+import jax
+import numpy as np
+import pytest
+
+from prophetkv_jax import assembly, recompute, selectors
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.config import RopeScaling, tiny_config
+from prophetkv_jax.pipeline import Engine, RagPrompt
+from prophetkv_jax.store import ChunkStore
+
+CONFIG = tiny_config(num_layers=3, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64))
+RECOMPUTING = ("cacheblend", "epic", "kvshare", "prophetkv")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return llama.init_params(CONFIG, jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def engine(params):
+    return Engine(params, CONFIG, max_new_tokens=8)
+
+
+def make_prompt(seed: int = 0) -> RagPrompt:
+    rng = np.random.default_rng(seed)
+    tokens = lambda n: rng.integers(0, CONFIG.vocab_size, n)  # noqa: E731
+    return RagPrompt(prefix=tokens(6), chunks=(tokens(13), tokens(9), tokens(11)), query=tokens(5))
+
+
+def full_prefill(params, tokens):
+    cache = llama.KVCache.empty(CONFIG, llama.bucket_size(len(tokens)))
+    logits, cache = recompute.recompute_rows(params, CONFIG, cache, tokens, np.arange(len(tokens)))
+    return np.asarray(logits), cache
+
+
+def test_assembled_layer0_kv_equals_full_prefill(engine, params):
+    layout = engine.layout(make_prompt())
+    _, full = full_prefill(params, layout.tokens())
+    segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
+    assembled = assembly.assemble(CONFIG, segments, full.capacity)
+    c = layout.num_context
+    # V never sees RoPE: bit-exact. K was un-rotated then rotated once: rounding only.
+    np.testing.assert_array_equal(np.asarray(assembled.v[0, :c]), np.asarray(full.v[0, :c]))
+    np.testing.assert_allclose(np.asarray(assembled.k[0, :c]), np.asarray(full.k[0, :c]), atol=2e-6)
+    # A twice-rotated key (the bug the paper warns about) would be far off.
+    twice = assembly._rotate_keys(assembled.k, np.arange(full.capacity), CONFIG)
+    assert np.abs(np.asarray(twice[0, 6:c]) - np.asarray(full.k[0, 6:c])).max() > 1e-2
+    np.testing.assert_array_equal(np.asarray(assembled.valid), np.arange(full.capacity) < c)
+
+
+@pytest.mark.parametrize("method", RECOMPUTING)
+def test_full_ratio_reproduces_full_prefill(engine, params, method):
+    prompt = make_prompt()
+    layout = engine.layout(prompt)
+    reference, full_cache = full_prefill(params, layout.tokens())
+    result = engine.prefill(prompt, method, 1.0)
+    np.testing.assert_allclose(result.last_logits, reference[-1], atol=1e-4)
+    n = layout.total
+    for name in ("k", "v"):
+        np.testing.assert_allclose(
+            np.asarray(getattr(result.cache, name)[:, :n]), np.asarray(getattr(full_cache, name)[:, :n]), atol=1e-4
+        )
+    assert result.first_token == int(np.argmax(reference[-1]))
+
+
+def test_full_method_matches_plain_prefill(engine, params):
+    prompt = make_prompt()
+    reference, _ = full_prefill(params, engine.layout(prompt).tokens())
+    np.testing.assert_allclose(engine.prefill(prompt, "full").last_logits, reference[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", RECOMPUTING)
+def test_zero_ratio_is_naive_reuse(engine, method):
+    prompt = make_prompt()
+    naive = engine.prefill(prompt, "naive", 0.2)
+    result = engine.prefill(prompt, method, 0.0)
+    assert result.selected.size == 0
+    np.testing.assert_allclose(result.last_logits, naive.last_logits, atol=1e-5)
+
+
+def test_naive_reuse_differs_from_full_prefill(engine):
+    """The gap recomputation closes exists (otherwise the tests above prove nothing)."""
+    prompt = make_prompt()
+    assert np.abs(engine.prefill(prompt, "naive").last_logits - engine.prefill(prompt, "full").last_logits).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", RECOMPUTING)
+def test_selected_set_has_the_budget_and_lies_in_the_context(engine, method):
+    result = engine.prefill(make_prompt(), method, 0.3)
+    assert len(result.selected) == selectors.budget(0.3, result.num_context)
+    assert np.all(np.diff(result.selected) > 0)
+    assert result.selected.max() < result.num_context
+
+
+def test_recomputed_row_ignores_later_keys(engine, params):
+    """Exact causal mask from global positions: changing later slots cannot move a row."""
+    layout = engine.layout(make_prompt())
+    tokens = layout.tokens()
+    segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
+    cache = assembly.assemble(CONFIG, segments, llama.bucket_size(layout.total))
+    rows = np.array([3, 10, 20, 30])
+    row = 1  # position 10
+
+    def logits_of(c):
+        return np.asarray(recompute.recompute_rows(params, CONFIG, c, tokens[rows], rows)[0][row])
+
+    base = logits_of(cache)
+    noise = np.asarray(jax.random.normal(jax.random.PRNGKey(1), cache.k.shape))
+    later = (np.arange(cache.capacity) > 10)[None, :, None, None]
+    earlier = (np.arange(cache.capacity) < 10)[None, :, None, None]
+    perturb = lambda where: cache.__class__(  # noqa: E731
+        k=cache.k + noise * where, v=cache.v + noise * where, positions=cache.positions, valid=cache.valid
+    )
+    np.testing.assert_array_equal(logits_of(perturb(later)), base)
+    assert np.abs(logits_of(perturb(earlier)) - base).max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- Stage I vs numpy
+
+
+def _rms(x, scale):
+    return x / np.sqrt(np.mean(x * x, -1, keepdims=True) + CONFIG.rms_norm_eps) * scale
+
+
+def _rope(x, positions):
+    angles = positions[:, None] * llama.rope_inv_freq(CONFIG)[None, :].astype(np.float64)
+    cos, sin = np.cos(np.concatenate([angles] * 2, -1)), np.sin(np.concatenate([angles] * 2, -1))
+    half = x.shape[-1] // 2
+    rotated = np.concatenate([-x[..., half:], x[..., :half]], -1)
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
+def numpy_stage_one(params, cache_k, cache_v, context, tokens, positions):
+    """Query rows through every layer against the (un-recomputed) context cache, in float64."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    heads, kv, hd = CONFIG.num_heads, CONFIG.num_kv_heads, CONFIG.head_dim
+    h = p["embed"]["embedding"][tokens]
+    per_layer = []
+    for layer in range(CONFIG.num_layers):
+        lp = jax.tree.map(lambda a: a[layer], p["layers"])
+        x = _rms(h, lp["attn_norm"]["scale"])
+        q = _rope((x @ lp["attn"]["q_proj"]["kernel"]).reshape(-1, heads, hd), positions)
+        k = _rope((x @ lp["attn"]["k_proj"]["kernel"]).reshape(-1, kv, hd), positions)
+        v = (x @ lp["attn"]["v_proj"]["kernel"]).reshape(-1, kv, hd)
+        keys = np.concatenate([cache_k[layer, :context], k])
+        values = np.concatenate([cache_v[layer, :context], v])
+        key_pos = np.concatenate([np.arange(context), positions])
+        scores_sum = np.zeros(len(keys))
+        out = np.zeros((len(tokens), heads, hd))
+        for head in range(heads):
+            g = head // (heads // kv)
+            logits = q[:, head] @ keys[:, g].T / np.sqrt(hd)
+            logits = np.where(key_pos[None] <= positions[:, None], logits, -np.inf)
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            out[:, head] = probs @ values[:, g]
+            scores_sum += probs.sum(0)
+        per_layer.append(scores_sum[:context] / heads)
+        h = h + out.reshape(len(tokens), -1) @ lp["attn"]["o_proj"]["kernel"]
+        x = _rms(h, lp["mlp_norm"]["scale"])
+        gate = x @ lp["mlp"]["gate_proj"]["kernel"]
+        h = h + (gate / (1 + np.exp(-gate)) * (x @ lp["mlp"]["up_proj"]["kernel"])) @ lp["mlp"]["down_proj"]["kernel"]
+    return np.stack(per_layer)
+
+
+def test_stage_one_scores_match_numpy(engine, params):
+    layout = engine.layout(make_prompt(3))
+    tokens, c = layout.tokens(), layout.num_context
+    cache = assembly.assemble(CONFIG, [engine.segment_kv(s) for s in layout.segments[:-1]], llama.bucket_size(layout.total))
+    query = np.arange(c, layout.total)
+    scores, _, _ = recompute.query_attention(params, CONFIG, cache, tokens[c:], query, score_from=c)
+    expected = numpy_stage_one(params, np.asarray(cache.k, np.float64), np.asarray(cache.v, np.float64), c, tokens[c:], query)
+    np.testing.assert_allclose(scores[:, :c], expected, atol=1e-5)
+    # query rows spend the rest of their attention on themselves: per layer, context + query = |query|
+    assert np.all(scores[:, :c].sum(1) < len(query))
+
+
+# ----------------------------------------------------------------------------- pipeline API
+
+
+def test_generate_after_full_ratio_matches_full_prefill(engine):
+    prompt = make_prompt(4)
+    full = engine.generate(engine.prefill(prompt, "full"), 6)
+    prophet = engine.generate(engine.prefill(prompt, "prophetkv", 1.0), 6)
+    assert full == prophet and len(full) == 6
+
+
+def test_diagnose_reports_overlap_with_oracle(engine):
+    report = engine.diagnose(make_prompt(5), 0.25)
+    k = selectors.budget(0.25, engine.layout(make_prompt(5)).num_context)
+    assert len(report["oracle"]) == k
+    for method in RECOMPUTING:
+        assert 0.0 <= report[method]["oracle_overlap"] <= 1.0
+        assert len(report[method]["selected"]) == k
+
+
+def test_bad_method_and_ratio_are_refused(engine):
+    with pytest.raises(ValueError, match="unknown method"):
+        engine.prefill(make_prompt(), "magic")
+    with pytest.raises(ValueError, match="recompute ratio"):
+        engine.prefill(make_prompt(), "prophetkv", 1.2)
+
+
+def test_corrupt_store_entry_is_recomputed(params, tmp_path):
+    prompt = make_prompt(6)
+    first = Engine(params, CONFIG, ChunkStore(tmp_path), max_new_tokens=8)
+    first.precompute(prompt)
+    expected = first.prefill(prompt, "naive").last_logits
+    for path in tmp_path.glob("*/*.safetensors"):
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x55
+        path.write_bytes(bytes(data))
+    second = Engine(params, CONFIG, ChunkStore(tmp_path), max_new_tokens=8)
+    np.testing.assert_allclose(second.prefill(prompt, "naive").last_logits, expected, atol=1e-6)
