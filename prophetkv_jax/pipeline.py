@@ -190,7 +190,7 @@ class Engine:
         cache, position = prefill.cache, prefill.next_position
         while len(out) < limit and out[-1] not in eos_ids:
             logits, cache = recompute.recompute_rows(
-                self.params, self.config, cache, np.array([out[-1]]), np.array([position])
+                self.params, self.config, cache, np.array([out[-1]]), np.array([position]), min_rows=1
             )
             out.append(int(np.argmax(np.asarray(logits[-1]))))
             position += 1

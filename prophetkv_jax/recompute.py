@@ -27,17 +27,20 @@ from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 
 
-def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int):
-    return llama.pad_rows(tokens, positions, positions, capacity)
+def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: int = 64):
+    return llama.pad_rows(tokens, positions, positions, capacity, minimum)
 
 
 def recompute_rows(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
-    tokens: np.ndarray, positions: np.ndarray,
+    tokens: np.ndarray, positions: np.ndarray, min_rows: int = 64,
 ) -> tuple[np.ndarray, llama.KVCache]:
-    """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows."""
+    """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows.
+
+    Rows are padded to a power-of-two bucket of at least ``min_rows`` (1 when decoding).
+    """
     n = len(tokens)
-    rows, pos, slots = _padded(tokens, positions, cache.capacity)
+    rows, pos, slots = _padded(tokens, positions, cache.capacity, min_rows)
     logits, cache = llama.forward(params, rows, pos, cache, slots, config)
     return logits[:n], cache
 

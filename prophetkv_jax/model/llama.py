@@ -328,10 +328,19 @@ def init_params(config: LlamaConfig, rng: jax.Array) -> Params:
 # ----------------------------------------------------------------------------- shapes
 
 
+BUCKET_STEP = 1024
+
+
 def bucket_size(n: int, minimum: int = 64) -> int:
-    """Smallest power of two >= n (and >= minimum): lengths within a bucket share one compile."""
+    """Padded length for n rows or slots: lengths within a bucket share one compile.
+
+    Powers of two up to ``BUCKET_STEP``, then multiples of it, so a 4.1K-token prompt pads
+    to 5K, not 8K (attention cost grows with the padded length).
+    """
     if n < 0:
         raise ValueError(f"length must be >= 0, got {n}")
+    if n > BUCKET_STEP:
+        return max(minimum, -(-n // BUCKET_STEP) * BUCKET_STEP)
     return max(minimum, 1 << max(0, n - 1).bit_length())
 
 
