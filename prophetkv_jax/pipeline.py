@@ -125,7 +125,7 @@ class Engine:
             tokens = layout.tokens()
             logits, cache = recompute.recompute_rows(
                 self.params, self.config, llama.KVCache.empty(self.config, capacity),
-                tokens, np.arange(len(tokens)),
+                tokens, np.arange(len(tokens)), last_only=True,
             )
             selected = np.arange(layout.num_context)
         else:
@@ -175,7 +175,9 @@ class Engine:
             selected = selectors.top_k(selectors.prophetkv_scores(layer_scores)[:c], k)
         timings["select"] = time.perf_counter() - clock
         rows = np.concatenate([selected, query]).astype(np.int32)
-        logits, cache = recompute.recompute_rows(self.params, self.config, cache, tokens[rows], rows)
+        logits, cache = recompute.recompute_rows(
+            self.params, self.config, cache, tokens[rows], rows, last_only=True
+        )
         return logits, cache, selected
 
     # -- decoding -----------------------------------------------------------------------
@@ -190,7 +192,8 @@ class Engine:
         cache, position = prefill.cache, prefill.next_position
         while len(out) < limit and out[-1] not in eos_ids:
             logits, cache = recompute.recompute_rows(
-                self.params, self.config, cache, np.array([out[-1]]), np.array([position]), min_rows=1
+                self.params, self.config, cache, np.array([out[-1]]), np.array([position]), min_rows=1,
+                last_only=True,
             )
             out.append(int(np.argmax(np.asarray(logits[-1]))))
             position += 1

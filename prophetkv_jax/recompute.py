@@ -33,16 +33,21 @@ def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: i
 
 def recompute_rows(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
-    tokens: np.ndarray, positions: np.ndarray, min_rows: int = 64,
+    tokens: np.ndarray, positions: np.ndarray, min_rows: int = 64, last_only: bool = False,
 ) -> tuple[np.ndarray, llama.KVCache]:
-    """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows.
+    """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows
+    (of the last row only with ``last_only``, all a prefill needs).
 
-    Rows are padded to a power-of-two bucket of at least ``min_rows`` (1 when decoding).
+    Rows are padded to a shape bucket of at least ``min_rows`` (1 when decoding).
     """
     n = len(tokens)
     rows, pos, slots = _padded(tokens, positions, cache.capacity, min_rows)
-    logits, cache = llama.forward(params, rows, pos, cache, slots, config)
-    return logits[:n], cache
+    logits, cache = llama.forward(params, rows, pos, cache, slots, config, _last_row(n, last_only))
+    return logits if last_only else logits[:n], cache
+
+
+def _last_row(n: int, last_only: bool) -> np.ndarray | None:
+    return np.array([n - 1], np.int32) if last_only else None
 
 
 def query_attention(
@@ -50,7 +55,7 @@ def query_attention(
     tokens: np.ndarray, positions: np.ndarray, score_from: int,
 ) -> tuple[np.ndarray, np.ndarray, llama.KVCache]:
     """Run rows through all layers and return per-layer attention [L, S] paid by rows at
-    positions >= ``score_from`` (the query segment), with the rows' logits and cache.
+    positions >= ``score_from`` (the query segment), with the last row's logits and the cache.
 
     Against an assembled cache with only the query rows this is ProphetKV's Stage I;
     over all rows of an empty cache it is the full-prefill oracle.
@@ -58,8 +63,10 @@ def query_attention(
     n = len(tokens)
     rows, pos, slots = _padded(tokens, positions, cache.capacity)
     score_rows = ((pos >= score_from) & (slots >= 0)).astype(np.float32)
-    logits, cache, scores = llama.forward_with_scores(params, rows, pos, cache, slots, score_rows, config)
-    return np.asarray(scores), logits[:n], cache
+    logits, cache, scores = llama.forward_with_scores(
+        params, rows, pos, cache, slots, score_rows, config, _last_row(n, True)
+    )
+    return np.asarray(scores), logits, cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +123,7 @@ def check_layer(
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _continue_from_layer_1(params, hidden, row_index, positions, cache, slots, config):
+def _continue_from_layer_1(params, hidden, row_index, positions, cache, slots, config, last_row):
     rope = llama.rope_tables(positions, config)
     mask = llama.attention_mask(cache, positions)
     rest = jax.tree.map(lambda x: x[1:], params["layers"])
@@ -126,15 +133,17 @@ def _continue_from_layer_1(params, hidden, row_index, positions, cache, slots, c
     cache = dataclasses.replace(
         cache, k=jnp.concatenate([cache.k[:1], k]), v=jnp.concatenate([cache.v[:1], v])
     )
-    return llama.unembed(params, h, config), cache
+    return llama.unembed(params, h[last_row], config), cache
 
 
 def continue_from_layer_1(
     params: llama.Params, config: LlamaConfig, check: CheckLayer,
     row_index: np.ndarray, positions: np.ndarray,
 ) -> tuple[np.ndarray, llama.KVCache]:
-    """Carry the chosen rows (indices into the check pass's rows) through layers 1..L-1."""
+    """Carry the chosen rows (indices into the check pass's rows) through layers 1..L-1;
+    logits of the last row."""
     n = len(row_index)
     index, pos, slots = _padded(row_index, positions, check.cache.capacity)
-    logits, cache = _continue_from_layer_1(params, check.hidden, index, pos, check.cache, slots, config)
-    return logits[:n], cache
+    return _continue_from_layer_1(
+        params, check.hidden, index, pos, check.cache, slots, config, _last_row(n, True)
+    )
