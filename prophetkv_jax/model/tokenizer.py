@@ -1,0 +1,116 @@
+"""Tokenizer and chat template, from an HF ``tokenizer.json`` or from GGUF metadata.
+
+Both paths end in a ``tokenizers.Tokenizer`` (the Rust BPE HF itself uses), so ids match
+the reference implementation; special tokens are never added implicitly: callers say
+``add_bos`` where they want one, and chat templates spell out their own markers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+
+# llama.cpp's pre-tokenizer names -> the split HF applies before byte-level BPE.
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_CONTROL, _USER_DEFINED = 3, 4  # GGUF token_type values of special tokens
+
+
+class Tokenizer:
+    """Text <-> ids, BOS/EOS ids and the checkpoint's chat template."""
+
+    def __init__(self, backend: HFTokenizer, *, bos_id: int | None, eos_ids: Iterable[int],
+                 chat_template: str | None, bos_token: str = "", eos_token: str = "") -> None:
+        self.backend = backend
+        self.bos_id = bos_id
+        self.eos_ids = frozenset(int(i) for i in eos_ids)
+        self.chat_template = chat_template
+        self._special = {"bos_token": bos_token, "eos_token": eos_token}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        ids = self.backend.encode(text, add_special_tokens=False).ids
+        if add_bos:
+            if self.bos_id is None:
+                raise ValueError("this tokenizer has no BOS token")
+            ids = [self.bos_id, *ids]
+        return ids
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """Render the checkpoint's Jinja chat template the way transformers does."""
+        if not self.chat_template:
+            raise ValueError("this checkpoint has no chat template; use plain prompts (--no-chat)")
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise_template_error
+        template = env.from_string(self.chat_template)
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._special)
+
+
+def _raise_template_error(message: str) -> None:
+    raise ValueError(f"chat template error: {message}")
+
+
+def from_gguf_metadata(fields: dict[str, Any], source: str) -> Tokenizer:
+    """Rebuild the byte-level BPE tokenizer llama.cpp stored in a GGUF file."""
+    model = fields.get("tokenizer.ggml.model")
+    if model != "gpt2":
+        raise ValueError(f"{source}: unsupported GGUF tokenizer model {model!r} (only byte-level BPE 'gpt2')")
+    tokens: list[str] = fields["tokenizer.ggml.tokens"]
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"]]
+    types = fields.get("tokenizer.ggml.token_type", [1] * len(tokens))
+    backend = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
+                                     fuse_unk=False, byte_fallback=False))
+    backend.pre_tokenizer = _pre_tokenizer(fields.get("tokenizer.ggml.pre", "default"))
+    backend.decoder = decoders.ByteLevel()
+    special = [t for t, kind in zip(tokens, types) if kind in (_CONTROL, _USER_DEFINED)]
+    backend.add_special_tokens(special)
+    bos = fields.get("tokenizer.ggml.bos_token_id")
+    eos = fields.get("tokenizer.ggml.eos_token_id")
+    return Tokenizer(
+        backend, bos_id=bos, eos_ids=[] if eos is None else [eos],
+        chat_template=fields.get("tokenizer.chat_template"),
+        bos_token=tokens[bos] if bos is not None else "", eos_token=tokens[eos] if eos is not None else "",
+    )
+
+
+def _pre_tokenizer(name: str) -> pre_tokenizers.PreTokenizer:
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if name == "smollm":  # SmolLM's tokenizer.json: every digit alone, then GPT-2 byte level
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    if name in ("llama-bpe", "llama3"):
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    if name in ("default", "gpt2", "gpt-2"):
+        return byte_level
+    raise ValueError(f"unsupported GGUF pre-tokenizer {name!r} (supported: smollm, llama-bpe, gpt2)")
+
+
+def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids: Iterable[int]) -> Tokenizer:
+    """An HF checkpoint's tokenizer.json plus the template and special tokens of tokenizer_config.json."""
+    backend = HFTokenizer.from_file(tokenizer_json)
+    bos_token, eos_token = (_token_text(tokenizer_config.get(k)) for k in ("bos_token", "eos_token"))
+    bos_id = backend.token_to_id(bos_token) if bos_token else None
+    eos = set(eos_ids)
+    if eos_token and backend.token_to_id(eos_token) is not None:
+        eos.add(backend.token_to_id(eos_token))
+    template = tokenizer_config.get("chat_template")
+    if isinstance(template, list):  # several named templates: the default one
+        template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    return Tokenizer(backend, bos_id=bos_id, eos_ids=eos, chat_template=template,
+                     bos_token=bos_token or "", eos_token=eos_token or "")
+
+
+def _token_text(value: Any) -> str | None:
+    return value.get("content") if isinstance(value, dict) else value

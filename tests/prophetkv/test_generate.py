@@ -1,0 +1,34 @@
+"""Generation: the chat answer, sampling controls, context limits."""
+
+import numpy as np
+import pytest
+
+from prophetkv_jax.generate import generate, main
+
+
+@pytest.mark.slow
+def test_greedy_chat_answer_names_paris(default_model):
+    params, config, tokenizer = default_model
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}])
+    ids = generate(params, config, tokenizer.encode(prompt), 24, tokenizer.eos_ids)
+    assert "Paris" in tokenizer.decode(ids)
+    assert ids[-1] in tokenizer.eos_ids  # stopped at EOS, not at the limit
+
+
+@pytest.mark.slow
+def test_sampling_is_seeded_and_tiny_top_p_is_greedy(default_model):
+    params, config, tokenizer = default_model
+    ids = tokenizer.encode("Once upon a time")
+    a = generate(params, config, ids, 12, temperature=1.0, top_p=0.95, seed=1)
+    b = generate(params, config, ids, 12, temperature=1.0, top_p=0.95, seed=1)
+    c = generate(params, config, ids, 12, temperature=1.0, top_p=0.95, seed=2)
+    assert a == b and a != c
+    assert generate(params, config, ids, 8, temperature=0.7, top_p=1e-6) == generate(params, config, ids, 8)
+
+
+def test_prompt_over_context_and_bad_flags_are_refused(default_model):
+    params, config, _ = default_model
+    with pytest.raises(ValueError, match="exceeds the model's context of 8192"):
+        generate(params, config, list(np.zeros(8190, int)), 8)
+    with pytest.raises(SystemExit):
+        main(["hi", "--top-p", "0"])
