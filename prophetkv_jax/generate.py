@@ -72,6 +72,42 @@ def decode_from_cache(
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("caches",))
+def _greedy_step_batch(params, tokens, positions, caches, config):
+    """One greedy step for B independent caches at once (the weights are read once, not B times)."""
+    step = lambda t, p, c: llama.forward(params, t[None], p[None], c, p[None], config)  # noqa: E731
+    logits, caches = jax.vmap(step)(tokens, positions, caches)
+    return jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32), caches
+
+
+def greedy_decode_batch(
+    params: llama.Params, config: LlamaConfig, caches: list[llama.KVCache], last_logits: list[np.ndarray],
+    next_positions: list[int], max_new_tokens: int, eos_ids: Iterable[int] = (),
+) -> list[list[int]]:
+    """Greedy continuations of several prefilled caches (e.g. one per reuse method), decoded together.
+
+    Equal to ``decode_from_cache`` on each cache; the caches must share one capacity.
+    """
+    if len({c.capacity for c in caches}) != 1:
+        raise ValueError("caches decoded together must have the same capacity")
+    if max(next_positions) + max_new_tokens > caches[0].capacity:
+        raise ValueError(f"{max_new_tokens} new tokens exceed the cache capacity {caches[0].capacity}")
+    eos = set(eos_ids)
+    outs = [[int(np.argmax(logits))] for logits in last_logits]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *caches)
+    positions = np.asarray(next_positions, np.int32)
+    for step in range(max_new_tokens - 1):
+        if all(out[-1] in eos for out in outs):
+            break
+        tokens, stacked = _greedy_step_batch(
+            params, jnp.asarray([out[-1] for out in outs], jnp.int32), jnp.asarray(positions + step), stacked, config
+        )
+        for out, token in zip(outs, np.asarray(tokens).tolist()):
+            if out[-1] not in eos:
+                out.append(int(token))
+    return outs
+
+
 def generate(
     params: llama.Params, config: LlamaConfig, prompt_ids: list[int], max_new_tokens: int,
     eos_ids: Iterable[int] = (), *, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,

@@ -32,3 +32,26 @@ def test_prompt_over_context_and_bad_flags_are_refused(default_model):
         generate(params, config, list(np.zeros(8190, int)), 8)
     with pytest.raises(SystemExit):
         main(["hi", "--top-p", "0"])
+
+
+def test_batched_greedy_decoding_equals_one_cache_at_a_time():
+    import jax
+
+    from prophetkv_jax import recompute
+    from prophetkv_jax.generate import decode_from_cache, greedy_decode_batch
+    from prophetkv_jax.model import llama
+    from prophetkv_jax.model.config import tiny_config
+
+    config = tiny_config()
+    params = llama.init_params(config, jax.random.PRNGKey(3))
+    rng = np.random.default_rng(0)
+    prefills = []
+    for n in (9, 14, 11):
+        cache = llama.KVCache.empty(config, 64)
+        logits, cache = recompute.recompute_rows(params, config, cache, rng.integers(0, 256, n), np.arange(n), last_only=True)
+        prefills.append((cache, np.asarray(logits[-1]), n))
+    eos = {int(np.argmax(prefills[1][1]))}  # the second stream stops at once
+    one_by_one = [decode_from_cache(params, config, c, l, n, 10, eos) for c, l, n in prefills]
+    together = greedy_decode_batch(params, config, *map(list, zip(*prefills)), 10, eos)
+    assert together == one_by_one
+    assert len(together[1]) == 1 and len(together[0]) == 10

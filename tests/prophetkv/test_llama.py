@@ -67,5 +67,5 @@ def test_pad_rows_refuses_out_of_range_slots():
 
 def test_bucket_size():
     assert [llama.bucket_size(n, 16) for n in (0, 1, 16, 17, 100, 1024, 1025, 4100)] == [
-        16, 16, 16, 32, 128, 1024, 2048, 5120
+        16, 16, 16, 32, 128, 1024, 1280, 4352
     ]

@@ -1,0 +1,1 @@
+"""Long-context benchmarks for the ProphetKV comparison: RULER (generated) and LongBench (loaded)."""
