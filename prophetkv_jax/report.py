@@ -81,16 +81,14 @@ def _column_order(key: tuple[str, float | None]) -> tuple[int, float]:
 
 def plot_ratio_sweep(summary: dict[str, Any], path: Path) -> bool:
     """Score vs recompute ratio per method (averaged over tasks); False when fewer than 2 ratios."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend (e.g. a notebook's) alone
 
     averages = summary["averages"]
     ratios = sorted({a["ratio"] for a in averages if a["method"] not in RATIO_FREE and a["ratio"] is not None})
     if len(ratios) < 2:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for method in sorted({a["method"] for a in averages}, key=lambda m: _column_order((m, 0))):
         points = sorted((a["ratio"], a["score"]) for a in averages if a["method"] == method)
         if method in RATIO_FREE:
@@ -107,6 +105,5 @@ def plot_ratio_sweep(summary: dict[str, Any], path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     tmp.replace(path)
     return True
