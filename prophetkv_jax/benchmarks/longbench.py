@@ -44,7 +44,7 @@ PROMPTS = {
     "qmsum": ("You are given a meeting transcript and a query containing a question or instruction. Answer the query in "
               "one or more sentences.\n\nTranscript:\n{context}\n\nNow, answer the query based on the above meeting "
               "transcript in one or more sentences.\n\nQuery: {input}\nAnswer:"),
-    "multi_news": ("You are given several news articles. Write a one-page summary of all news. \n\nNews:\n{context}\n\n"
+    "multi_news": ("You are given several news passages. Write a one-page summary of all news. \n\nNews:\n{context}\n\n"
                    "Now, write a one-page summary of all the news.\n\nSummary:"),
     "vcsum": "下面有一段会议记录，请你阅读后，写一段总结，总结会议的内容。\n会议记录：\n{context}\n\n会议总结：",
     "trec": "Please determine the type of the question below. Here are some examples of questions.\n\n{context}\n{input}",
@@ -63,7 +63,7 @@ PROMPTS = {
                              "be like \"Paragraph 1\", \"Paragraph 2\", etc.\n\nThe answer is: "),
     "passage_retrieval_zh": ("以下是若干段落文字，以及其中一个段落的摘要。请确定给定的摘要出自哪一段。\n\n{context}\n\n下面是一个摘要\n\n"
                              "{input}\n\n请输入摘要所属段落的编号。答案格式必须是\"段落1\"，\"段落2\"等格式\n\n答案是："),
-    "lcc": "Please complete the code given below. \n{context}Now, the next line of code is:\n",
+    "lcc": "Please complete the code given below. \n{context}Next line of code:\n",
     "repobench-p": "Please complete the code given below. \n{context}{input}Next line of code:\n",
 }
 MAX_NEW_TOKENS = {
