@@ -121,7 +121,7 @@ def evaluate_samples(
     for sample, todo in pending:
         budget = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
         prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
-                                  sample.answer_prefix, chunk_tokens, chat=chat,
+                                  sample.answer_prefix, chunk_tokens, chat=chat and sample.extra.get("chat", True),
                                   max_prompt_tokens=None if context_tokens is None else context_tokens - budget)
         engine.precompute(prompt)
         prefills = [engine.prefill(prompt, method, 0.0 if ratio is None else ratio) for method, ratio in todo]

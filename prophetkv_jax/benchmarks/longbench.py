@@ -80,6 +80,8 @@ METRIC = {
     "passage_retrieval_zh": "retrieval_zh", "passage_count": "count", "lcc": "code_sim", "repobench-p": "code_sim",
 }
 DATASETS = tuple(PROMPTS)
+# LongBench's pred.py sends these few-shot / code prompts as raw text, never in a chat template.
+NO_CHAT = ("trec", "triviaqa", "samsum", "lsht", "lcc", "repobench-p")
 _FIELDS = ("input", "context", "answers")
 
 
@@ -89,7 +91,8 @@ def to_sample(dataset: str, index: int, record: dict) -> Sample:
         task=dataset, index=index, instruction=instruction, context=record["context"],
         question=after.replace("{input}", record["input"]), answer_prefix="",
         references=tuple(record["answers"]), metric=METRIC[dataset], max_new_tokens=MAX_NEW_TOKENS[dataset],
-        extra={"dataset": dataset, "all_classes": record.get("all_classes"), "_id": record.get("_id"),
+        extra={"dataset": dataset, "chat": dataset not in NO_CHAT,
+               "all_classes": record.get("all_classes"), "_id": record.get("_id"),
                "length": record.get("length")},
     )
 

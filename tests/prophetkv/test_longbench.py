@@ -44,3 +44,10 @@ def test_missing_file_unknown_dataset_and_malformed_line(tmp_path):
     write(tmp_path / "lcc.jsonl", [json.dumps({"input": "", "context": "x = 1"})])
     with pytest.raises(ValueError, match="line 1: .*missing field\\(s\\) answers"):
         longbench.load(tmp_path, "lcc")
+
+
+def test_few_shot_and_code_sets_skip_the_chat_template(tmp_path):
+    write(tmp_path / "trec.jsonl", [record(0)])
+    write(tmp_path / "hotpotqa.jsonl", [record(0)])
+    assert longbench.load(tmp_path, "trec")[0].extra["chat"] is False
+    assert longbench.load(tmp_path, "hotpotqa")[0].extra["chat"] is True
