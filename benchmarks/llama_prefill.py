@@ -1,0 +1,205 @@
+"""Prefill throughput of the project's Llama vs transformers (PyTorch eager), and vs the matmul peak.
+
+Prefill = one forward over T prompt tokens that writes the KV cache and returns the
+logits of every row; both implementations do exactly that work. Throughput is the best
+of ``--repeats`` timed runs after one warm-up (JAX compile excluded, reported apart).
+Achieved GFLOP/s counts the model's useful FLOPs (linear layers, causal attention, LM
+head) and is compared with a measured fp32 ``jnp.matmul`` of a large square: the best
+this machine's XLA backend does on the op that dominates a transformer (the best over a
+few sizes, since cache effects make the rate size-dependent).
+
+    python benchmarks/llama_prefill.py --lengths 512 1024 2048 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.checkpoint import default_model_path, load_checkpoint
+from prophetkv_jax.model.config import LlamaConfig
+
+DEFAULT_OUT = os.path.join("benchmarks", "results", "llama_prefill.json")
+
+
+def prefill_flops(config: LlamaConfig, tokens: int) -> float:
+    """Useful FLOPs of a T-token prefill: 2 per multiply-add, causal attention counted once."""
+    c = config
+    linear_per_token = c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim  # q, k, v
+    linear_per_token += c.num_heads * c.head_dim * c.hidden_size  # o
+    linear_per_token += 3 * c.hidden_size * c.intermediate_size  # gate, up, down
+    causal_pairs = tokens * (tokens + 1) / 2
+    attention = 2 * 2 * causal_pairs * c.num_heads * c.head_dim  # scores and weighted values
+    head = 2 * tokens * c.hidden_size * c.vocab_size
+    return c.num_layers * (2 * tokens * linear_per_token + attention) + head
+
+
+def best_time(run: Callable[[], Any], repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls (each call must block until done)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(size: int, repeats: int) -> float:
+    """fp32 GFLOP/s of a jitted square ``jnp.matmul`` of side ``size``."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    return 2 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats) / 1e9
+
+
+def time_project(params, config: LlamaConfig, ids: np.ndarray, repeats: int) -> tuple[float, float]:
+    """(best prefill seconds, first-call seconds incl. compile) through ``llama.forward``."""
+    n = len(ids)
+    capacity = llama.bucket_size(n)
+    tokens, positions, slots = llama.pad_rows(ids, np.arange(n), np.arange(n), capacity)
+    cache = llama.KVCache.empty(config, capacity)
+
+    def run() -> None:
+        logits, new_cache = llama.forward(params, tokens, positions, cache, slots, config)
+        jax.block_until_ready((logits, new_cache))
+
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    return best_time(run, repeats), first
+
+
+def load_reference(model_path: str | None, threads: int):
+    """transformers' own load of the same checkpoint, eager attention, fp32, ``threads`` threads."""
+    try:
+        import torch
+        import transformers
+    except ImportError as err:
+        raise SystemExit(
+            f"the transformers reference needs torch + transformers ({err}); "
+            "install the test extra: pip install -e '.[test]'"
+        ) from err
+    torch.set_num_threads(threads)
+    path = model_path or default_model_path()
+    kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "eager"}
+    if os.path.isfile(path):
+        folder, name = os.path.split(path)
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return model.eval(), torch
+
+
+def time_reference(model, torch, ids: np.ndarray, repeats: int) -> float:
+    batch = torch.tensor(ids[None], dtype=torch.long)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(batch, use_cache=True)
+
+    run()
+    return best_time(run, repeats)
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    peak = report["matmul_peak_gflops"]
+    lines = [
+        f"Prefill, {report['model']} fp32, {report['threads']} threads "
+        f"({report['cpu']}, 1-min load average {report['load_average_1min']['start']:.1f} at start); "
+        f"matmul peak {peak:.1f} GFLOP/s",
+        "",
+        "| tokens | project tok/s | transformers tok/s | speedup | project GFLOP/s | % of matmul peak |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["results"]:
+        lines.append(
+            f"| {row['tokens']} | {row['project_tokens_per_s']:.0f} | "
+            f"{row['transformers_tokens_per_s']:.0f} | {row['speedup']:.2f}x | "
+            f"{row['project_gflops']:.1f} | {100 * row['fraction_of_matmul_peak']:.0f}% |"
+        )
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    model_path: str | None, lengths: Sequence[int], repeats: int, matmul_sizes: Sequence[int]
+) -> dict[str, Any]:
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load_before = os.getloadavg()[0]  # other processes on the machine skew every timing
+    params, config, _ = load_checkpoint(model_path)
+    too_long = [n for n in lengths if n > config.max_position_embeddings]
+    if too_long:
+        raise SystemExit(
+            f"--lengths {too_long} exceed the model's context of {config.max_position_embeddings} tokens"
+        )
+    reference, torch = load_reference(model_path, threads)
+    matmul = {size: matmul_gflops(size, max(repeats, 5)) for size in matmul_sizes}
+    peak = max(matmul.values())
+    rng = np.random.RandomState(0)
+    results = []
+    for n in lengths:
+        ids = rng.randint(0, config.vocab_size, n).astype(np.int32)
+        ours, first_call = time_project(params, config, ids, repeats)
+        theirs = time_reference(reference, torch, ids, repeats)
+        gflops = prefill_flops(config, n) / ours / 1e9
+        results.append({
+            "tokens": n,
+            "project_seconds": ours,
+            "project_first_call_seconds": first_call,
+            "transformers_seconds": theirs,
+            "project_tokens_per_s": n / ours,
+            "transformers_tokens_per_s": n / theirs,
+            "speedup": theirs / ours,
+            "gflop": prefill_flops(config, n) / 1e9,
+            "project_gflops": gflops,
+            "transformers_gflops": prefill_flops(config, n) / theirs / 1e9,
+            "fraction_of_matmul_peak": gflops / peak,
+        })
+        print(f"{n} tokens: project {n / ours:.0f} tok/s, transformers {n / theirs:.0f} tok/s", flush=True)
+    return {
+        "model": os.path.basename(model_path or default_model_path()),
+        "threads": threads,
+        "cpu": platform.processor() or platform.machine(),
+        "backend": jax.default_backend(),
+        "jax_version": jax.__version__,
+        "torch_version": torch.__version__,
+        "repeats": repeats,
+        "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
+        "matmul_gflops_by_size": matmul,
+        "matmul_peak_gflops": peak,
+        "results": results,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help=".gguf file or HF dir (default: SmolLM2-135M GGUF)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--matmul-sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON path; the Markdown table goes next to it")
+    args = parser.parse_args(argv)
+    if min(args.lengths + args.matmul_sizes) <= 0 or args.repeats <= 0:
+        parser.error("--lengths, --matmul-sizes and --repeats must be positive")
+    report = run_benchmark(args.model, args.lengths, args.repeats, args.matmul_sizes)
+    table = markdown_table(report)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.splitext(args.out)[0] + ".md", "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
