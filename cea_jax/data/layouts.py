@@ -136,19 +136,16 @@ def _clean_files(root: Path, spec: CleanFolders) -> list[Path]:
 
 
 def _paired_files(root: Path, spec: PairedFolders) -> list[tuple[Path, Path]]:
+    degraded = [f for pattern in spec.degraded for folder in _expand(root, pattern) for f in list_images(folder)]
     clean_by_key: dict[str, Path] = {}
     for path in list_images(root / spec.clean):
         clean_by_key.setdefault(spec.key(path), path)
     pairs = []
-    for pattern in spec.degraded:
-        for folder in _expand(root, pattern):
-            for path in list_images(folder):
-                partner = clean_by_key.get(spec.key(path))
-                if partner is None:
-                    raise DataLayoutError(
-                        f"{path}: no clean partner named like {spec.key(path)!r} in {root / spec.clean}"
-                    )
-                pairs.append((path, partner))
+    for path in degraded:
+        partner = clean_by_key.get(spec.key(path))
+        if partner is None:
+            raise DataLayoutError(f"{path}: no clean partner named like {spec.key(path)!r} in {root / spec.clean}")
+        pairs.append((path, partner))
     return pairs
 
 
