@@ -10,7 +10,17 @@ from cea_jax.data import catalog, layouts
 from cea_jax.data.io import BadImageError, DataLayoutError, read_rgb
 from cea_jax.data.sources import TASKS, CDD11TrainSource, PairSource
 
-from conftest import save
+from data_helpers import make_cdd11_root, make_promptir_root, save
+
+
+@pytest.fixture
+def promptir_root(tmp_path):
+    return make_promptir_root(tmp_path)
+
+
+@pytest.fixture
+def cdd11_root(tmp_path):
+    return make_cdd11_root(tmp_path)
 
 
 def test_promptir_aio3_multipliers_and_pairing(promptir_root):

@@ -1,10 +1,27 @@
-"""Shared fixtures for the CEA tests: tiny on-disk datasets in the real layouts."""
+"""Helpers shared by the CEA data/train/evaluation tests (a plain module, not a conftest).
 
+Tiny on-disk datasets in the real layouts, the smallest model spec, and one short
+training run shared by every test module of the process (cached), so the model is
+compiled and trained once per test session.
+"""
+
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
+
+from cea_jax.train_lib import TrainConfig, train
+from cea_jax.workdir import ModelSpec
+
+# The smallest CEA that still has every part (4 levels, decoder adapters, rank 2).
+SMALL_SPEC = ModelSpec("tiny", "cea", (("dim", 8), ("num_blocks", (1, 1, 1, 1)), ("num_refinement_blocks", 0),
+                                       ("rank", 2)))
+SMALL_TRAIN = TrainConfig(steps=8, batch_size=2, crop=32, workers=0, log_every=1, val_every=1000,
+                          val_images=1, val_crop=32, checkpoint_every=1000)
 
 
 def save(path: Path, shape=(40, 48), seed=0, mode="RGB"):
@@ -16,8 +33,7 @@ def save(path: Path, shape=(40, 48), seed=0, mode="RGB"):
     return path
 
 
-@pytest.fixture
-def promptir_root(tmp_path):
+def make_promptir_root(tmp_path):
     """A PromptIR/AdaIR tree with 2 images per folder (grayscale denoising images, like BSD400)."""
     root = tmp_path / "promptir"
     for i in range(2):
@@ -40,8 +56,7 @@ def promptir_root(tmp_path):
     return root
 
 
-@pytest.fixture
-def cdd11_root(tmp_path):
+def make_cdd11_root(tmp_path):
     """cdd11/{train,test}: every category has 1 image except 'low' (5), to test uniform sampling."""
     from cea_jax.data.degrade import CDD11_CATEGORIES
 
@@ -53,3 +68,12 @@ def cdd11_root(tmp_path):
             for i in range(5 if c == "low" else 1):
                 save(root / f"cdd11/{split}/{c}/{i}.png", seed=100 + i)
     return root
+
+
+@functools.lru_cache(maxsize=None)
+def trained_run() -> tuple[Path, dict]:
+    """(workdir, final metrics row) of an uninterrupted SMALL_TRAIN run on the embedded data."""
+    root = Path(tempfile.mkdtemp(prefix="cea_run_"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    workdir = root / "run"
+    return workdir, train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
