@@ -21,16 +21,20 @@ MULTIPLE = 16
 
 
 @functools.lru_cache(maxsize=8)
-def predictor(config: ModelConfig, return_maps: bool = False):
-    """A jitted ``(params, uint8 [B, H, W, 3]) -> (restored float32 in [0, 1], maps | None)``."""
+def predictor(config: ModelConfig):
+    """A jitted ``(params, uint8 [B, H, W, 3]) -> (restored float32 in [0, 1], maps | None)``.
+
+    CEA always returns its affinity maps (they are computed anyway and are small), so
+    asking for them never costs a second compilation.
+    """
     model = build_model(config)
-    want_maps = return_maps and config.variant == "cea"
+    with_maps = config.variant == "cea"
 
     @jax.jit
     def predict(params: Any, images: jax.Array) -> tuple[jax.Array, Any]:
         x = images.astype(jnp.float32) / 255.0
-        restored, aux = model.apply(params, x, train=False, return_maps=want_maps)
-        return jnp.clip(restored, 0.0, 1.0), aux.get("maps") if want_maps else None
+        restored, aux = model.apply(params, x, train=False, return_maps=with_maps)
+        return jnp.clip(restored, 0.0, 1.0), aux.get("maps")
 
     return predict
 
@@ -46,8 +50,8 @@ def restore_batch(config: ModelConfig, params: Any, images: np.ndarray,
     if ph or pw:
         mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
         images = np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
-    restored, maps = predictor(config, return_maps)(params, images)
+    restored, maps = predictor(config)(params, images)
     restored = np.asarray(restored)[:, :h, :w]
-    if maps is not None:
-        maps = {name: np.asarray(m) for name, m in maps.items()}
-    return restored, maps
+    if not return_maps or maps is None:
+        return restored, None
+    return restored, {name: np.asarray(m) for name, m in maps.items()}

@@ -112,6 +112,8 @@ def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[Pat
         return run_dir, step_dir
     if not workdir:
         raise WorkdirError("give --workdir DIR (latest checkpoint) or --checkpoint DIR/checkpoints/STEP")
+    if not (Path(workdir) / CONFIG_FILE).is_file():
+        raise WorkdirError(f"{Path(workdir) / CONFIG_FILE}: not found; is {workdir} a train.py --workdir?")
     root = Path(workdir).absolute() / CHECKPOINTS
     steps = sorted(int(p.name) for p in root.glob("*") if p.name.isdigit() and (p / "state").is_dir()) \
         if root.is_dir() else []
