@@ -14,6 +14,7 @@ SCRIPT = r"""
 import json
 import jax, numpy as np
 from cea_jax.configs import get_config
+from jax.sharding import NamedSharding, PartitionSpec as P
 from cea_jax.train_lib import TrainConfig, make_mesh, shard_batch, state_initializer, train_step_fn
 
 assert jax.device_count() == 4, jax.devices()
@@ -23,10 +24,14 @@ rng = np.random.default_rng(0)
 batches = [{"degraded": rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
             "clean": rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
             "task": np.arange(4, dtype=np.int32)} for _ in range(2)]
+meshes = {"one": make_mesh(jax.devices()[:1]), "four": make_mesh(jax.devices())}
+initial = state_initializer(model, config, meshes["one"])[1]()
+# The same initial state, replicated over 4 devices (a copy: the step donates its input).
+host_copy = jax.tree.map(np.asarray, initial)
+states = {"one": initial, "four": jax.device_put(host_copy, NamedSharding(meshes["four"], P()))}
 out = {}
-for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
-    mesh = make_mesh(devices)
-    state = state_initializer(model, config, mesh)[1]()
+for name, mesh in meshes.items():
+    state = states[name]
     step = train_step_fn(model, config, mesh)
     losses = []
     for batch in batches:
