@@ -59,7 +59,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     config, params, step = load_params(args.workdir, args.checkpoint)
     spec = catalog.parse_data(args.data, args.tfds_data_dir)
     test_sets = catalog.test_sets(spec, args.task, seed=args.seed, skip_bad=args.skip_bad)
-    out_dir = Path(args.out) if args.out else Path(args.workdir or Path(args.checkpoint).parent.parent) / "eval" / args.task
+    run_dir = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent.parent
+    out_dir = Path(args.out) if args.out else run_dir / "eval" / args.task
     columns: dict[str, dict[str, float]] = {}
     grid_rows = []
     maps_example = None

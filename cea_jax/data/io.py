@@ -68,13 +68,12 @@ def check_pair(degraded: np.ndarray, clean: np.ndarray, degraded_path: object, c
         )
 
 
-def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+def list_images(folder: str | os.PathLike) -> list[Path]:
     """Sorted image files in ``folder``; DataLayoutError if it is missing or holds none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataLayoutError(f"{folder}: folder not found")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise DataLayoutError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
     return files

@@ -66,11 +66,6 @@ def train_dataset(source: Sequence, *, seed: int, crop: int, batch_size: int, wo
     return iter_ds
 
 
-def float_images(batch: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1] (the model's input range)."""
-    return batch.astype(np.float32) / 255.0
-
-
 def take(source: Sequence, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """The first ``limit`` records of a test source, in order."""
     count = len(source) if limit is None else min(limit, len(source))
