@@ -1,0 +1,130 @@
+"""What ``--data`` and ``--protocol`` / ``--task`` mean: the sources for training, validation and test.
+
+``--data`` is ``embedded`` (scikit-image photos, synthesised online), ``tfds:NAME[:SPLIT]``
+(clean images from a prepared TFDS dataset, synthesised online) or a folder holding a
+real dataset in the PromptIR/AdaIR, MoCE-IR or CDD-11 layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from cea_jax.data import embedded, layouts
+from cea_jax.data.degrade import CDD11_CATEGORIES
+from cea_jax.data.io import DataLayoutError, read_rgb
+from cea_jax.data.sources import (
+    ArrayImages, CDD11TrainSource, CleanImages, PairSource, SyntheticSource, SyntheticTestSource, centre_crop,
+)
+
+PROTOCOLS = ("aio3", "aio5", "cdd11")
+EVAL_TASKS = PROTOCOLS + ("mixed",)
+_COLUMN = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze", "deblur": "Deblur", "enhance": "Low-light"}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """A parsed ``--data`` value."""
+
+    kind: str  # "embedded" | "tfds" | "folder"
+    path: Path | None = None
+    tfds_name: str = ""
+    tfds_split: str = "train"
+    tfds_data_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TestSet:
+    """One column of a results table: its label and the source of its (degraded, clean) records."""
+
+    label: str
+    source: Sequence
+
+
+def parse_data(value: str, tfds_data_dir: str | None = None) -> DataSpec:
+    """``embedded`` | ``tfds:NAME[:SPLIT]`` | a dataset folder (must exist)."""
+    if value == "embedded":
+        return DataSpec("embedded")
+    if value.startswith("tfds:"):
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not parts[1]:
+            raise ValueError(f"--data {value!r}: expected tfds:NAME or tfds:NAME:SPLIT")
+        return DataSpec("tfds", tfds_name=parts[1], tfds_split=parts[2] if len(parts) == 3 else "train",
+                        tfds_data_dir=tfds_data_dir)
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataLayoutError(f"--data {value}: folder not found (expected 'embedded', 'tfds:NAME' or a dataset folder)")
+    return DataSpec("folder", path=path)
+
+
+def protocol_tasks(protocol: str) -> tuple[tuple[str, float], ...]:
+    """(task, sigma) pairs a synthetic training source cycles through (denoising once per sigma)."""
+    if protocol == "cdd11":
+        return tuple((c, 0.0) for c in CDD11_CATEGORIES)
+    if protocol not in layouts.PROTOCOL_TASKS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    tasks: list[tuple[str, float]] = []
+    for task in layouts.PROTOCOL_TASKS[protocol]:
+        if task == "denoise":
+            tasks += [("denoise", float(s)) for s in layouts.DENOISE_SIGMAS]
+        else:
+            tasks.append((task, 0.0))
+    return tuple(tasks)
+
+
+def _clean_images(spec: DataSpec) -> CleanImages:
+    if spec.kind == "embedded":
+        return ArrayImages(embedded.train_photos())
+    from cea_jax.data.tfds_images import TfdsImages
+
+    return TfdsImages(spec.tfds_name, spec.tfds_split, spec.tfds_data_dir)
+
+
+def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_bad: bool = False) -> Sequence:
+    """The training source for a protocol: synthetic for embedded/tfds data, files for a folder."""
+    if spec.kind in ("embedded", "tfds"):
+        # Degrade a window a little larger than the crop: cheap, and the crop still moves.
+        return SyntheticSource(_clean_images(spec), protocol_tasks(protocol), seed=seed,
+                               window=crop + crop // 2, min_size=crop)
+    assert spec.path is not None
+    if protocol == "cdd11":
+        return CDD11TrainSource(layouts.cdd11_pairs(spec.path, "train"), seed=seed, skip_bad=skip_bad, min_size=crop)
+    if protocol not in layouts.PROTOCOL_TASKS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    return PairSource(layouts.aio_train_pairs(spec.path, protocol), skip_bad=skip_bad, min_size=crop)
+
+
+def _label(task: str, sigma: float, protocol: str) -> str:
+    if task == "denoise" and protocol == "aio3":
+        return f"Denoise σ={int(sigma)}"
+    return _COLUMN.get(task, task)
+
+
+def test_sets(spec: DataSpec, task: str, *, seed: int = 0, skip_bad: bool = False) -> list[TestSet]:
+    """The columns of ``evaluate.py --task``: AIO-3/AIO-5 tasks, the 11 CDD-11 categories, or "mixed".
+
+    Embedded and tfds data use the held-out embedded photos (tfds gives clean training
+    images only); folders use the official test sets, centre-cropped to a multiple of 16.
+    """
+    if task not in EVAL_TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {EVAL_TASKS}")
+    if spec.kind != "folder":
+        tiles = embedded.test_tiles()
+        if task == "mixed":
+            return [TestSet("Mixed", SyntheticTestSource(tiles, "mixed", seed))]
+        if task == "cdd11":
+            return [TestSet(c, SyntheticTestSource(tiles, c, seed)) for c in CDD11_CATEGORIES]
+        return [TestSet(_label(t, s, task), SyntheticTestSource(tiles, t, seed, sigma=s or 25.0))
+                for t, s in layouts.PROTOCOL_TESTS[task]]
+    assert spec.path is not None
+    if task == "cdd11":
+        return [TestSet(c, PairSource(pairs, skip_bad=skip_bad, crop_to=16))
+                for c, pairs in layouts.cdd11_pairs(spec.path, "test").items()]
+    if task == "mixed":
+        # Regions of the clean denoising test images (CBSD68) carry different degradations.
+        clean = [centre_crop(read_rgb(p.clean), 16) for p in layouts.aio_test_pairs(spec.path, "denoise")]
+        return [TestSet("Mixed", SyntheticTestSource(clean, "mixed", seed))]
+    return [TestSet(_label(t, s, task), PairSource(layouts.aio_test_pairs(spec.path, t, s), skip_bad=skip_bad,
+                                                   crop_to=16, noise_seed=seed))
+            for t, s in layouts.PROTOCOL_TESTS[task]]

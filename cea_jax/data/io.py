@@ -1,0 +1,93 @@
+"""Reading and writing image files with errors that name the file.
+
+Every loader goes through :func:`read_rgb`, so a corrupt file, an unexpected channel
+layout or a missing folder surfaces as :class:`BadImageError` / :class:`DataLayoutError`
+with the path and what was expected, instead of a shape error deep inside JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be used (unreadable, wrong channels, wrong size)."""
+
+
+class DataLayoutError(ValueError):
+    """A dataset folder that does not have the expected layout."""
+
+
+def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
+    """Read an 8-bit RGB image as uint8 [H, W, 3].
+
+    Grayscale files are rejected unless ``allow_gray`` (then replicated to RGB, as the
+    official loaders do for BSD400); images with an alpha channel, palette images with
+    transparency and 16-bit images are always rejected, since silently flattening them
+    would change the pixels the metrics compare.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode == "P":
+                if "transparency" in img.info:
+                    raise BadImageError(f"{path}: palette image with transparency; expected 8-bit RGB")
+                img = img.convert("RGB")
+                mode = "RGB"
+            if mode in ("L", "1"):
+                if not allow_gray:
+                    raise BadImageError(f"{path}: grayscale image; expected 8-bit RGB (3 channels)")
+                img = img.convert("RGB")
+            elif mode in ("RGBA", "LA", "PA"):
+                raise BadImageError(f"{path}: image has an alpha channel ({mode}); expected 8-bit RGB")
+            elif mode != "RGB":
+                raise BadImageError(f"{path}: unsupported image mode {mode!r}; expected 8-bit RGB")
+            array = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise BadImageError(f"{path}: cannot read image ({err})") from None
+    return array
+
+
+def check_pair(degraded: np.ndarray, clean: np.ndarray, degraded_path: object, clean_path: object) -> None:
+    """Raise BadImageError unless both members of a pair have the same size."""
+    if degraded.shape != clean.shape:
+        raise BadImageError(
+            f"{degraded_path}: size {degraded.shape[1]}x{degraded.shape[0]} does not match its clean "
+            f"partner {clean_path} ({clean.shape[1]}x{clean.shape[0]})"
+        )
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files in ``folder``; DataLayoutError if it is missing or holds none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataLayoutError(f"{folder}: folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataLayoutError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return files
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 image atomically (temporary file + rename), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,254 @@
+"""grain random-access sources: index -> one (degraded, clean) record, deterministic per index.
+
+A record is a dict of numpy arrays: ``degraded`` and ``clean`` uint8 [H, W, 3], ``sigma``
+float32 (> 0: Gaussian noise of that level still has to be added on uint8, after
+cropping, as the AIO loaders do) and ``task`` int32 (an index into TASKS). Randomness
+inside a source is drawn from ``numpy.random.default_rng((seed, index))``, so a record
+depends only on its index, whichever worker process reads it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from cea_jax.data import degrade
+from cea_jax.data.io import BadImageError, check_pair, read_rgb
+from cea_jax.data.layouts import Pair
+
+log = logging.getLogger(__name__)
+
+TASKS = ("denoise", "derain", "dehaze", "deblur", "enhance") + degrade.CDD11_CATEGORIES + ("mixed",)
+TASK_IDS = {name: i for i, name in enumerate(TASKS)}
+# The recipe that synthesises each AIO task (CDD-11 categories are their own recipes).
+TASK_RECIPE = {"denoise": "noise", "derain": "rain", "dehaze": "haze", "deblur": "blur", "enhance": "low"}
+MIXED_KINDS = ("noise", "rain", "haze")  # the AIO-3 trio, spatially mixed in one image
+
+
+def record(degraded: np.ndarray, clean: np.ndarray, task: str, sigma: float = 0.0) -> dict[str, np.ndarray]:
+    """The record layout every source returns."""
+    return {
+        "degraded": degraded,
+        "clean": clean,
+        "sigma": np.float32(sigma),
+        "task": np.int32(TASK_IDS[task]),
+    }
+
+
+def centre_crop(image: np.ndarray, base: int = 16) -> np.ndarray:
+    """Crop the centre to a multiple of ``base`` per side, as the official test scripts do."""
+    h, w = image.shape[:2]
+    nh, nw = h - h % base, w - w % base
+    if nh == 0 or nw == 0:
+        raise BadImageError(f"image of size {w}x{h} is smaller than {base} pixels on a side")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return image[top : top + nh, left : left + nw]
+
+
+def load_pair(pair: Pair, min_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair (the denoising member is the clean image itself, noised later).
+
+    Clean-only (denoising) images may be grayscale, as BSD400 is; paired images must be RGB.
+    """
+    clean = read_rgb(pair.clean, allow_gray=pair.degraded is None)
+    if min(clean.shape[:2]) < min_size:
+        raise BadImageError(
+            f"{pair.clean}: {clean.shape[1]}x{clean.shape[0]} is smaller than the {min_size}x{min_size} crop"
+        )
+    if pair.degraded is None:
+        return clean, clean
+    degraded = read_rgb(pair.degraded)
+    check_pair(degraded, clean, pair.degraded, pair.clean)
+    return degraded, clean
+
+
+class _FileSource(abc.ABC):
+    """Base of file-backed sources: on a bad file either raise (default) or log it and use the next index."""
+
+    skip_bad: bool = False
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def _load(self, index: int) -> dict[str, np.ndarray]: ...
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        n = len(self)
+        for attempt in range(n):
+            try:
+                return self._load((index + attempt) % n)
+            except BadImageError as err:
+                if not self.skip_bad:
+                    raise
+                log.warning("skipping bad sample: %s", err)
+        raise BadImageError(f"every sample of {type(self).__name__} is bad")
+
+
+class PairSource(_FileSource):
+    """Training/test pairs from files (real AIO layouts)."""
+
+    def __init__(self, pairs: Sequence[Pair], skip_bad: bool = False, crop_to: int = 0,
+                 noise_seed: int | None = None, min_size: int = 0):
+        """``crop_to`` > 0 centre-crops to a multiple of it (tests); ``noise_seed`` adds the
+        denoising noise here with a fixed per-index seed (tests) instead of online
+        (training); ``min_size`` rejects images smaller than the training crop."""
+        if not pairs:
+            raise ValueError("PairSource needs at least one pair")
+        self.pairs = list(pairs)
+        self.skip_bad = skip_bad
+        self.crop_to = crop_to
+        self.noise_seed = noise_seed
+        self.min_size = min_size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        pair = self.pairs[index]
+        degraded, clean = load_pair(pair, self.min_size)
+        if self.crop_to:
+            degraded, clean = centre_crop(degraded, self.crop_to), centre_crop(clean, self.crop_to)
+        sigma = pair.sigma
+        if sigma and self.noise_seed is not None:
+            rng = np.random.default_rng((self.noise_seed, int(sigma), index))
+            degraded, sigma = degrade.add_uint8_noise(clean, sigma, rng), 0.0
+        return record(degraded, clean, pair.task, sigma)
+
+    def __repr__(self) -> str:
+        return f"PairSource({len(self.pairs)} pairs)"
+
+
+class CDD11TrainSource(_FileSource):
+    """CDD-11 training: each index draws a category uniformly, then an image of it."""
+
+    def __init__(self, by_category: dict[str, Sequence[Pair]], seed: int, skip_bad: bool = False,
+                 min_size: int = 0):
+        empty = [c for c, pairs in by_category.items() if not pairs]
+        if not by_category or empty:
+            raise ValueError(f"CDD-11 categories without images: {empty or 'all'}")
+        self.categories = sorted(by_category)
+        self.by_category = {c: list(by_category[c]) for c in self.categories}
+        self.seed = seed
+        self.skip_bad = skip_bad
+        self.min_size = min_size
+        self._length = sum(len(p) for p in self.by_category.values())
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _load(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng((self.seed, index))
+        pairs = self.by_category[self.categories[rng.integers(len(self.categories))]]
+        pair = pairs[rng.integers(len(pairs))]
+        degraded, clean = load_pair(pair, self.min_size)
+        return record(degraded, clean, pair.task)
+
+    def __repr__(self) -> str:
+        return f"CDD11TrainSource({len(self.categories)} categories, {self._length} images)"
+
+
+class CleanImages(abc.ABC):
+    """Random access to clean uint8 RGB images, each with an optional depth map [H, W] in [0, 1]."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+class ArrayImages(CleanImages):
+    """Clean images held in memory (the embedded photos)."""
+
+    def __init__(self, items: Sequence[tuple[np.ndarray, np.ndarray | None]]):
+        self.items = tuple(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.items[index]
+
+    def __repr__(self) -> str:
+        return f"ArrayImages({len(self.items)} images)"
+
+
+class SyntheticSource:
+    """Training pairs synthesised online from clean images with the spec §5 recipes.
+
+    Index i takes task ``tasks[i % T]`` (a (task, sigma) tuple) and clean image
+    ``(i // T) % N``; ``repeats`` sets how many variants of each (task, image) an epoch
+    holds. With ``window`` a random window of that size is cut out before degrading
+    (cheaper, and the random crop later picks inside it).
+    """
+
+    def __init__(self, images: CleanImages, tasks: Sequence[tuple[str, float]], seed: int,
+                 repeats: int = 64, window: int | None = None, min_size: int = 0):
+        if len(images) == 0 or not tasks:
+            raise ValueError("SyntheticSource needs clean images and at least one task")
+        self.images = images
+        self.tasks = tuple(tasks)
+        self.seed = seed
+        self.repeats = repeats
+        self.window = window
+        self.min_size = min_size
+
+    def __len__(self) -> int:
+        return len(self.tasks) * len(self.images) * self.repeats
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        task, sigma = self.tasks[index % len(self.tasks)]
+        image_index = (index // len(self.tasks)) % len(self.images)
+        clean, depth = self.images[image_index]
+        if min(clean.shape[:2]) < self.min_size:
+            raise BadImageError(f"{self.images!r} image {image_index}: {clean.shape[1]}x{clean.shape[0]} "
+                                f"is smaller than the {self.min_size}x{self.min_size} crop")
+        rng = np.random.default_rng((self.seed, index))
+        if self.window is not None:
+            h, w = clean.shape[:2]
+            wh, ww = min(self.window, h), min(self.window, w)
+            top, left = int(rng.integers(h - wh + 1)), int(rng.integers(w - ww + 1))
+            clean = clean[top : top + wh, left : left + ww]
+            depth = None if depth is None else depth[top : top + wh, left : left + ww]
+        if task == "denoise":
+            return record(clean, clean, task, sigma)
+        if depth is None:
+            depth = degrade.synthetic_depth(clean.shape[:2], rng)
+        recipe = TASK_RECIPE.get(task, task)
+        return record(degrade.apply(recipe, clean, depth, rng), clean, task)
+
+    def __repr__(self) -> str:
+        return f"SyntheticSource({len(self.images)} images x {len(self.tasks)} tasks x {self.repeats})"
+
+
+class SyntheticTestSource:
+    """A fixed test set: each clean tile degraded once by one recipe, seeded by (seed, task, index).
+
+    ``task`` is an AIO task (with ``sigma`` for denoising), a CDD-11 category, or
+    "mixed" (regions carrying MIXED_KINDS; noise at ``sigma``).
+    """
+
+    def __init__(self, tiles: Sequence[np.ndarray], task: str, seed: int = 0, sigma: float = 25.0):
+        if task not in TASK_IDS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        self.tiles = tuple(tiles)
+        self.task = task
+        self.seed = seed
+        self.sigma = sigma
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        clean = self.tiles[index]
+        rng = np.random.default_rng((self.seed, TASK_IDS[self.task], int(self.sigma), index))
+        depth = degrade.synthetic_depth(clean.shape[:2], rng)
+        if self.task == "mixed":
+            degraded, _ = degrade.spatially_mixed(clean, MIXED_KINDS, depth, rng, sigma=self.sigma)
+        else:
+            degraded = degrade.apply(TASK_RECIPE.get(self.task, self.task), clean, depth, rng, sigma=self.sigma)
+        return record(degraded, clean, self.task)

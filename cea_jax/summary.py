@@ -1,0 +1,102 @@
+"""Parameter and FLOP counters for every variant, and a CLI that prints them.
+
+Parameters are counted from ``jax.eval_shape`` of ``model.init`` (nothing is allocated),
+split into backbone and conditioning (``adapter_*``) parts. FLOPs are XLA's cost
+analysis of the compiled, jitted forward on one image (a multiply-add counts as 2),
+also without materialising parameters.
+
+    python -m cea_jax.summary --config paper --variant cea
+    python -m cea_jax.summary --config paper --all          # Markdown table, every variant
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config
+from cea_jax.models import build_model
+
+_INIT_SIZE = 16  # parameter shapes do not depend on the image size
+
+
+def abstract_params(config: ModelConfig) -> Any:
+    """The variables pytree as ShapeDtypeStructs (no memory, no compute)."""
+    image = jax.ShapeDtypeStruct((1, _INIT_SIZE, _INIT_SIZE, 3), jnp.float32)
+    return jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), image)
+
+
+def count_params(config: ModelConfig) -> dict[str, int]:
+    """{"total", "backbone", "adapter"} parameter counts for a config."""
+    params = abstract_params(config)["params"]
+    adapter = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if any(getattr(key, "key", "").startswith("adapter_") for key in path):
+            adapter += leaf.size
+    total = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    return {"total": total, "backbone": total - adapter, "adapter": adapter}
+
+
+def forward_flops(config: ModelConfig, size: int = 256) -> float:
+    """XLA's FLOP count of the compiled forward on one size x size image."""
+    model = build_model(config)
+    forward = jax.jit(lambda variables, x: model.apply(variables, x)[0])
+    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    analysis = forward.lower(abstract_params(config), image).compile().cost_analysis()
+    if isinstance(analysis, list):  # older JAX returned one dict per device
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+def summarize(preset: str, variant: str, size: int = 256, **overrides: Any) -> dict[str, Any]:
+    """Params and FLOPs of one variant, as a JSON-ready dict."""
+    config = get_config(preset, variant, **overrides)
+    return {"preset": preset, "variant": variant, "size": size,
+            "params": count_params(config), "flops": forward_flops(config, size)}
+
+
+def markdown_table(rows: list[dict[str, Any]], baseline: str = "none") -> str:
+    """One row per variant; overheads are relative to the ``baseline`` variant's row."""
+    reference = next((row for row in rows if row["variant"] == baseline), None)
+
+    def overhead(row: dict[str, Any], value: float, base: float) -> str:
+        return "-" if reference is None or row is reference else f"{100 * (value - base) / base:+.2f}%"
+
+    size = rows[0]["size"] if rows else 256
+    lines = [
+        f"| variant | params (M) | adapter params (M) | params vs {baseline} | GFLOPs @{size}x{size} | FLOPs vs {baseline} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        params, flops = row["params"]["total"], row["flops"]
+        base_params = reference["params"]["total"] if reference else params
+        base_flops = reference["flops"] if reference else flops
+        lines.append(
+            f"| {row['variant']} | {params / 1e6:.3f} | {row['params']['adapter'] / 1e6:.3f} | "
+            f"{overhead(row, params, base_params)} | {flops / 1e9:.2f} | {overhead(row, flops, base_flops)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="paper", choices=PRESETS, help="preset name")
+    parser.add_argument("--variant", default="cea", choices=VARIANTS)
+    parser.add_argument("--all", action="store_true", help="every variant, as a Markdown table")
+    parser.add_argument("--size", type=int, default=256, help="square input size for the FLOP count")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    args = parser.parse_args(argv)
+    if args.size < 1:
+        parser.error(f"--size must be positive, got {args.size}")
+    # A single variant is shown next to the plain backbone so its overhead is visible.
+    variants = VARIANTS if args.all else tuple(dict.fromkeys(("none", args.variant)))
+    rows = [summarize(args.config, variant, args.size) for variant in variants]
+    print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()

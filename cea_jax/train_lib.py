@@ -1,0 +1,325 @@
+"""Training: AdamW + warm-up/cosine, L1 (+ FFT-L1) loss, one jitted data-parallel step, resumable loop.
+
+Data parallelism is plain ``jax.jit`` over a 1-D ``data`` mesh: the batch is sharded
+along it, parameters and optimizer state are replicated, and XLA inserts the gradient
+all-reduce. The same code runs on one CPU, several GPUs, a TPU slice, or several hosts
+(each host feeds its own slice of the data through grain).
+
+A run is resumable at any step: the checkpoint holds parameters, optimizer state, the
+step and the grain iterator position; the router rng is derived from the step. Ctrl-C
+or SIGTERM stops at the next step boundary and checkpoints there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from cea_jax import metrics, workdir as wd
+from cea_jax.configs import ModelConfig
+from cea_jax.data import catalog, pipeline
+from cea_jax.inference import predictor
+from cea_jax.models import build_model
+
+log = logging.getLogger(__name__)
+
+# Spec recipe: 15 warm-up epochs, cosine over 150, stop at 120 -> fractions of the run.
+WARMUP_FRACTION = 15 / 120
+SCHEDULE_FRACTION = 150 / 120
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (the paper recipe's optimiser, scaled to ``steps``)."""
+
+    data: str = "embedded"
+    protocol: str = "aio3"
+    steps: int = 300
+    batch_size: int = 8  # global, across devices and hosts
+    crop: int = 48
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    fft_weight: float = 0.0
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    val_every: int = 100
+    val_images: int = 4
+    val_crop: int = 128
+    skip_bad: bool = False
+    tfds_data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "crop", "checkpoint_every", "log_every", "val_every", "val_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.crop % 8:
+            raise ValueError(f"crop must be a multiple of 8 (the U-Net downsamples 3x), got {self.crop}")
+        if self.protocol not in catalog.PROTOCOLS:
+            raise ValueError(f"protocol must be one of {catalog.PROTOCOLS}, got {self.protocol!r}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.fft_weight < 0 or self.workers < 0:
+            raise ValueError("lr must be > 0 and weight_decay, fft_weight, workers >= 0")
+
+
+def learning_rate(config: TrainConfig) -> optax.Schedule:
+    """Linear warm-up from 0, then cosine to 0 over SCHEDULE_FRACTION * steps (stopping early, as the recipe)."""
+    warmup = max(1, round(config.steps * WARMUP_FRACTION))
+    total = max(warmup + 1, round(config.steps * SCHEDULE_FRACTION))
+    return optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, total, end_value=0.0)
+
+
+def optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """AdamW (wd 0.01) on the warm-up + cosine schedule."""
+    return optax.adamw(learning_rate(config), b1=0.9, b2=0.999, weight_decay=config.weight_decay)
+
+
+def restoration_loss(restored: jax.Array, clean: jax.Array, fft_weight: float) -> jax.Array:
+    """Mean L1, plus ``fft_weight`` x mean L1 between the 2-D spectra (AdaIR's frequency loss)."""
+    loss = jnp.mean(jnp.abs(restored - clean))
+    if fft_weight:
+        spec_r = jnp.fft.rfft2(restored, axes=(1, 2))
+        spec_c = jnp.fft.rfft2(clean, axes=(1, 2))
+        diff = jnp.concatenate([(spec_r - spec_c).real, (spec_r - spec_c).imag], axis=-1)
+        loss = loss + fft_weight * jnp.mean(jnp.abs(diff))
+    return loss
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D ``data`` mesh over ``devices`` (default: every device of every host)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("data",))
+
+
+@functools.lru_cache(maxsize=4)
+def state_initializer(model_config: ModelConfig, config: TrainConfig, mesh: Mesh) -> tuple[Any, Any]:
+    """(abstract state with shardings, jitted thunk creating fresh replicated params + optimizer state).
+
+    The abstract state is the restore target, so resuming never runs the initialiser. The
+    init key uses the "rbg" generator: one RngBitGenerator op per tensor compiles in about
+    half the time of threefry's unrolled rounds, and init is compiled once per run.
+    """
+    model = build_model(model_config)
+    sample = jnp.zeros((1, config.crop, config.crop, 3), jnp.float32)
+    replicated = NamedSharding(mesh, P())
+
+    def create() -> dict[str, Any]:
+        key = jax.random.key(config.seed, impl="rbg")
+        params = model.init({"params": key, "router": key}, sample)
+        return {"params": params, "opt_state": optimizer(config).init(params), "step": jnp.zeros((), jnp.int32)}
+
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                            jax.eval_shape(create))
+    return abstract, jax.jit(create, out_shardings=replicated)
+
+
+@functools.lru_cache(maxsize=4)
+def train_step_fn(model_config: ModelConfig, config: TrainConfig, mesh: Mesh):
+    """The jitted step ``(state, batch) -> (state, {"loss", "l1", "aux_loss"})``; ``state`` is donated.
+
+    Cached per (model, settings, mesh) so repeated runs in one process reuse the compiled step.
+    """
+    model = build_model(model_config)
+    tx = optimizer(config)
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P("data"))
+
+    def step(state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+        degraded = batch["degraded"].astype(jnp.float32) / 255.0
+        clean = batch["clean"].astype(jnp.float32) / 255.0
+        router_key = jax.random.fold_in(jax.random.key(config.seed + 1), state["step"])
+
+        def loss_fn(params):
+            restored, aux = model.apply(params, degraded, train=True, rngs={"router": router_key})
+            l1 = restoration_loss(restored, clean, config.fft_weight)
+            return l1 + aux["aux_loss"], (l1, aux["aux_loss"])
+
+        (loss, (l1, aux_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+        }
+        return new_state, {"loss": loss, "l1": l1, "aux_loss": aux_loss}
+
+    return jax.jit(
+        step,
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """This host's slice of the global batch -> global arrays sharded on the ``data`` axis."""
+    sharding = NamedSharding(mesh, P("data"))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+class _StopRequest:
+    """Turns the first SIGINT/SIGTERM into a flag checked at step boundaries (a second one aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stop requested: checkpointing at the end of this step (again to abort)")
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def validation_records(config: TrainConfig) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, degraded, clean) held-out images, ``val_images`` per test column, centre-cropped to ``val_crop``."""
+    spec = catalog.parse_data(config.data, config.tfds_data_dir)
+    out = []
+    for test_set in catalog.test_sets(spec, config.protocol, seed=config.seed, skip_bad=config.skip_bad):
+        for rec in pipeline.take(test_set.source, config.val_images):
+            h, w = rec["clean"].shape[:2]
+            size_h, size_w = min(config.val_crop, h - h % 16), min(config.val_crop, w - w % 16)
+            top, left = (h - size_h) // 2, (w - size_w) // 2
+            window = (slice(top, top + size_h), slice(left, left + size_w))
+            out.append((test_set.label, rec["degraded"][window], rec["clean"][window]))
+    return out
+
+
+def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean PSNR per test column and overall on the validation records."""
+    predict = predictor(model_config)
+    scores: dict[str, list[float]] = {}
+    for label, degraded, clean in records:
+        restored, _ = predict(params, degraded[None])
+        scores.setdefault(label, []).append(float(metrics.psnr(clean[None] / 255.0, np.asarray(restored))[0]))
+    result = {f"val_psnr/{label}": float(np.mean(v)) for label, v in scores.items()}
+    result["val_psnr"] = float(np.mean([result[f"val_psnr/{label}"] for label in scores]))
+    return result
+
+
+def _check_resume(workdir: Path, spec: wd.ModelSpec) -> None:
+    config_path = workdir / wd.CONFIG_FILE
+    if config_path.is_file():
+        saved, _ = wd.load_run_config(workdir)
+        if saved != spec:
+            raise wd.WorkdirError(
+                f"{workdir} holds a run of {saved.to_json()}, not {spec.to_json()}; use another --workdir"
+            )
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the model of ``spec`` in ``workdir``; returns the last metrics row.
+
+    Re-running with the same arguments continues from the latest checkpoint.
+    """
+    workdir = Path(workdir)
+    mesh = make_mesh()
+    n_hosts, host = jax.process_count(), jax.process_index()
+    if config.batch_size % len(mesh.devices.flat) or config.batch_size % n_hosts:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by the {len(mesh.devices.flat)} devices "
+            f"and {n_hosts} hosts"
+        )
+    _check_resume(workdir, spec)
+    model_config = spec.config()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if host == 0:
+        wd.save_run_config(workdir, spec, dataclasses.asdict(config))
+
+    data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
+    source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
+                                  skip_bad=config.skip_bad)
+    dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
+                                     batch_size=config.batch_size // n_hosts, workers=config.workers,
+                                     shard_index=host, shard_count=n_hosts)
+    data_iter = iter(dataset)
+    val_records = validation_records(config)
+
+    manager = wd.checkpoint_manager(workdir, config.keep_checkpoints)
+    abstract_state, create_state = state_initializer(model_config, config, mesh)
+    state = wd.restore_checkpoint(manager, abstract_state, data_iter)
+    start = 0 if state is None else int(state["step"])
+    # Read the first batch before compiling anything, so bad data fails in seconds.
+    batch = next(data_iter) if start < config.steps else None
+    if state is None:
+        state = create_state()
+    else:
+        log.info("resumed %s at step %d", workdir, start)
+    step_fn = train_step_fn(model_config, config, mesh)
+    schedule = learning_rate(config)
+    metrics_path = workdir / "metrics.jsonl"
+    row: dict[str, Any] = {"step": start}
+
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {spec.variant}", disable=not progress or host != 0,
+               dynamic_ncols=True)
+    tick, seen = time.perf_counter(), 0
+    step = start
+    try:
+        with _StopRequest() as stop:
+            while step < config.steps and not stop.requested:
+                if batch is None:
+                    batch = next(data_iter)
+                state, out = step_fn(state, shard_batch(batch, mesh))
+                batch = None
+                step += 1
+                seen += config.batch_size
+                bar.update(1)
+                if step % config.log_every == 0 or step == config.steps:
+                    loss = float(out["loss"])
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr")
+                    rate = seen / (time.perf_counter() - tick)
+                    row = {"step": step, "loss": loss, "l1": float(out["l1"]), "aux_loss": float(out["aux_loss"]),
+                           "lr": float(schedule(step - 1)), "images_per_s": rate, "time": time.time()}
+                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
+                    tick, seen = time.perf_counter(), 0
+                    if host == 0:
+                        _append_jsonl(metrics_path, row)
+                if step % config.val_every == 0 or step == config.steps:
+                    val = validate(model_config, state["params"], val_records)
+                    row = {**row, **val}
+                    bar.write(f"step {step}: val PSNR {val['val_psnr']:.2f} dB")
+                    if host == 0:
+                        _append_jsonl(metrics_path, {"step": step, **val})
+                if step % config.checkpoint_every == 0 and step < config.steps:
+                    wd.save_checkpoint(manager, step, state, data_iter)
+        if manager.latest_step() != step:
+            wd.save_checkpoint(manager, step, state, data_iter)
+        manager.wait_until_finished()
+    finally:
+        bar.close()
+        manager.close()
+        if hasattr(data_iter, "close"):
+            data_iter.close()
+    row["interrupted"] = step < config.steps
+    return row

@@ -1,0 +1,108 @@
+"""Training loop: schedule, resume after an interrupt equals an uninterrupted run, clear data errors."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import train as train_cli
+from cea_jax import train_lib, workdir as wd
+from cea_jax.train_lib import TrainConfig
+
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, make_promptir_root, trained_run
+
+
+def test_schedule_warms_up_then_decays_with_the_recipe_proportions():
+    schedule = train_lib.learning_rate(TrainConfig(steps=120, lr=2e-4))
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(15)) == pytest.approx(2e-4)  # warm-up: 15 of 120 "epochs"
+    assert float(schedule(7)) == pytest.approx(2e-4 * 7 / 15)
+    # Cosine over 150 "epochs" but stopped at 120: the rate at the end is not yet zero.
+    assert 0 < float(schedule(120)) < float(schedule(60)) < 2e-4
+
+
+def test_fft_loss_adds_a_spectral_term():
+    a = np.zeros((1, 8, 8, 3), np.float32)
+    b = np.full((1, 8, 8, 3), 0.5, np.float32)
+    l1 = float(train_lib.restoration_loss(a, b, 0.0))
+    assert l1 == pytest.approx(0.5)
+    assert float(train_lib.restoration_loss(a, b, 0.1)) > l1
+
+
+def test_run_writes_config_metrics_and_checkpoint():
+    workdir, row = trained_run()
+    assert row["step"] == SMALL_TRAIN.steps and not row["interrupted"]
+    assert np.isfinite(row["loss"]) and np.isfinite(row["val_psnr"])
+    spec, saved_train = wd.load_run_config(workdir)
+    assert spec == SMALL_SPEC and saved_train["steps"] == SMALL_TRAIN.steps
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, SMALL_TRAIN.steps + 1))
+    assert all(r["images_per_s"] > 0 for r in rows if "loss" in r)
+    assert wd.resolve_checkpoint(str(workdir), None)[1].name == str(SMALL_TRAIN.steps)
+
+
+def _interrupt_when(metrics_path, step):
+    """SIGINT this process (as Ctrl-C would) once the run has logged ``step``."""
+    def watch():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if metrics_path.exists():
+                steps = [json.loads(line).get("step", 0) for line in metrics_path.read_text().splitlines()]
+                if steps and max(steps) >= step:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path):
+    reference, _ = trained_run()
+    workdir = tmp_path / "resumed"
+    watcher = _interrupt_when(workdir / "metrics.jsonl", 3)
+    first = train_lib.train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
+    watcher.join()
+    stopped_at = int(wd.resolve_checkpoint(str(workdir), None)[1].name)
+    assert first["interrupted"] and 3 <= stopped_at < SMALL_TRAIN.steps
+    second = train_lib.train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
+    assert not second["interrupted"] and second["step"] == SMALL_TRAIN.steps
+    _, expected, _ = wd.load_params(str(reference))
+    _, actual, step = wd.load_params(str(workdir))
+    assert step == SMALL_TRAIN.steps
+    for x, y in zip(jax.tree.leaves(expected), jax.tree.leaves(actual), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert second["loss"] == pytest.approx(trained_run()[1]["loss"], abs=1e-6)
+
+
+def test_a_different_model_in_the_same_workdir_is_refused():
+    workdir, _ = trained_run()
+    other = wd.ModelSpec("tiny", "none", SMALL_SPEC.overrides)
+    with pytest.raises(wd.WorkdirError, match="holds a run of"):
+        train_lib.train(workdir, other, SMALL_TRAIN, progress=False)
+
+
+def test_corrupt_training_image_is_a_clear_cli_error(tmp_path, capsys):
+    root = make_promptir_root(tmp_path)
+    for i in range(2):
+        (root / f"Train/Derain/gt/norain-{i}.png").write_bytes(b"not a png")
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), "--data", str(root), "--crop", "32",
+                           "--batch-size", "4", "--workers", "0", "--steps", "2", "--no-progress",
+                           *[f"--set={k}={json.dumps(v)}" for k, v in SMALL_SPEC.overrides]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "norain-" in err and "cannot read image" in err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_are_clear_cli_errors(tmp_path, capsys):
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), "--crop", "30"])
+    assert code == 2 and "crop must be a multiple of 8" in capsys.readouterr().err
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), "--set", "no_such_field=1"])
+    assert code == 2 and "no_such_field" in capsys.readouterr().err
