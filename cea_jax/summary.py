@@ -12,6 +12,7 @@ also without materialising parameters.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
@@ -30,8 +31,9 @@ def abstract_params(config: ModelConfig) -> Any:
     return jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), image)
 
 
+@functools.lru_cache(maxsize=None)
 def count_params(config: ModelConfig) -> dict[str, int]:
-    """{"total", "backbone", "adapter"} parameter counts for a config."""
+    """{"total", "backbone", "adapter"} parameter counts for a config (cached per config)."""
     params = abstract_params(config)["params"]
     adapter = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -41,8 +43,9 @@ def count_params(config: ModelConfig) -> dict[str, int]:
     return {"total": total, "backbone": total - adapter, "adapter": adapter}
 
 
+@functools.lru_cache(maxsize=None)
 def forward_flops(config: ModelConfig, size: int = 256) -> float:
-    """XLA's FLOP count of the compiled forward on one size x size image."""
+    """XLA's FLOP count of the compiled forward on one size x size image (cached)."""
     model = build_model(config)
     forward = jax.jit(lambda variables, x: model.apply(variables, x)[0])
     image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)

@@ -62,7 +62,8 @@ class SiteModule(Protocol):
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, SiteAux]: ...
 
 
-SiteFactory = Callable[[Site], "nn.Module | None"]
+# Returns the (unbound) Flax module for a site, which must behave as a SiteModule, or None.
+SiteFactory = Callable[[Site], "SiteModule | None"]
 
 
 def compute_dtype(name: str) -> Any:

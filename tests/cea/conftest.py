@@ -19,6 +19,9 @@ from cea_jax.configs import get_config
 from cea_jax.models import build_model
 
 BATCH_SHAPE = (2, 17, 23, 3)
+# Compilation dominates these tests on CPU; the inputs are tiny, so trade run speed for
+# compile speed. Use as jax.jit(f, compiler_options=FAST_COMPILE).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +40,8 @@ def images(seed: int, shape: tuple[int, ...] = BATCH_SHAPE) -> np.ndarray:
 def _tiny(variant: str, overrides: tuple[tuple[str, Any], ...]) -> TinyModel:
     config = get_config("tiny", variant, **dict(overrides))
     model = build_model(config)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0), images(0))
-    forward = jax.jit(model.apply, static_argnames=("train", "return_maps"))
+    variables = jax.jit(model.init, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0), images(0))
+    forward = jax.jit(model.apply, static_argnames=("train", "return_maps"), compiler_options=FAST_COMPILE)
     return TinyModel(config, model, variables, forward)
 
 
@@ -68,5 +71,5 @@ def without_adapters(variables: Any) -> Any:
 def helpers() -> types.SimpleNamespace:
     """Plain helper functions (fixtures, so test modules need not import conftest)."""
     return types.SimpleNamespace(
-        BATCH_SHAPE=BATCH_SHAPE, images=images, set_gates=set_gates, without_adapters=without_adapters
+        BATCH_SHAPE=BATCH_SHAPE, FAST_COMPILE=FAST_COMPILE, images=images, set_gates=set_gates, without_adapters=without_adapters
     )

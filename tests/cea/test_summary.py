@@ -1,0 +1,44 @@
+"""Parameter / FLOP counters and the summary CLI."""
+
+from cea_jax.configs import get_config
+from cea_jax.models.cea import probe_width
+from cea_jax.summary import count_params, forward_flops, main, markdown_table
+
+
+def _cea_site_params(channels, config):
+    width = probe_width(channels, config)
+    probe = config.num_probes * width + 4 * channels * width
+    return 2 * channels * channels + 3 * channels + 1 + probe  # W_q, W_o, norm, gamma, tau
+
+
+def test_cea_adds_exactly_its_adapters_to_the_backbone():
+    config = get_config("tiny", "cea")
+    counts = count_params(config)
+    dim = config.dim
+    want = sum(_cea_site_params(c, config.adapter) for c in (4 * dim, 2 * dim, 2 * dim))
+    assert counts["adapter"] == want
+    assert counts["backbone"] == count_params(get_config("tiny", "none"))["total"]
+
+
+def test_flops_grow_with_pixels_and_with_the_adapter():
+    none16, none32 = forward_flops(get_config("tiny", "none"), 16), forward_flops(get_config("tiny", "none"), 32)
+    cea16 = forward_flops(get_config("tiny", "cea"), 16)
+    assert 3.5 < none32 / none16 < 4.5
+    assert none16 < cea16 < 1.2 * none16
+
+
+def test_markdown_table_reports_overheads_against_the_backbone():
+    rows = [
+        {"variant": "none", "size": 64, "params": {"total": 2_000_000, "adapter": 0}, "flops": 4e9},
+        {"variant": "cea", "size": 64, "params": {"total": 2_100_000, "adapter": 100_000}, "flops": 4.2e9},
+    ]
+    table = markdown_table(rows).splitlines()
+    assert table[0].startswith("| variant |") and "@64x64" in table[0]
+    assert table[2] == "| none | 2.000 | 0.000 | - | 4.00 | - |"
+    assert table[3] == "| cea | 2.100 | 0.100 | +5.00% | 4.20 | +5.00% |"
+
+
+def test_cli_prints_the_variant_next_to_the_backbone(capsys):
+    main(["--config", "tiny", "--variant", "cea", "--size", "16"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["none", "cea"]
