@@ -99,7 +99,12 @@ def main() -> None:
             for prompt in prompts:
                 writer.precompute(prompt)
             precompute_s = (time.perf_counter() - clock) / len(prompts)
-            engine_for = lambda: Engine(params, config, ChunkStore(root), max_new_tokens=NEW_TOKENS)  # noqa: E731
+            engine = Engine(params, config, max_new_tokens=NEW_TOKENS)
+
+            def engine_for() -> Engine:
+                engine.store = ChunkStore(root)  # a fresh store object: chunk KVs come from disk
+                return engine
+
             for method in methods:
                 for ratio in ([1.0] if method in ("full", "naive") else ratios):
                     row = time_requests(engine_for, prompts, method, ratio, counter)

@@ -216,8 +216,7 @@ def main(argv: list[str]) -> int:
     records = evaluate_samples(engine, tokenizer, samples, runs_for(args.methods, args.ratios), score_sample,
                                out_dir, chunk_tokens=args.chunk_tokens, chat=not args.no_chat,
                                max_new_tokens=args.max_new_tokens, context_tokens=args.context)
-    settings = {k: v for k, v in vars(args).items()}
-    summary = write_outputs(records, out_dir, settings)
+    summary = write_outputs(records, out_dir, dict(vars(args)))
     print(report.markdown(summary))
     print(f"wrote {out_dir / 'results.md'}, {out_dir / 'summary.json'}"
           + (f", {summary['plot']}" if summary["plot"] else ""))
