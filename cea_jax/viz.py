@@ -64,3 +64,19 @@ def save_affinity_maps(path: str | Path, image: np.ndarray, maps: dict[str, np.n
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_panels(path: str | Path, panels: Sequence[tuple[str, np.ndarray]]) -> None:
+    """One row of titled images (e.g. one input restored by several models), uint8 or float in [0, 1]."""
+    if not panels:
+        raise ValueError("save_panels needs at least one panel")
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7), squeeze=False)
+    for ax, (title, image) in zip(axes[0], panels):
+        ax.imshow(np.clip(np.asarray(image, np.float32) / (255.0 if image.dtype == np.uint8 else 1.0), 0, 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,279 @@
+"""CEA vs the plain backbone, prompt, experts and descriptor at equal budget, plus CEA ablations (issue 7).
+
+Every run trains the ``tiny`` preset with train.py's own loop (same data, steps, batch,
+crop and seed schedule), then is scored with evaluate.py's own code on the protocol's
+embedded test split and on the spatially mixed split. Runs live in ``--runs``
+(one train.py workdir each, so an interrupted run resumes from its checkpoint);
+finished scores are appended to ``--out``/records.jsonl, so re-running the same command
+skips what is done. Tables (mean and spread over seeds), params/FLOPs per variant and two
+figures (restored mixed image per variant, CEA routing maps) are rewritten after every run.
+
+    python benchmarks/cea_ablation.py                     # the full grid (about 2 h on 2 CPU cores)
+    python benchmarks/cea_ablation.py --steps 20 --seeds 0 --protocols aio3 --no-ablations  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cea_jax import evaluation, metrics, viz
+from cea_jax.configs import VARIANTS
+from cea_jax.data import catalog
+from cea_jax.inference import restore_batch
+from cea_jax.summary import count_params, forward_flops
+from cea_jax.train_lib import TrainConfig, train
+from cea_jax.workdir import ModelSpec, load_params
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
+# CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "softmax affinities": {"affinity": "softmax"},
+    "top-2 affinities": {"top_k": 2},
+    "static bases": {"bases": "static"},
+    "rank 8": {"rank": 8},
+    "rank 16": {"rank": 16},
+}
+FIGURE_TILE = 0  # index of the mixed test tile shown in the figures
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records.jsonl, results.{json,md}, figures")
+    p.add_argument("--runs", type=Path, default=Path("runs/cea_ablation"), help="train.py workdirs (checkpoints)")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--protocols", default="aio3,cdd11", help="training protocols on the embedded data")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--no-ablations", action="store_true", help="skip the CEA ablations (AIO-3, first seed)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=48)
+    p.add_argument("--workers", type=int, default=0, help="grain workers (0: in-process; cheapest on 2 cores)")
+    p.add_argument("--flops-size", type=int, default=128, help="image size of the FLOP count (the test tiles)")
+    args = p.parse_args(argv)
+    args.variants = [v for v in args.variants.split(",") if v]
+    args.protocols = [v for v in args.protocols.split(",") if v]
+    unknown = [v for v in args.variants if v not in VARIANTS] + [v for v in args.protocols if v not in ("aio3", "cdd11")]
+    if unknown:
+        p.error(f"unknown --variants/--protocols value(s) {unknown}; variants: {VARIANTS}, protocols: aio3, cdd11")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        p.error(f"--seeds expects comma-separated integers, got {args.seeds!r}")
+    if not args.seeds or not args.variants or not args.protocols or args.steps < 1:
+        p.error("need at least one seed, variant and protocol, and --steps >= 1")
+    return args
+
+
+def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (name, protocol, variant, seed, overrides) to train, comparison grid first."""
+    runs = [{"name": f"{protocol}-{variant}-seed{seed}", "group": "variants", "label": variant,
+             "protocol": protocol, "variant": variant, "seed": seed, "overrides": {}}
+            for protocol in args.protocols for seed in args.seeds for variant in args.variants]
+    if not args.no_ablations:
+        seed = args.seeds[0]
+        for label, overrides in ABLATIONS.items():
+            tag = "-".join(f"{k}{v}" for k, v in overrides.items())
+            runs.append({"name": f"aio3-cea-{tag}-seed{seed}", "group": "ablations", "label": label,
+                         "protocol": "aio3", "variant": "cea", "seed": seed, "overrides": overrides})
+    return runs
+
+
+def score(workdir: Path, task: str) -> dict[str, Any]:
+    """evaluate.py's scoring of ``workdir`` on an embedded test task (files go under the workdir)."""
+    args = evaluation.parse_args(["--task", task, "--workdir", str(workdir), "--no-progress"])
+    payload = evaluation.evaluate(args)
+    return {"columns": payload["columns"], "average": payload["average"]}
+
+
+def run_one(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) one run, score it, and return its record."""
+    workdir = args.runs / run["name"]
+    spec = ModelSpec("tiny", run["variant"], tuple(sorted(run["overrides"].items())))
+    config = TrainConfig(protocol=run["protocol"], steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+                         seed=run["seed"], workers=args.workers, val_every=args.steps, val_images=1,
+                         checkpoint_every=max(50, args.steps // 4))
+    start = time.perf_counter()
+    last = train(workdir, spec, config, progress=True)
+    if last.get("interrupted"):
+        raise KeyboardInterrupt
+    train_s = time.perf_counter() - start
+    model_config = spec.config()
+    return {**run, "steps": args.steps, "train_s": train_s, "final_l1": last.get("l1"),
+            "params": count_params(model_config)["total"],
+            "flops": forward_flops(model_config, args.flops_size), "flops_size": args.flops_size,
+            "test": score(workdir, run["protocol"]), "mixed": score(workdir, "mixed")}
+
+
+def load_records(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    records = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            logging.warning("%s line %d is not JSON (a killed write?); that run will be redone", path, number)
+            continue
+        records[record["name"]] = record
+    return records
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _spread(values: list[float]) -> tuple[float, float]:
+    """(mean, half the max-min range); with two seeds the half-range is the natural spread."""
+    return statistics.fmean(values), (max(values) - min(values)) / 2
+
+
+def _cell(values: list[float], digits: int) -> str:
+    mean, spread = _spread(values)
+    return f"{mean:.{digits}f}" if len(values) == 1 else f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def variant_table(records: list[dict[str, Any]], protocol: str) -> str:
+    """PSNR (dB) per test column, the average, SSIM average and mixed-split PSNR, mean ± half-range over seeds."""
+    rows = [r for r in records if r["group"] == "variants" and r["protocol"] == protocol]
+    if not rows:
+        return ""
+    columns = list(rows[0]["test"]["columns"])
+    header = ["variant", "seeds", "params (K)", f"MFLOPs @{rows[0]['flops_size']}", *columns,
+              "Average PSNR", "Average SSIM", "Mixed PSNR"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        group = [r for r in rows if r["variant"] == variant]
+        cells = [variant, str(len(group)), f"{group[0]['params'] / 1e3:.1f}", f"{group[0]['flops'] / 1e6:.0f}"]
+        cells += [_cell([r["test"]["columns"][c]["psnr"] for r in group], 2) for c in columns]
+        cells += [_cell([r["test"]["average"]["psnr"] for r in group], 2),
+                  _cell([r["test"]["average"]["ssim"] for r in group], 3),
+                  _cell([r["mixed"]["average"]["psnr"] for r in group], 2)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_table(records: list[dict[str, Any]]) -> str:
+    """CEA ablations next to the default CEA run of the same seed (AIO-3)."""
+    ablations = [r for r in records if r["group"] == "ablations"]
+    if not ablations:
+        return ""
+    seed = ablations[0]["seed"]
+    reference = [r for r in records if r["group"] == "variants" and r["protocol"] == "aio3"
+                 and r["variant"] == "cea" and r["seed"] == seed]
+    rows = [{**r, "label": "default (signed, dense, instance, rank 4)"} for r in reference] + ablations
+    lines = ["| CEA setting | params (K) | AIO-3 average PSNR | AIO-3 average SSIM | Mixed PSNR |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['params'] / 1e3:.1f} | {r['test']['average']['psnr']:.2f} | "
+                     f"{r['test']['average']['ssim']:.3f} | {r['mixed']['average']['psnr']:.2f} |")
+    return "\n".join(lines)
+
+
+def targets(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets on AIO-3: CEA >= prompt + 0.3 dB average and >= +0.5 dB on the mixed split."""
+    def mean_of(variant: str, key: str) -> float | None:
+        values = [r[key]["average"]["psnr"] for r in records
+                  if r["group"] == "variants" and r["protocol"] == "aio3" and r["variant"] == variant]
+        return statistics.fmean(values) if values else None
+
+    out: dict[str, Any] = {}
+    for key, margin in (("test", 0.3), ("mixed", 0.5)):
+        cea, prompt = mean_of("cea", key), mean_of("prompt", key)
+        if cea is not None and prompt is not None:
+            out[f"aio3_{key}_cea_minus_prompt_db"] = cea - prompt
+            out[f"aio3_{key}_target_met"] = cea - prompt >= margin
+    return out
+
+
+def mixed_figures(records: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """Restored mixed tile per variant (AIO-3, first seed) and CEA's routing maps on it."""
+    seed = args.seeds[0]
+    shown = [r for r in records if r["group"] == "variants" and r["protocol"] == "aio3" and r["seed"] == seed]
+    if not shown:
+        return []
+    test_set = catalog.test_sets(catalog.parse_data("embedded"), "mixed")[0]
+    sample = test_set.source[FIGURE_TILE]
+    clean = sample["clean"][None].astype(np.float64) / 255.0
+    panels = [("input", sample["degraded"])]
+    written = []
+    for record in shown:
+        config, params, _ = load_params(str(args.runs / record["name"]))
+        restored, maps = restore_batch(config, params, sample["degraded"][None], return_maps=config.variant == "cea")
+        panels.append((f"{record['variant']} {float(metrics.psnr(clean, restored)[0]):.2f} dB", restored[0]))
+        if maps is not None:
+            viz.save_affinity_maps(args.out / "routing_maps_mixed.png", sample["degraded"], maps)
+            written.append("routing_maps_mixed.png")
+    panels.append(("target", sample["clean"]))
+    viz.save_panels(args.out / "restored_mixed.png", panels)
+    return ["restored_mixed.png", *written]
+
+
+def write_results(records: list[dict[str, Any]], args: argparse.Namespace, figures: list[str]) -> None:
+    settings = {"preset": "tiny", "data": "embedded", "steps": args.steps, "batch_size": args.batch_size,
+                "crop": args.crop, "seeds": args.seeds, "command": " ".join(["python", *sys.argv])}
+    payload = {"settings": settings, "targets": targets(records), "figures": figures, "runs": records}
+    _atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
+    parts = [f"# CEA ablation (tiny preset, embedded data, {args.steps} steps x batch {args.batch_size}, "
+             f"crop {args.crop})\n", f"Command: `{settings['command']}`\n"]
+    for protocol in args.protocols:
+        table = variant_table(records, protocol)
+        if table:
+            parts.append(f"## Trained on {protocol} (PSNR dB per test column; mean ± half-range over seeds)\n\n"
+                         f"{table}\n")
+    table = ablation_table(records)
+    if table:
+        parts.append(f"## CEA ablations (AIO-3, seed {args.seeds[0]})\n\n{table}\n")
+    parts.append("## Targets\n\n```json\n" + json.dumps(targets(records), indent=2) + "\n```\n")
+    _atomic_write(args.out / "results.md", "\n".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    records_path = args.out / "records.jsonl"
+    done = load_records(records_path)
+    runs = planned_runs(args)
+    todo = [run for run in runs if run["name"] not in done]
+    print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go", file=sys.stderr)
+    try:
+        for number, run in enumerate(todo, 1):
+            print(f"[{number}/{len(todo)}] {run['name']}", file=sys.stderr)
+            record = run_one(run, args)
+            append_record(records_path, record)
+            done[run["name"]] = record
+            wanted = [done[r["name"]] for r in runs if r["name"] in done]
+            write_results(wanted, args, [])
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    records = [done[r["name"]] for r in runs if r["name"] in done]
+    figures = mixed_figures(records, args)
+    write_results(records, args, figures)
+    print((args.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
