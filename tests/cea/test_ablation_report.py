@@ -1,0 +1,62 @@
+"""The ablation script's aggregation: seeds are averaged per variant, targets compare CEA with prompt."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).parents[2] / "benchmarks" / "cea_ablation.py"
+_spec = importlib.util.spec_from_file_location("cea_ablation", _PATH)
+cea_ablation = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cea_ablation)
+
+
+def _record(variant, seed, test_psnr, mixed_psnr, group="variants", label=None, protocol="aio3"):
+    columns = {"Denoise": {"psnr": test_psnr - 1, "ssim": 0.5}, "Derain": {"psnr": test_psnr + 1, "ssim": 0.7}}
+    return {"name": f"{protocol}-{variant}-{seed}-{label}", "group": group, "label": label or variant,
+            "protocol": protocol, "variant": variant, "seed": seed, "params": 1000, "flops": 2e6, "flops_size": 128,
+            "test": {"columns": columns, "average": {"psnr": test_psnr, "ssim": 0.6}},
+            "mixed": {"average": {"psnr": mixed_psnr, "ssim": 0.5}}}
+
+
+def test_variant_table_averages_seeds_with_half_range():
+    records = [_record("prompt", 0, 20.0, 18.0), _record("prompt", 1, 21.0, 18.4), _record("cea", 0, 22.0, 19.0)]
+    table = cea_ablation.variant_table(records, "aio3")
+    prompt_row = next(line for line in table.splitlines() if line.startswith("| prompt "))
+    assert "| 2 |" in prompt_row and "20.50 ± 0.50" in prompt_row and "18.20 ± 0.20" in prompt_row
+    assert "19.50 ± 0.50" in prompt_row  # the Denoise column (average - 1)
+    cea_row = next(line for line in table.splitlines() if line.startswith("| cea "))
+    assert "22.00 |" in cea_row and "±" not in cea_row  # one seed: no spread
+    assert cea_ablation.variant_table(records, "cdd11") == ""
+
+
+def test_targets_compare_seed_means_of_cea_and_prompt():
+    records = [_record("prompt", 0, 20.0, 18.0), _record("prompt", 1, 21.0, 18.0),
+               _record("cea", 0, 20.6, 18.4), _record("cea", 1, 21.2, 18.6),
+               _record("cea", 0, 30.0, 30.0, protocol="cdd11")]  # other protocols do not count
+    targets = cea_ablation.targets(records)
+    assert targets["aio3_test_cea_minus_prompt_db"] == pytest.approx(0.4)
+    assert targets["aio3_test_target_met"] is True
+    assert targets["aio3_mixed_cea_minus_prompt_db"] == pytest.approx(0.5)
+    assert targets["aio3_mixed_target_met"] is True
+    records[2]["mixed"]["average"]["psnr"] = 18.3
+    assert cea_ablation.targets(records)["aio3_mixed_target_met"] is False
+
+
+def test_ablation_table_lists_the_reference_cea_run_first():
+    records = [_record("cea", 0, 21.0, 19.0), _record("cea", 1, 25.0, 25.0),
+               _record("cea", 0, 20.0, 18.0, group="ablations", label="rank 16")]
+    lines = cea_ablation.ablation_table(records).splitlines()
+    assert lines[2].startswith("| default") and "21.00" in lines[2]
+    assert lines[3].startswith("| rank 16 ") and "20.00" in lines[3]
+    assert len(lines) == 4
+
+
+def test_planned_runs_cover_grid_and_ablations():
+    args = cea_ablation.parse_args(["--seeds", "0,1", "--protocols", "aio3,cdd11"])
+    runs = cea_ablation.planned_runs(args)
+    grid = [r for r in runs if r["group"] == "variants"]
+    assert len(grid) == 2 * 2 * 5 and len({r["name"] for r in runs}) == len(runs)
+    assert [r["overrides"] for r in runs if r["group"] == "ablations"] == list(cea_ablation.ABLATIONS.values())
+    with pytest.raises(SystemExit):
+        cea_ablation.parse_args(["--variants", "cea,bogus"])
