@@ -12,6 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _as_float(image: np.ndarray) -> np.ndarray:
+    """uint8 or float image -> float32 in [0, 1] for imshow."""
+    return np.clip(np.asarray(image, np.float32) / (255.0 if image.dtype == np.uint8 else 1.0), 0, 1)
+
+
+def _show(ax: plt.Axes, image: np.ndarray, title: str) -> None:
+    ax.imshow(_as_float(image))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+
+
 def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """One row per image: (title, degraded, restored, clean), images uint8 or float in [0, 1]."""
     if not rows:
@@ -19,11 +31,7 @@ def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray, np.ndarray
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for r, (title, *images) in enumerate(rows):
         for c, (name, image) in enumerate(zip(("input", "output", "target"), images)):
-            ax = axes[r, c]
-            ax.imshow(np.clip(np.asarray(image, np.float32) / (255.0 if image.dtype == np.uint8 else 1.0), 0, 1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{title}: {name}" if c == 0 else name, fontsize=9)
+            _show(axes[r, c], image, f"{title}: {name}" if c == 0 else name)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -46,7 +54,7 @@ def save_affinity_maps(path: str | Path, image: np.ndarray, maps: dict[str, np.n
         site_maps = np.asarray(maps[site], np.float32)
         if site_maps.ndim == 4:
             site_maps = site_maps[0]
-        axes[r, 0].imshow(np.asarray(image, np.float32) / (255.0 if image.dtype == np.uint8 else 1.0))
+        axes[r, 0].imshow(_as_float(image))
         axes[r, 0].set_ylabel(site, fontsize=8)
         bound = float(np.abs(site_maps).max()) or 1.0
         for k in range(rank):
@@ -72,10 +80,7 @@ def save_panels(path: str | Path, panels: Sequence[tuple[str, np.ndarray]]) -> N
         raise ValueError("save_panels needs at least one panel")
     fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7), squeeze=False)
     for ax, (title, image) in zip(axes[0], panels):
-        ax.imshow(np.clip(np.asarray(image, np.float32) / (255.0 if image.dtype == np.uint8 else 1.0), 0, 1))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(title, fontsize=9)
+        _show(ax, image, title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
