@@ -30,11 +30,14 @@ def test_variant_table_averages_seeds_with_half_range():
     assert cea_ablation.variant_table(records, "cdd11") == ""
 
 
-def test_targets_compare_seed_means_of_cea_and_prompt():
+def test_targets_pair_cea_and_prompt_by_seed():
     records = [_record("prompt", 0, 20.0, 18.0), _record("prompt", 1, 21.0, 18.0),
                _record("cea", 0, 20.6, 18.4), _record("cea", 1, 21.2, 18.6),
-               _record("cea", 0, 30.0, 30.0, protocol="cdd11")]  # other protocols do not count
+               _record("cea", 0, 30.0, 30.0, protocol="cdd11"),  # no prompt run on cdd11: no cdd11 target
+               _record("cea", 2, 40.0, 40.0)]  # no prompt run for seed 2: not paired
     targets = cea_ablation.targets(records)
+    assert not any(key.startswith("cdd11") for key in targets)
+    assert targets["aio3_test_cea_minus_prompt_per_seed_db"] == pytest.approx([0.6, 0.2])
     assert targets["aio3_test_cea_minus_prompt_db"] == pytest.approx(0.4)
     assert targets["aio3_test_target_met"] is True
     assert targets["aio3_mixed_cea_minus_prompt_db"] == pytest.approx(0.5)
