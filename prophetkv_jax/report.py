@@ -15,16 +15,29 @@ def ratio_label(method: str, ratio: float | None) -> str:
     return method if method in RATIO_FREE or ratio is None else f"{method}@{ratio:g}"
 
 
+def agreement_with_full(items: list[dict[str, Any]], full_answers: dict[tuple[str, int], str]) -> float | None:
+    """Fraction of ``items`` whose answer is identical to full prefill's on the same sample.
+
+    Reuse methods approximate full prefill, so this measures fidelity even where the model
+    itself is wrong (a weak model makes accuracy alone a poor guide). None without full runs.
+    """
+    pairs = [(i["prediction"].strip(), full_answers[(i["task"], i["index"])]) for i in items
+             if (i["task"], i["index"]) in full_answers]
+    return statistics.fmean(a == b for a, b in pairs) if pairs else None
+
+
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean score per (task, method, ratio), retention vs full prefill, median TTFT."""
+    """Mean score per (task, method, ratio), retention vs full prefill, agreement with it, median TTFT."""
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in records:
         groups[(r["task"], r["method"], r["ratio"])].append(r)
+    full_answers = {(r["task"], r["index"]): r["prediction"].strip() for r in records if r["method"] == "full"}
     rows = []
     for (task, method, ratio), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         rows.append({
             "task": task, "method": method, "ratio": ratio, "samples": len(items),
             "score": statistics.fmean(i["score"] for i in items),
+            "agreement": agreement_with_full(items, full_answers),
             "ttft_s": statistics.median(i["ttft_s"] for i in items),
             "select_s": statistics.median(i["select_s"] for i in items),
         })
@@ -46,7 +59,9 @@ def _averages(rows: list[dict]) -> list[dict]:
         if len(items) != len(tasks):
             continue
         score = statistics.fmean(i["score"] for i in items)
+        agreements = [i["agreement"] for i in items]
         out.append({"method": method, "ratio": ratio, "score": score,
+                    "agreement": None if None in agreements else statistics.fmean(agreements),
                     "ttft_s": statistics.fmean(i["ttft_s"] for i in items)})
     full = next((a["score"] for a in out if a["method"] == "full"), None)
     for a in out:
@@ -65,10 +80,13 @@ def markdown(summary: dict[str, Any]) -> str:
     for task in tasks:
         values = [f"{cell[(task, m, p)]['score']:.1f}" if (task, m, p) in cell else "-" for m, p in columns]
         lines.append(f"| {task} | " + " | ".join(values) + " |")
-    lines += ["", "| method | score | retention vs full | median TTFT (s) |", "|---|---|---|---|"]
+    lines += ["", "| method | score | retention vs full | same answer as full | median TTFT (s) |",
+              "|---|---|---|---|---|"]
     for a in sorted(summary["averages"], key=lambda a: _column_order((a["method"], a["ratio"]))):
         retention = "-" if a["retention"] is None else f"{100 * a['retention']:.1f}%"
-        lines.append(f"| {ratio_label(a['method'], a['ratio'])} | {a['score']:.2f} | {retention} | {a['ttft_s']:.3f} |")
+        agreement = "-" if a["agreement"] is None else f"{100 * a['agreement']:.1f}%"
+        lines.append(f"| {ratio_label(a['method'], a['ratio'])} | {a['score']:.2f} | {retention} | {agreement} | "
+                     f"{a['ttft_s']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
