@@ -41,14 +41,17 @@ def test_prompt_resize_matches_torch_bilinear(size):
     np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-5)
 
 
-def test_experts_route_each_image_to_one_low_rank_expert():
-    config = AdapterConfig(rank=3, num_experts=4, gate_init=0.8)
-    x = np.random.RandomState(1).randn(3, 5, 4, 8).astype(np.float32)
-    module = ExpertsAdapter(config)
+def _run_adapter(module, x):
+    """(output, aux, params, the layer-normed input the reference formulas start from) of a fresh module."""
     variables = module.init(jax.random.PRNGKey(0), x)
     y, aux = jax.jit(module.apply)(variables, x)
     p = variables["params"]
-    normed = _layer_norm(x, p["norm"])
+    return y, aux, p, _layer_norm(x, p["norm"])
+
+
+def test_experts_route_each_image_to_one_low_rank_expert():
+    x = np.random.RandomState(1).randn(3, 5, 4, 8).astype(np.float32)
+    y, aux, p, normed = _run_adapter(ExpertsAdapter(AdapterConfig(rank=3, num_experts=4, gate_init=0.8)), x)
     logits = _dense(normed.mean((1, 2)), p["router"])
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     choice = logits.argmax(-1)
@@ -76,13 +79,8 @@ def test_router_noise_is_drawn_only_in_training():
 
 
 def test_descriptor_is_one_global_film_per_image():
-    config = AdapterConfig(gate_init=0.6)
     x = np.random.RandomState(3).randn(2, 4, 6, 16).astype(np.float32)
-    module = DescriptorAdapter(config)
-    variables = module.init(jax.random.PRNGKey(0), x)
-    y, _ = jax.jit(module.apply)(variables, x)
-    p = variables["params"]
-    normed = _layer_norm(x, p["norm"])
+    y, _, p, normed = _run_adapter(DescriptorAdapter(AdapterConfig(gate_init=0.6)), x)
     film = _dense(_gelu(_dense(normed.mean((1, 2)), p["hidden"])), p["film"])
     scale, shift = film[:, None, None, :16], film[:, None, None, 16:]
     want = x + np.asarray(p["gamma"]) * (scale * normed + shift)
