@@ -20,7 +20,6 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from cea_jax.data import catalog
 from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.workdir import ModelSpec, load_params
+from cea_jax.workdir import ModelSpec, atomic_write, load_params
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
 # CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).
@@ -137,13 +136,6 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _spread(values: list[float]) -> tuple[float, float]:
     """(mean, half the max-min range); with two seeds the half-range is the natural spread."""
     return statistics.fmean(values), (max(values) - min(values)) / 2
@@ -239,8 +231,9 @@ def mixed_figures(records: list[dict[str, Any]], args: argparse.Namespace) -> li
 def write_results(records: list[dict[str, Any]], args: argparse.Namespace, figures: list[str]) -> None:
     settings = {"preset": "tiny", "data": "embedded", "steps": args.steps, "batch_size": args.batch_size,
                 "crop": args.crop, "seeds": args.seeds, "command": " ".join(["python", *sys.argv])}
-    payload = {"settings": settings, "targets": targets(records), "figures": figures, "runs": records}
-    _atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
+    checks = targets(records)
+    payload = {"settings": settings, "targets": checks, "figures": figures, "runs": records}
+    atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
     parts = [f"# CEA ablation (tiny preset, embedded data, {args.steps} steps x batch {args.batch_size}, "
              f"crop {args.crop})\n", f"Command: `{settings['command']}`\n"]
     for protocol in args.protocols:
@@ -251,8 +244,8 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace, figur
     table = ablation_table(records)
     if table:
         parts.append(f"## CEA ablations (AIO-3, seed {args.seeds[0]})\n\n{table}\n")
-    parts.append("## Targets\n\n```json\n" + json.dumps(targets(records), indent=2) + "\n```\n")
-    _atomic_write(args.out / "results.md", "\n".join(parts))
+    parts.append("## Targets\n\n```json\n" + json.dumps(checks, indent=2) + "\n```\n")
+    atomic_write(args.out / "results.md", "\n".join(parts))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,8 @@ class ModelSpec:
         return cls(data["preset"], data["variant"], overrides)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` via a temporary file + rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
@@ -60,7 +61,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def save_run_config(workdir: Path, model: ModelSpec, train: dict[str, Any]) -> None:
     """Write config.json (the resolved ModelConfig is included for people reading it)."""
     payload = {"model": model.to_json(), "train": train, "resolved_model": dataclasses.asdict(model.config())}
-    _atomic_write(Path(workdir) / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    atomic_write(Path(workdir) / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def load_run_config(workdir: Path) -> tuple[ModelSpec, dict[str, Any]]:
