@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cea_jax.cli import one_line_errors
+
 LLM_TASKS = ("ruler", "longbench")
 RESTORATION_TASKS = ("aio3", "aio5", "cdd11", "mixed")
 
 
+@one_line_errors("evaluate.py")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, add_help=False)
