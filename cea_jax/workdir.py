@@ -118,8 +118,15 @@ def _leaf_name(path: tuple[Any, ...]) -> str:
     return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
+def _to_host(leaf: Any) -> np.ndarray:
+    """A replicated array's local copy (every host holds one, even when the array spans several hosts)."""
+    if isinstance(leaf, jax.Array) and leaf.sharding.is_fully_replicated:
+        return np.asarray(leaf.addressable_data(0))
+    return np.asarray(leaf)
+
+
 def _host_leaves(state: Any) -> list[tuple[str, np.ndarray]]:
-    return [(_leaf_name(path), np.asarray(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(state)]
+    return [(_leaf_name(path), _to_host(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(state)]
 
 
 def state_digest(state: Any) -> dict[str, str]:

@@ -197,3 +197,13 @@ def test_list_valued_overrides_round_trip_so_the_same_command_resumes(tmp_path, 
     spec = wd.ModelSpec("tiny", "cea", (("num_blocks", [1, 1, 1, 1]), ("affinity", "softmax"), ("rank", 2)))
     wd.save_run_config(tmp_path / "other", spec, {})
     assert wd.load_run_config(tmp_path / "other")[0] == spec
+
+
+def test_finite_weights_that_restore_to_nan_exit_2_not_0(tmp_path, capsys):
+    workdir = _copy_run(tmp_path)
+    _add_step(workdir, 43, lambda state: {**state, "params": jax.tree.map(lambda x: np.asarray(x) * 1e30,
+                                                                           state["params"])})
+    code = evaluate_cli.main(["--task", "aio3", "--workdir", str(workdir), "--out", str(tmp_path / "e"),
+                              "--max-images", "1", "--grid", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "restores to non-finite values" in err and "step 43" in err
