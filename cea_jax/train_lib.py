@@ -249,11 +249,19 @@ def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
-    """Forget metrics logged after the checkpoint a run resumes from: they are logged again."""
+    """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
+    and a half-written last row left by a killed process."""
     if not path.is_file():
         return
+
+    def keep(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except json.JSONDecodeError:
+            return False
+
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if keep(line)]
     if len(kept) != len(lines):
         wd.atomic_write(path, "".join(line + "\n" for line in kept))
 

@@ -145,3 +145,10 @@ def test_grain_workers_are_closed_when_the_run_fails_after_they_started(tmp_path
         train_lib.train(tmp_path / "run", SMALL_SPEC, config, progress=False)
     assert caught.value  # the traceback (and with it the iterator) is still alive here ...
     assert multiprocessing.active_children() == []  # ... yet its worker process is gone
+
+
+def test_resume_forgets_rows_past_the_checkpoint_and_half_written_ones(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n{"step": 3, "loss": 0.5}\n{"step": 4, "lo')
+    train_lib._drop_rows_after(path, 2)
+    assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'
