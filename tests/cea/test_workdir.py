@@ -29,7 +29,6 @@ from pathlib import Path
 import jax, numpy as np
 from cea_jax import train_lib, workdir as wd
 from cea_jax.data import catalog, pipeline
-from cea_jax.data import catalog, pipeline
 sys.path.insert(0, "tests/cea")
 from data_helpers import SMALL_SPEC, SMALL_TRAIN
 
