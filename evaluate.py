@@ -6,16 +6,18 @@ The ``--task`` flag picks the half; every other flag belongs to that half's own 
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from cea_jax.cli import ArgumentParser, one_line_errors
 
 LLM_TASKS = ("ruler", "longbench")
 RESTORATION_TASKS = ("aio3", "aio5", "cdd11", "mixed")
 
 
+@one_line_errors("evaluate.py")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__, add_help=False)
+    parser = ArgumentParser(prog="evaluate.py", description=__doc__, add_help=False)
     parser.add_argument("--task", required=True, choices=LLM_TASKS + RESTORATION_TASKS)
     known, rest = parser.parse_known_args(argv)
     if known.task in LLM_TASKS:

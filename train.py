@@ -14,7 +14,10 @@ import dataclasses
 import json
 import logging
 import sys
+import typing
 from typing import Any
+
+from cea_jax.cli import one_line_errors
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -27,42 +30,37 @@ def _override(text: str) -> tuple[str, Any]:
         return key, value  # a bare string such as affinity=softmax
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    from cea_jax.configs import PRESETS, VARIANTS
-    from cea_jax.data.catalog import PROTOCOLS
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``skip_bad`` -> ``--skip-bad``), typed and documented by the field."""
     from cea_jax.train_lib import TrainConfig
 
-    d = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag, help_text = "--" + field.name.replace("_", "-"), field.metadata["help"]
+        if hints[field.name] is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        kind = next(t for t in typing.get_args(hints[field.name]) or (hints[field.name],) if t is not type(None))
+        parser.add_argument(flag, type=kind, default=field.default, help=f"{help_text} (default: {field.default})")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from cea_jax.cli import ArgumentParser
+    from cea_jax.configs import PRESETS, VARIANTS
+
+    p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="run folder: config, checkpoints, metrics.jsonl")
     p.add_argument("--config", default="tiny", choices=PRESETS, help="model preset")
     p.add_argument("--variant", default="cea", choices=VARIANTS)
     p.add_argument("--set", dest="overrides", action="append", default=[], type=_override, metavar="KEY=VALUE",
-                   help="override a model config field (repeatable), e.g. --set rank=4 --set dim=8")
-    p.add_argument("--data", default=d.data,
-                   help="'embedded' (default, no download), 'tfds:NAME[:SPLIT]', or a dataset folder "
-                        "(PromptIR/AdaIR, MoCE-IR or CDD-11 layout; see data/README.md)")
-    p.add_argument("--protocol", default=d.protocol, choices=PROTOCOLS)
-    p.add_argument("--tfds-data-dir", default=d.tfds_data_dir)
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    p.add_argument("--crop", type=int, default=d.crop, help="training crop size (multiple of 8)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--fft-weight", type=float, default=d.fft_weight, help="weight of the FFT-L1 term (0: off)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="grain worker processes (0: in-process)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--val-images", type=int, default=d.val_images, help="held-out images per test column")
-    p.add_argument("--skip-bad", action="store_true", help="log and skip unreadable/mismatched images")
+                   help="override a model config field (repeatable), e.g. --set rank=4 --set num_blocks=[1,1,1,1]")
+    _add_setting_flags(p)
     p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize()")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
+@one_line_errors("train.py")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -71,19 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.distributed:
         jax.distributed.initialize()
 
-    from cea_jax.data.io import BadImageError, DataLayoutError
     from cea_jax.train_lib import TrainConfig, train
-    from cea_jax.workdir import ModelSpec, WorkdirError
+    from cea_jax.workdir import ModelSpec
 
-    try:
-        spec = ModelSpec(args.config, args.variant, tuple(sorted(args.overrides)))
-        spec.config()  # validate the overrides before any work
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-        row = train(args.workdir, spec, config, progress=not args.no_progress)
-    except (BadImageError, DataLayoutError, WorkdirError, ValueError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 2
+    spec = ModelSpec(args.config, args.variant, tuple(args.overrides))
+    spec.config()  # validate the overrides before any work
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    row = train(args.workdir, spec, config, progress=not args.no_progress)
     if row.get("interrupted"):
         print(f"stopped at step {row['step']}; run the same command again to resume", file=sys.stderr)
         return 130

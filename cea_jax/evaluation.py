@@ -109,6 +109,10 @@ def main(argv: list[str]) -> int:
     except (WorkdirError, DataLayoutError, BadImageError) as err:
         print(f"evaluate.py: error: {err}", file=sys.stderr)
         return 2
+    if not all(np.isfinite(list(payload["average"].values()))):
+        print(f"evaluate.py: error: the model restores to non-finite values (average {payload['average']}, "
+              f"step {payload['step']}); {payload['out']}/results.json records them", file=sys.stderr)
+        return 2
     print(payload["table"])
     print(f"wrote {payload['out']}/results.{{json,md}}", file=sys.stderr)
     return 0

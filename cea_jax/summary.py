@@ -11,18 +11,20 @@ also without materialising parameters.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from cea_jax.cli import ArgumentParser, one_line_errors
 from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config
 from cea_jax.models import build_model
 
 _INIT_SIZE = 16  # parameter shapes do not depend on the image size
+MAX_SIZE = 4096  # compiling a larger forward only to count its FLOPs exhausts a laptop's memory
 
 
 def abstract_params(config: ModelConfig) -> Any:
@@ -85,21 +87,23 @@ def markdown_table(rows: list[dict[str, Any]], baseline: str = "none") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@one_line_errors("python -m cea_jax.summary")
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m cea_jax.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="paper", choices=PRESETS, help="preset name")
     parser.add_argument("--variant", default="cea", choices=VARIANTS)
     parser.add_argument("--all", action="store_true", help="every variant, as a Markdown table")
     parser.add_argument("--size", type=int, default=256, help="square input size for the FLOP count")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
-    if args.size < 1:
-        parser.error(f"--size must be positive, got {args.size}")
+    if not 16 <= args.size <= MAX_SIZE:
+        parser.error(f"--size must be in [16, {MAX_SIZE}], got {args.size}")
     # A single variant is shown next to the plain backbone so its overhead is visible.
     variants = VARIANTS if args.all else tuple(dict.fromkeys(("none", args.variant)))
     rows = [summarize(args.config, variant, args.size) for variant in variants]
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

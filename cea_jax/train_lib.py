@@ -12,6 +12,7 @@ or SIGTERM stops at the next step boundary and checkpoints there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -43,28 +44,34 @@ WARMUP_FRACTION = 15 / 120
 SCHEDULE_FRACTION = 150 / 120
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A TrainConfig field whose ``help`` train.py turns into its command-line flag's help."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Training settings (the paper recipe's optimiser, scaled to ``steps``)."""
 
-    data: str = "embedded"
-    protocol: str = "aio3"
-    steps: int = 300
-    batch_size: int = 8  # global, across devices and hosts
-    crop: int = 48
-    lr: float = 2e-4
-    weight_decay: float = 0.01
-    fft_weight: float = 0.0
-    seed: int = 0
-    workers: int = 2
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    val_every: int = 100
-    val_images: int = 4
-    val_crop: int = 128
-    skip_bad: bool = False
-    tfds_data_dir: str | None = None
+    data: str = _setting("embedded", "'embedded' (default, no download), 'tfds:NAME[:SPLIT]', or a dataset folder "
+                                     "(PromptIR/AdaIR, MoCE-IR or CDD-11 layout; see data/README.md)")
+    protocol: str = _setting("aio3", f"training mixture, one of {catalog.PROTOCOLS}")
+    steps: int = _setting(300, "optimiser steps in the whole run")
+    batch_size: int = _setting(8, "global batch size, across devices and hosts")
+    crop: int = _setting(48, "training crop size (multiple of 8)")
+    lr: float = _setting(2e-4, "peak learning rate")
+    weight_decay: float = _setting(0.01, "AdamW weight decay")
+    fft_weight: float = _setting(0.0, "weight of the FFT-L1 term (0: off)")
+    seed: int = _setting(0, "seed of init, shuffling, crops and noise")
+    workers: int = _setting(2, "grain worker processes (0: in-process)")
+    checkpoint_every: int = _setting(100, "steps between checkpoints")
+    keep_checkpoints: int = _setting(2, "newest checkpoints kept on disk")
+    log_every: int = _setting(10, "steps between metrics.jsonl rows")
+    val_every: int = _setting(100, "steps between validation PSNR measurements")
+    val_images: int = _setting(4, "held-out images per test column")
+    val_crop: int = _setting(128, "centre crop of the validation images")
+    skip_bad: bool = _setting(False, "log (once per file) and skip unreadable/mismatched images")
+    tfds_data_dir: str | None = _setting(None, "TFDS data_dir for --data tfds:NAME")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "checkpoint_every", "log_every", "val_every", "val_images"):
@@ -76,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"protocol must be one of {catalog.PROTOCOLS}, got {self.protocol!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.fft_weight < 0 or self.workers < 0:
             raise ValueError("lr must be > 0 and weight_decay, fft_weight, workers >= 0")
+        if self.keep_checkpoints < 1 or self.val_crop < 16:
+            raise ValueError("keep_checkpoints must be >= 1 and val_crop >= 16")
 
 
 def learning_rate(config: TrainConfig) -> optax.Schedule:
@@ -223,6 +232,8 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
 
 
 def _check_resume(workdir: Path, spec: wd.ModelSpec) -> None:
+    if workdir.exists() and not workdir.is_dir():
+        raise wd.WorkdirError(f"{workdir}: is a file; --workdir needs a folder (new or from train.py)")
     config_path = workdir / wd.CONFIG_FILE
     if config_path.is_file():
         saved, _ = wd.load_run_config(workdir)
@@ -237,10 +248,35 @@ def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def _drop_rows_after(path: Path, step: int) -> None:
+    """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
+    and a half-written last row left by a killed process."""
+    if not path.is_file():
+        return
+
+    def keep(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except json.JSONDecodeError:
+            return False
+
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if keep(line)]
+    if len(kept) != len(lines):
+        wd.atomic_write(path, "".join(line + "\n" for line in kept))
+
+
+def _check_finite(values: dict[str, float], step: int) -> None:
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise FloatingPointError(f"{', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}; lower --lr")
+
+
 def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the model of ``spec`` in ``workdir``; returns the last metrics row.
 
-    Re-running with the same arguments continues from the latest checkpoint.
+    Re-running with the same arguments continues from the newest intact checkpoint.
+    Data workers and the checkpoint manager are closed on every exit path.
     """
     workdir = Path(workdir)
     mesh = make_mesh()
@@ -262,28 +298,39 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
     dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
                                      batch_size=config.batch_size // n_hosts, workers=config.workers,
                                      shard_index=host, shard_count=n_hosts)
-    data_iter = iter(dataset)
-    val_records = validation_records(config)
+    with contextlib.ExitStack() as cleanup:
+        data_iter = iter(dataset)
+        cleanup.callback(data_iter.close)
+        val_records = validation_records(config)
+        manager = wd.checkpoint_manager(workdir, config.keep_checkpoints)
+        cleanup.callback(manager.close)
+        abstract_state, create_state = state_initializer(model_config, config, mesh)
+        state = wd.restore_checkpoint(manager, abstract_state, data_iter)
+        start = 0 if state is None else int(state["step"])
+        if host == 0:
+            _drop_rows_after(workdir / "metrics.jsonl", start)
+        # Read the first batch before compiling anything, so bad data fails in seconds.
+        batch = next(data_iter) if start < config.steps else None
+        if state is None:
+            state = create_state()
+        else:
+            log.info("resumed %s at step %d", workdir, start)
+        return _train_loop(workdir, spec, config, mesh, manager, data_iter, state, batch, val_records, progress)
 
-    manager = wd.checkpoint_manager(workdir, config.keep_checkpoints)
-    abstract_state, create_state = state_initializer(model_config, config, mesh)
-    state = wd.restore_checkpoint(manager, abstract_state, data_iter)
-    start = 0 if state is None else int(state["step"])
-    # Read the first batch before compiling anything, so bad data fails in seconds.
-    batch = next(data_iter) if start < config.steps else None
-    if state is None:
-        state = create_state()
-    else:
-        log.info("resumed %s at step %d", workdir, start)
+
+def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Mesh, manager: Any,
+                data_iter: Iterator, state: Any, batch: Any, val_records: list, progress: bool) -> dict[str, Any]:
+    """Steps from ``state["step"]`` to ``config.steps`` (or a stop request), logging and checkpointing."""
+    model_config = spec.config()
+    host = jax.process_index()
+    start = step = int(state["step"])
     step_fn = train_step_fn(model_config, config, mesh)
     schedule = learning_rate(config)
     metrics_path = workdir / "metrics.jsonl"
     row: dict[str, Any] = {"step": start}
-
     bar = tqdm(total=config.steps, initial=start, desc=f"train {spec.variant}", disable=not progress or host != 0,
                dynamic_ncols=True)
     tick, seen = time.perf_counter(), 0
-    step = start
     try:
         with _StopRequest() as stop:
             while step < config.steps and not stop.requested:
@@ -295,18 +342,18 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
                 seen += config.batch_size
                 bar.update(1)
                 if step % config.log_every == 0 or step == config.steps:
-                    loss = float(out["loss"])
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr")
+                    losses = {k: float(v) for k, v in out.items()}
+                    _check_finite(losses, step)
                     rate = seen / (time.perf_counter() - tick)
-                    row = {"step": step, "loss": loss, "l1": float(out["l1"]), "aux_loss": float(out["aux_loss"]),
-                           "lr": float(schedule(step - 1)), "images_per_s": rate, "time": time.time()}
-                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}")
+                    row = {"step": step, **losses, "lr": float(schedule(step - 1)), "images_per_s": rate,
+                           "time": time.time()}
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.1f}")
                     tick, seen = time.perf_counter(), 0
                     if host == 0:
                         _append_jsonl(metrics_path, row)
                 if step % config.val_every == 0 or step == config.steps:
                     val = validate(model_config, state["params"], val_records)
+                    _check_finite(val, step)
                     row = {**row, **val}
                     bar.write(f"step {step}: val PSNR {val['val_psnr']:.2f} dB")
                     if host == 0:
@@ -318,8 +365,5 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
         manager.wait_until_finished()
     finally:
         bar.close()
-        manager.close()
-        if hasattr(data_iter, "close"):
-            data_iter.close()
     row["interrupted"] = step < config.steps
     return row

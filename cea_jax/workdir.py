@@ -1,25 +1,37 @@
 """A training run's folder: its config (to rebuild the model) and its orbax checkpoints.
 
 Layout: ``DIR/config.json`` (model preset/variant/overrides + the training settings),
-``DIR/checkpoints/<step>/{state,data}`` (orbax; ``data`` is the grain iterator state),
-``DIR/metrics.jsonl``. evaluate.py and restore.py need only ``--workdir`` (or
-``--checkpoint DIR/checkpoints/<step>``) to rebuild the exact model.
+``DIR/checkpoints/<step>/{state,data,digest}`` (orbax; ``data`` is the grain iterator
+state, ``digest`` a SHA-256 per state tensor), ``DIR/metrics.jsonl``. evaluate.py and
+restore.py need only ``--workdir`` (or ``--checkpoint DIR/checkpoints/<step>``) to
+rebuild the exact model.
+
+Checkpoints restore into abstract targets carrying the current devices' shardings, so a
+run saved on a TPU slice loads on a laptop. A step that cannot be read or whose tensors
+do not match their digest is skipped with a warning for the newest step that does;
+non-finite weights are an error, never a silent NaN model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import os
+import time
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -27,6 +39,15 @@ CHECKPOINTS = "checkpoints"
 
 class WorkdirError(ValueError):
     """A workdir or checkpoint that cannot be used (missing, or from a different model)."""
+
+
+class CorruptCheckpoint(WorkdirError):
+    """A checkpoint step that cannot be read back, or reads back other bytes than were saved."""
+
+
+def _freeze(value: Any) -> Any:
+    """JSON lists -> tuples (recursively), so an override compares equal after a round trip."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +58,10 @@ class ModelSpec:
     variant: str = "cea"
     overrides: tuple[tuple[str, Any], ...] = ()
 
+    def __post_init__(self) -> None:
+        # One canonical form (sorted keys, tuples for lists): what config.json gives back.
+        object.__setattr__(self, "overrides", tuple(sorted((k, _freeze(v)) for k, v in dict(self.overrides).items())))
+
     def config(self) -> ModelConfig:
         return get_config(self.preset, self.variant, **dict(self.overrides))
 
@@ -45,8 +70,7 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelSpec:
-        overrides = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data["overrides"].items()))
-        return cls(data["preset"], data["variant"], overrides)
+        return cls(data["preset"], data["variant"], tuple(data["overrides"].items()))
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -76,38 +100,139 @@ def load_run_config(workdir: Path) -> tuple[ModelSpec, dict[str, Any]]:
         raise WorkdirError(f"{path}: unreadable run config ({err})") from None
 
 
+def _manager(root: Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(root, options=options, item_handlers={
+        "state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
+        "digest": ocp.JsonCheckpointHandler(),
+    })
+
+
 def checkpoint_manager(workdir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """Orbax manager over DIR/checkpoints with a ``state`` pytree item and a grain ``data`` item."""
-    return ocp.CheckpointManager(
-        Path(workdir).absolute() / CHECKPOINTS,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()},
-    )
+    """Orbax manager over DIR/checkpoints: a ``state`` pytree, a grain ``data`` item and a ``digest``."""
+    return _manager(Path(workdir).absolute() / CHECKPOINTS,
+                    ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+    """``opt_state.0.mu.params.w``: the same name whether a node is a namedtuple, a dict or a list."""
+    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _to_host(leaf: Any) -> np.ndarray:
+    """A replicated array's local copy (every host holds one, even when the array spans several hosts)."""
+    if isinstance(leaf, jax.Array) and leaf.sharding.is_fully_replicated:
+        return np.asarray(leaf.addressable_data(0))
+    return np.asarray(leaf)
+
+
+def _host_leaves(state: Any) -> list[tuple[str, np.ndarray]]:
+    return [(_leaf_name(path), _to_host(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(state)]
+
+
+def state_digest(state: Any) -> dict[str, str]:
+    """SHA-256 of every tensor's dtype, shape and bytes, by leaf name (the checkpoint's checksum)."""
+    digest = {}
+    for name, array in _host_leaves(state):
+        h = hashlib.sha256(f"{array.dtype}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+        digest[name] = h.hexdigest()
+    return digest
 
 
 def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any) -> None:
-    """Save model/optimizer state and the data iterator position at ``step`` (async for the arrays)."""
+    """Save model/optimizer state, its digest and the data iterator position at ``step`` (async arrays)."""
     manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
+        digest=ocp.args.JsonSave({"sha256": state_digest(state)}),
     ), force=True)
 
 
+def _verified_restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data_iterator: Any) -> Any:
+    """Restore one step; CorruptCheckpoint if unreadable or its bytes differ from the digest saved with it."""
+    has_digest = (Path(manager.directory) / str(step) / "digest").is_dir()
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if has_digest:
+        items["digest"] = ocp.args.JsonRestore()
+    if data_iterator is not None:
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as err:  # orbax/TensorStore raise many types for a damaged step
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CorruptCheckpoint(f"checkpoint step {step} is unreadable ({detail})") from None
+    state = restored["state"]
+    if has_digest:
+        saved = restored["digest"]["sha256"]
+        actual = state_digest(state)
+        bad = sorted(name for name in saved.keys() | actual.keys() if saved.get(name) != actual.get(name))
+        if bad:
+            raise CorruptCheckpoint(f"checkpoint step {step} fails its checksum ({len(bad)} tensors, e.g. {bad[0]})")
+    else:
+        log.warning("checkpoint step %d has no digest (written by an older version): not verified", step)
+    bad = [name for name, array in _host_leaves(state)
+           if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all()]
+    if bad:
+        raise WorkdirError(f"checkpoint step {step} holds non-finite weights ({bad[0]}); "
+                           "resume from an earlier --checkpoint or retrain with a lower --lr")
+    return state
+
+
+def restore_newest_valid(manager: ocp.CheckpointManager, abstract_state: Any | None = None,
+                         data_iterator: Any = None, steps: list[int] | None = None) -> tuple[Any, int] | None:
+    """(state, step) of the newest step that reads back intact, warning about each skipped one; None if none.
+
+    ``abstract_state`` carries the target shardings; None builds one from the checkpoint's
+    own metadata, placed on the default device (for inference).
+    """
+    steps = sorted(manager.all_steps() if steps is None else steps, reverse=True)
+    problems = []
+    for step in steps:
+        try:
+            target = abstract_state if abstract_state is not None else _abstract_from_metadata(manager, step)
+            return _verified_restore(manager, step, target, data_iterator), step
+        except CorruptCheckpoint as err:
+            problems.append(str(err))
+            if step != steps[-1]:
+                log.warning("%s; falling back to the previous step", err)
+    if problems:
+        raise WorkdirError(f"{manager.directory}: no intact checkpoint ({'; '.join(problems)})")
+    return None
+
+
 def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state: Any, data_iterator: Any) -> Any | None:
-    """Restore the latest checkpoint into ``abstract_state``'s shardings (and the iterator); None if none."""
-    step = manager.latest_step()
-    if step is None:
+    """Restore the newest intact checkpoint into ``abstract_state``'s shardings (and the iterator); None if none.
+
+    Damaged newer steps are renamed ``<step>.corrupt-<time>`` (kept for inspection), so the
+    resumed run can write those steps again.
+    """
+    found = restore_newest_valid(manager, abstract_state, data_iterator)
+    if found is None:
         return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=grain.checkpoint.CheckpointRestore(data_iterator)
-    ))
-    return restored["state"]
+    newer = [s for s in manager.all_steps() if s > found[1]]
+    if newer and jax.process_index() == 0:
+        for step in newer:
+            path = Path(manager.directory) / str(step)
+            path.rename(path.with_name(f"{step}.corrupt-{time.time_ns()}"))
+    if newer:
+        manager.reload()
+    return found[0]
+
+
+def _abstract_from_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
+    """The saved state's shapes and dtypes as ShapeDtypeStructs on this process's default device."""
+    try:
+        tree = manager.item_metadata(step)["state"].tree
+    except Exception as err:  # a damaged metadata file is a damaged step
+        raise CorruptCheckpoint(f"checkpoint step {step} has unreadable metadata ({type(err).__name__})") from None
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
 
 
 def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[Path, Path]:
     """(run folder, step folder) from ``--workdir`` (latest step) or ``--checkpoint DIR/checkpoints/<step>``."""
     if checkpoint:
         step_dir = Path(checkpoint).absolute()
-        if not (step_dir / "state").is_dir():
+        if not step_dir.name.isdigit() or not (step_dir / "state").is_dir():
             raise WorkdirError(f"{checkpoint}: not a checkpoint step folder (expected {checkpoint}/state)")
         run_dir = Path(workdir) if workdir else step_dir.parent.parent
         return run_dir, step_dir
@@ -124,9 +249,16 @@ def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[Pat
 
 
 def load_params(workdir: str | None = None, checkpoint: str | None = None) -> tuple[ModelConfig, Any, int]:
-    """(model config, params on the default device, step) for inference."""
+    """(model config, params on the default device, step) for inference.
+
+    With ``--workdir`` the newest intact step is used (damaged newer ones are skipped with
+    a warning); an explicit ``--checkpoint`` step is used or refused, never replaced.
+    """
     run_dir, step_dir = resolve_checkpoint(workdir, checkpoint)
     spec, _ = load_run_config(run_dir)
-    state = ocp.StandardCheckpointer().restore(step_dir / "state")
-    params = jax.device_put(state["params"])
-    return spec.config(), params, int(step_dir.name)
+    manager = _manager(step_dir.parent, ocp.CheckpointManagerOptions(read_only=True, create=False))
+    try:
+        state, step = restore_newest_valid(manager, steps=[int(step_dir.name)] if checkpoint else None)
+    finally:
+        manager.close()
+    return spec.config(), state["params"], step

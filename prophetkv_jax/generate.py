@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cea_jax.cli import ArgumentParser, one_line_errors
 from prophetkv_jax import recompute
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
@@ -127,8 +128,9 @@ def generate(
                              temperature=temperature, top_p=top_p, seed=seed)
 
 
+@one_line_errors("python -m prophetkv_jax.generate")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prophetkv_jax.generate", description=__doc__,
+    parser = ArgumentParser(prog="python -m prophetkv_jax.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt")
     parser.add_argument("--model", default=None, help="HF Llama directory or .gguf (default: SmolLM2-135M-Instruct)")
@@ -138,10 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text")
     args = parser.parse_args(argv)
-    try:
-        check_sampling(args.temperature, args.top_p)
-    except ValueError as err:
-        parser.error(str(err))
+    if args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    check_sampling(args.temperature, args.top_p)
     from prophetkv_jax.model.checkpoint import load_checkpoint
 
     params, config, tokenizer = load_checkpoint(args.model)

@@ -5,6 +5,10 @@ tensor bytes, and are verified on every disk read: a corrupted or truncated entr
 reported once, deleted and treated as a miss, so the caller recomputes it. Total size
 on disk is capped with least-recently-used eviction (a read refreshes the file's mtime).
 Several processes may share one directory: readers only ever see whole files.
+
+Keys are the project's own SHA-256 hex digests (:func:`chunk_key`); anything else is
+refused before a path is built, and every path is checked to lie inside the root. A root
+that cannot be created or written is reported once and the store works from memory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +34,7 @@ from safetensors.numpy import save
 log = logging.getLogger(__name__)
 
 FORMAT = "prophetkv-chunk-v1"
+_KEY = re.compile(r"[0-9a-f]{64}")
 STORE_DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -48,16 +55,19 @@ class SegmentKV:
 
 
 def model_fingerprint(config: Any, params: Any) -> str:
-    """Hash of the architecture and a strided sample of every weight: cheap even for 8B models."""
+    """SHA-256 of the architecture and every byte of every weight (run once per loaded model).
+
+    A stored chunk KV is valid only for the exact weights that produced it: editing a
+    single embedding row must change the fingerprint. Tensors reach the host one at a time.
+    """
     import jax  # local: keeps the store importable without touching a backend
 
     digest = hashlib.sha256(repr(config).encode())
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flat = leaf.reshape(-1)  # stride on the device: only the ~4K sampled values reach the host
-        sample = np.asarray(flat[:: max(1, flat.size // 4096)], np.float32)
+        array = np.ascontiguousarray(np.asarray(leaf))
         digest.update(jax.tree_util.keystr(path).encode())
-        digest.update(str(leaf.shape).encode())
-        digest.update(sample.tobytes())
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()[:32]
 
 
@@ -95,6 +105,11 @@ def _checksum(k: np.ndarray, v: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
+        raise ValueError(f"chunk store key must be a 64-character lowercase hex digest (chunk_key), got {key!r:.80}")
+
+
 class CorruptEntry(Exception):
     """A store file that exists but cannot be trusted."""
 
@@ -120,11 +135,21 @@ class ChunkStore:
         self._memory_bytes = 0
         self._reported: set[str] = set()
         if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=self.root):
+                    pass  # the folder is writable
+            except OSError as err:
+                self._use_memory_only(f"cannot write to {self.root} ({err.strerror or err})")
+
+    def _use_memory_only(self, reason: str) -> None:
+        log.warning("chunk store: %s; keeping chunk KVs in memory only for this run", reason)
+        self.root = None
 
     # -- public API -------------------------------------------------------------------
 
     def get(self, key: str) -> SegmentKV | None:
+        _check_key(key)
         if key in self._memory:
             self._memory.move_to_end(key)
             return self._memory[key]
@@ -149,6 +174,7 @@ class ChunkStore:
         return entry
 
     def put(self, key: str, entry: SegmentKV) -> None:
+        _check_key(key)
         self._remember(key, entry)
         if self.root is None:
             return
@@ -156,13 +182,23 @@ class ChunkStore:
         metadata = {"format": FORMAT, "key": key, "dtype": self.dtype, "checksum": _checksum(k, v)}
         payload = save({"k": k, "v": v}, metadata=metadata)
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, payload)
-        self._evict_disk()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, payload)
+            self._evict_disk()
+        except OSError as err:  # e.g. the disk filled up or the folder became read-only
+            self._use_memory_only(f"cannot write {path} ({err.strerror or err})")
 
     def path_for(self, key: str) -> Path:
-        assert self.root is not None
-        return self.root / key[:2] / f"{key}.safetensors"
+        """The entry's file; ValueError for a key that is not a chunk_key digest or would leave the root."""
+        _check_key(key)
+        if self.root is None:
+            raise ValueError("this chunk store keeps entries in memory only")
+        root = self.root.resolve()
+        path = (root / key[:2] / f"{key}.safetensors").resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"chunk store key {key!r} resolves outside the store root {root}")
+        return path
 
     def disk_bytes(self) -> int:
         return sum(size for _, size, _ in self._disk_entries())

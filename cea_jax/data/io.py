@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,15 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
     Grayscale files are rejected unless ``allow_gray`` (then replicated to RGB, as the
     official loaders do for BSD400); images with an alpha channel, palette images with
     transparency and 16-bit images are always rejected, since silently flattening them
-    would change the pixels the metrics compare.
+    would change the pixels the metrics compare. Images over PIL's ``MAX_IMAGE_PIXELS``
+    are rejected from their header, before any pixel is decoded (decompression bombs).
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             img.load()
             mode = img.mode
             if mode == "P":
@@ -54,6 +59,9 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except FileNotFoundError:
         raise BadImageError(f"{path}: file not found") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(f"{path}: image larger than {Image.MAX_IMAGE_PIXELS} pixels (PIL's limit); "
+                            "expected an ordinary photo") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise BadImageError(f"{path}: cannot read image ({err})") from None
     return array

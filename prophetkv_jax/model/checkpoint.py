@@ -150,8 +150,8 @@ def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig
         else:
             scaling = RopeScaling(float(scaling["factor"]), float(scaling["low_freq_factor"]),
                                   float(scaling["high_freq_factor"]), int(scaling["original_max_position_embeddings"]))
-    heads = cfg["num_attention_heads"]
     try:
+        heads = cfg["num_attention_heads"]
         return LlamaConfig(
             vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
             num_layers=cfg["num_hidden_layers"], num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads", heads),

@@ -1,10 +1,14 @@
 """grain training pipeline: determinism, checkpointable state, worker invariance, transforms."""
 
+import logging
+
 import numpy as np
 import pytest
 
 from cea_jax.data import catalog, embedded, pipeline
 from cea_jax.data.sources import TASK_IDS
+
+from data_helpers import make_promptir_root
 
 CROP = 32
 
@@ -99,3 +103,15 @@ def test_embedded_test_sets_are_fixed_and_cover_every_task():
         a, b = sets[-1].source[0], sets[-1].source[0]
         np.testing.assert_array_equal(a["degraded"], b["degraded"])
         assert not np.array_equal(a["degraded"], a["clean"])
+
+
+def test_skip_bad_reports_each_bad_file_once_however_often_it_is_revisited(tmp_path, caplog):
+    root = make_promptir_root(tmp_path)
+    (root / "Train/Derain/gt/norain-0.png").write_bytes(b"not a png")
+    source = catalog.train_source(catalog.parse_data(str(root)), "aio3", seed=0, crop=CROP, skip_bad=True)
+    with caplog.at_level(logging.WARNING, logger="cea_jax.data.sources"):
+        for _ in range(5):  # five epochs
+            for index in range(len(source)):
+                source[index]
+    warnings = [r.getMessage() for r in caplog.records if "skipping bad sample" in r.getMessage()]
+    assert len(warnings) == 1 and "norain-0.png" in warnings[0]

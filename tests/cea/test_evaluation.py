@@ -51,3 +51,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     code = evaluate_cli.main(["--task", "mixed", "--workdir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "no checkpoints under" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workdir", "x"], "the following arguments are required: --task"),
+    (["--task", "aio3", "--workdir", "{tmp}/notes.txt"], "notes.txt/config.json: not found"),
+    (["--task", "aio3", "--checkpoint", "{tmp}/notes.txt"], "notes.txt: not a checkpoint step folder"),
+])
+def test_bad_arguments_are_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "notes.txt").write_text("")
+    code = evaluate_cli.main([a.format(tmp=tmp_path) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("evaluate.py: error: ") and message in err

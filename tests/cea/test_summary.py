@@ -1,5 +1,7 @@
 """Parameter / FLOP counters and the summary CLI."""
 
+import pytest
+
 from cea_jax.configs import get_config
 from cea_jax.models.cea import probe_width
 from cea_jax.summary import count_params, forward_flops, main, markdown_table
@@ -42,3 +44,12 @@ def test_cli_prints_the_variant_next_to_the_backbone(capsys):
     main(["--config", "tiny", "--variant", "cea", "--size", "16"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["none", "cea"]
+
+
+@pytest.mark.parametrize(("size", "message"), [("0", "--size must be in [16, 4096], got 0"),
+                                               ("100000", "--size must be in [16, 4096], got 100000"),
+                                               ("big", "invalid int value: 'big'")])
+def test_bad_size_is_one_line_before_any_compilation(capsys, size, message):
+    assert main(["--size", size]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err

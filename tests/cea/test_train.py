@@ -1,6 +1,8 @@
 """Training loop: schedule, resume after an interrupt equals an uninterrupted run, clear data errors."""
 
+import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import threading
@@ -106,3 +108,47 @@ def test_bad_arguments_are_clear_cli_errors(tmp_path, capsys):
     assert code == 2 and "crop must be a multiple of 8" in capsys.readouterr().err
     code = train_cli.main(["--workdir", str(tmp_path / "run"), "--set", "no_such_field=1"])
     assert code == 2 and "no_such_field" in capsys.readouterr().err
+
+
+def test_workdir_naming_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("")
+    code = train_cli.main(["--workdir", str(tmp_path / "notes.txt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "notes.txt: is a file; --workdir needs a folder" in err
+
+
+def test_flags_are_the_train_config_fields():
+    args = train_cli.parse_args(["--workdir", "w", "--val-crop", "64", "--skip-bad", "--tfds-data-dir", "d"])
+    config = TrainConfig(**{f: getattr(args, f) for f in TrainConfig.__dataclass_fields__})
+    assert config == TrainConfig(val_crop=64, skip_bad=True, tfds_data_dir="d")
+    assert train_cli.parse_args(["--workdir", "w"]).lr == TrainConfig().lr
+
+
+def test_non_finite_loss_or_validation_stops_the_run():
+    train_lib._check_finite({"loss": 0.5, "val_psnr": 30.0}, 3)
+    with pytest.raises(FloatingPointError, match="val_psnr=nan at step 3"):
+        train_lib._check_finite({"loss": 0.5, "val_psnr": float("nan")}, 3)
+
+
+def test_grain_workers_are_closed_when_the_run_fails_after_they_started(tmp_path, monkeypatch):
+    real = train_lib.state_initializer
+
+    def failing_initializer(*args):
+        def create():  # runs after the first batch was read, i.e. with the workers up
+            assert multiprocessing.active_children(), "the workers should be running by now"
+            raise MemoryError("no memory to initialise the model")
+        return real(*args)[0], create
+
+    monkeypatch.setattr(train_lib, "state_initializer", failing_initializer)
+    config = dataclasses.replace(SMALL_TRAIN, workers=1)
+    with pytest.raises(MemoryError) as caught:
+        train_lib.train(tmp_path / "run", SMALL_SPEC, config, progress=False)
+    assert caught.value  # the traceback (and with it the iterator) is still alive here ...
+    assert multiprocessing.active_children() == []  # ... yet its worker process is gone
+
+
+def test_resume_forgets_rows_past_the_checkpoint_and_half_written_ones(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n{"step": 3, "loss": 0.5}\n{"step": 4, "lo')
+    train_lib._drop_rows_after(path, 2)
+    assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'

@@ -30,8 +30,22 @@ def test_prompt_over_context_and_bad_flags_are_refused(default_model):
     params, config, _ = default_model
     with pytest.raises(ValueError, match="exceeds the model's context of 8192"):
         generate(params, config, list(np.zeros(8190, int)), 8)
-    with pytest.raises(SystemExit):
-        main(["hi", "--top-p", "0"])
+    assert main(["hi", "--top-p", "0"]) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
+    (["--max-new-tokens", "-1"], "--max-new-tokens must be >= 1, got -1"),
+    (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--model", "{tmp}/nope"], "nope: no such checkpoint"),
+    (["--model", "{tmp}"], "config.json lacks"),  # an HF config without model_type (or any field)
+])
+def test_bad_arguments_and_models_are_one_line_errors(tmp_path, capsys, args, message):
+    (tmp_path / "config.json").write_text("{}")
+    code = main(["hi", *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("python -m prophetkv_jax.generate: error:")
+    assert message in err
 
 
 def test_batched_greedy_decoding_equals_one_cache_at_a_time():

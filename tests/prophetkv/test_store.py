@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key
+from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
 
 
 def segment(seed: int, length: int = 5) -> SegmentKV:
@@ -121,3 +121,71 @@ def test_two_processes_reading_and_writing_never_see_a_bad_entry(tmp_path):
         w.join(120)
     assert [w.exitcode for w in workers] == [0, 0]
     assert failures.empty()
+
+
+@pytest.mark.parametrize("crafted", ["../x", "../" * 3 + "a" * 56, "a" * 63 + "/", "A" * 64, "/etc/passwd", "", "a" * 65])
+def test_crafted_keys_are_refused_before_any_file_is_touched(tmp_path, crafted):
+    root = tmp_path / "store"
+    outside = tmp_path / "x"
+    outside.write_text("precious")
+    store = ChunkStore(root)
+    with pytest.raises(ValueError, match="64-character lowercase hex digest"):
+        store.put(crafted, segment(1))
+    with pytest.raises(ValueError, match="64-character lowercase hex digest"):
+        store.get(crafted)
+    assert outside.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["store", "x"]
+
+
+def test_a_path_that_resolves_outside_the_root_is_refused(tmp_path):
+    store = ChunkStore(tmp_path / "store")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "store" / "ab").symlink_to(tmp_path / "elsewhere")  # a planted link inside the root
+    with pytest.raises(ValueError, match="outside the store root"):
+        store.put("ab" + "0" * 62, segment(1))
+    assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def _unusable_root(tmp_path, kind):
+    if kind == "under a file":
+        (tmp_path / "file").write_text("")
+        return tmp_path / "file" / "store"
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions")
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["under a file", "read-only"])
+def test_unusable_root_falls_back_to_memory_with_one_warning(tmp_path, caplog, kind):
+    root = _unusable_root(tmp_path, kind)
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+        store = ChunkStore(root)
+        for n in (1, 2):
+            store.put(key(n), segment(n))
+    assert store.root is None
+    np.testing.assert_array_equal(store.get(key(2)).k, segment(2).k)
+    assert [r.getMessage().count("in memory only") for r in caplog.records] == [1]
+
+
+def test_root_that_breaks_after_start_falls_back_to_memory(tmp_path, caplog):
+    store = ChunkStore(tmp_path / "store")
+    (tmp_path / "store").rmdir()
+    (tmp_path / "store").write_text("")  # the folder was replaced by a file
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+        store.put(key(1), segment(1))
+        store.put(key(2), segment(2))
+    assert store.root is None and store.get(key(1)) is not None
+    assert sum("in memory only" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_fingerprint_changes_when_one_embedding_value_changes():
+    rng = np.random.default_rng(0)
+    params = {"embed": rng.normal(size=(1024, 64)).astype(np.float32), "norm": np.ones(64, np.float32)}
+    edited = {**params, "embed": params["embed"].copy()}
+    edited["embed"][3, 5] += 1e-3  # one row, one value, between any strided samples
+    assert model_fingerprint("cfg", params) == model_fingerprint("cfg", {k: v.copy() for k, v in params.items()})
+    assert model_fingerprint("cfg", edited) != model_fingerprint("cfg", params)
+    assert model_fingerprint("other cfg", params) != model_fingerprint("cfg", params)

@@ -1,0 +1,51 @@
+"""The one-line error helper shared by every command-line entry point."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cea_jax.cli import ArgumentParser, one_line_errors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _main_raising(error):
+    @one_line_errors("tool")
+    def main(argv=None):
+        parser = ArgumentParser(prog="tool")
+        parser.add_argument("--n", type=int, required=True)
+        parser.parse_args(argv)
+        raise error
+
+    return main
+
+
+@pytest.mark.parametrize("error", [ValueError("bad.png: cannot read image\n  detail"), FileNotFoundError(2, "gone"),
+                                   FloatingPointError("loss became nan at step 3")])
+def test_expected_errors_print_one_line_and_exit_2(capsys, error):
+    assert _main_raising(error)(["--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tool: error: ")
+    assert str(error).splitlines()[0] in err
+
+
+def test_argument_errors_are_one_line_too(capsys):
+    assert _main_raising(ValueError())(["--n", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "tool: error: argument --n: invalid int value: 'x' (see tool --help)\n"
+
+
+def test_programming_errors_keep_their_traceback():
+    with pytest.raises(KeyError):
+        _main_raising(KeyError("bug"))(["--n", "1"])
+
+
+def test_module_entry_point_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "cea_jax.summary", "--size", "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "python -m cea_jax.summary: error: --size must be in [16, 4096], got 0 (see python -m cea_jax.summary --help)"
+    ]
