@@ -22,9 +22,9 @@ from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 
 
-@functools.partial(jax.jit, static_argnames=("temperature", "top_p"))
-def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_p: float) -> jax.Array:
-    """One token from fp32 logits [V]: nucleus sampling at a temperature."""
+@jax.jit
+def _sample(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
+    """One token from fp32 logits [V]: nucleus sampling at a temperature (traced: one compile)."""
     logits = logits / temperature
     order = jnp.argsort(-logits)
     probs = jax.nn.softmax(logits[order])
@@ -36,7 +36,7 @@ def _sample(logits: jax.Array, key: jax.Array, temperature: float, top_p: float)
 def pick_token(logits: np.ndarray, temperature: float, top_p: float, key: jax.Array) -> int:
     if temperature <= 0.0:
         return int(np.argmax(logits))
-    return int(_sample(jnp.asarray(logits, jnp.float32), key, float(temperature), float(top_p)))
+    return int(_sample(jnp.asarray(logits, jnp.float32), key, jnp.float32(temperature), jnp.float32(top_p)))
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -46,13 +46,13 @@ def check_sampling(temperature: float, top_p: float) -> None:
         raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
 
 
-def _next_token(logits: jax.Array, key: jax.Array, temperature: float, top_p: float) -> jax.Array:
-    if temperature <= 0.0:
+def _next_token(logits: jax.Array, key: jax.Array, greedy: bool, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
+    if greedy:
         return jnp.argmax(logits).astype(jnp.int32)
     return _sample(logits, key, temperature, top_p).astype(jnp.int32)
 
 
-def _decode_steps(params, cache, first_token, position, limit, eos, key, config, buffer, temperature, top_p):
+def _decode_steps(params, cache, first_token, position, limit, eos, key, config, buffer, greedy, temperature, top_p):
     """Tokens [buffer], their count and the final cache: a ``lax.while_loop`` that stops at
     ``limit`` or an EOS token.
 
@@ -70,7 +70,7 @@ def _decode_steps(params, cache, first_token, position, limit, eos, key, config,
         at = (position + step - 1)[None]
         logits, cache, _ = model.apply({"params": params}, tokens[step - 1][None], at, cache, at)
         key, sub = jax.random.split(key)
-        token = _next_token(logits[-1], sub, temperature, top_p)
+        token = _next_token(logits[-1], sub, greedy, temperature, top_p)
         return step + 1, tokens.at[step].set(token), cache, key, jnp.isin(token, eos)
 
     tokens = jnp.zeros((buffer,), jnp.int32).at[0].set(first_token)
@@ -79,7 +79,7 @@ def _decode_steps(params, cache, first_token, position, limit, eos, key, config,
     return tokens, step, cache  # returning the cache lets the donated input buffers hold the carry
 
 
-_STATIC = ("config", "buffer", "temperature", "top_p")
+_STATIC = ("config", "buffer", "greedy")
 _decode_loop = jax.jit(_decode_steps, static_argnames=_STATIC, donate_argnames=("cache",))
 
 
@@ -89,7 +89,7 @@ def _greedy_loops(params, caches, first_tokens, positions, limit, eos, config, b
     key = jax.random.PRNGKey(0)  # unused by greedy decoding
 
     def one(cache, first_token, position):
-        return _decode_steps(params, cache, first_token, position, limit, eos, key, config, buffer, 0.0, 1.0)
+        return _decode_steps(params, cache, first_token, position, limit, eos, key, config, buffer, True, 0.0, 1.0)
 
     return jax.vmap(one)(caches, first_tokens, positions)
 
@@ -120,7 +120,7 @@ def decode_from_cache(
     working = cache if donate else jax.tree.map(jnp.copy, cache)
     tokens, count, _ = _decode_loop(
         params, working, first, next_position, max_new_tokens, _eos_array(eos_ids), key, config,
-        llama.bucket_size(max_new_tokens, minimum=8), float(temperature), float(top_p),
+        llama.bucket_size(max_new_tokens, minimum=64), temperature <= 0.0, jnp.float32(temperature), jnp.float32(top_p),
     )
     tokens, count = jax.device_get((tokens, count))
     return tokens[:count].tolist()
@@ -142,7 +142,7 @@ def greedy_decode_batch(
     first = np.asarray([np.argmax(logits) for logits in last_logits], np.int32)
     tokens, counts, _ = _greedy_loops(
         params, stacked, first, np.asarray(next_positions, np.int32), max_new_tokens, _eos_array(eos_ids),
-        config, llama.bucket_size(max_new_tokens, minimum=8),
+        config, llama.bucket_size(max_new_tokens, minimum=64),
     )
     tokens, counts = jax.device_get((tokens, counts))
     return [row[:count].tolist() for row, count in zip(tokens, counts)]
