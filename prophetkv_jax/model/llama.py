@@ -267,8 +267,9 @@ class Llama(nn.Module):
     def logits(self, h: jax.Array) -> jax.Array:
         """Final norm and LM head; logits in fp32."""
         h = self.final_norm(h)
-        if self.config.tie_word_embeddings:
-            return jnp.dot(h, self.embed.embedding.T.astype(h.dtype), preferred_element_type=jnp.float32)
+        if self.config.tie_word_embeddings:  # contract with [V, D] as stored: no transposed copy per call
+            embedding = self.embed.embedding.astype(h.dtype)
+            return jnp.einsum("td,vd->tv", h, embedding, preferred_element_type=jnp.float32)
         return self.lm_head(h)
 
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from prophetkv_jax.model.attention import blocked_attention
+from prophetkv_jax.model.attention import blocked_attention, fused_attention
 
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8
 
@@ -72,3 +72,12 @@ def test_padding_rows_stay_finite_and_leave_real_rows_alone():
     np.testing.assert_array_equal(np.asarray(out)[24:], 0.0)
     np.testing.assert_allclose(np.asarray(out)[:24], np.asarray(alone), atol=1e-6)
     np.testing.assert_allclose(np.asarray(scores), np.asarray(alone_scores), atol=1e-6)
+
+
+def test_fused_path_sees_the_same_slots():
+    """The GPU/TPU path (jax.nn.dot_product_attention, XLA on CPU here) with the same position mask."""
+    q, k, v, row_pos, key_pos, key_valid = case(48, 128, 5, True)
+    seen = ((key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]).any(1)
+    out = jax.jit(fused_attention)(q, k[1], v[1], row_pos, key_pos, key_valid)
+    ref_out, _ = dense_reference(q, k[1], v[1], row_pos, key_pos, key_valid, np.zeros(48, np.float32))
+    np.testing.assert_allclose(np.asarray(out)[seen], ref_out[seen], atol=1e-5)
