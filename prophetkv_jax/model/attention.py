@@ -39,7 +39,10 @@ def blocked_attention(
     rows, heads, head_dim = q.shape
     slots, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
-    bq, bk = _block(rows, min(block_rows, rows)), _block(slots, min(block_keys, slots))
+    bq = _block(rows, min(block_rows, rows))
+    # Few rows (Stage I, decoding): proportionally longer key blocks, so the loop runs few,
+    # larger steps; a block stays within [heads, rows, slots] either way.
+    bk = _block(slots, min(block_keys * max(1, block_rows // bq), slots))
     nq, nk = rows // bq, slots // bk
     # [nq, KV, group * bq, hd]: the KV head leads every operand so XLA:CPU emits library matmuls.
     q_blocks = q.reshape(nq, bq, kv_heads, group, head_dim).transpose(0, 2, 3, 1, 4)

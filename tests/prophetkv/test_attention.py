@@ -44,6 +44,7 @@ def case(rows, slots, seed, scrambled):
     (37, 101, 16, 32, False),  # odd lengths: one block each way
     (48, 128, 16, 32, False),  # 3 x 4 blocks, causal skipping of the upper blocks
     (48, 128, 16, 32, True),  # scrambled slots and holes: skipping by positions, not order
+    (8, 128, 16, 32, True),  # fewer rows than a block: 64-slot key blocks
     (1, 96, 1, 32, False),  # a decode row at the first slot of a key block (sees only itself there)
 ])
 def test_blocked_equals_dense(rows, slots, block_rows, block_keys, scrambled):
