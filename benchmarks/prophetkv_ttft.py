@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -83,6 +84,7 @@ def main() -> None:
         parser.error("--repeats must be >= 1")
 
     params, config, _ = load_checkpoint(args.model)
+    load_start = os.getloadavg()[0]  # other processes on the machine skew every timing
     counter = CompileCounter()
     rng = np.random.default_rng(0)
     results = []
@@ -121,7 +123,8 @@ def main() -> None:
     payload = {
         "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
         "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to fp32)",
-        "repeats": args.repeats, "results": results,
+        "repeats": args.repeats, "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
+        "results": results,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

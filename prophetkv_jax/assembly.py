@@ -41,7 +41,8 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
     rows, positions, slots = llama.pad_rows(tokens, np.arange(n), np.arange(n), capacity)
     no_logits = np.zeros((1,), np.int32)  # only the cache is wanted: skip the LM head
     _, cache = llama.forward(
-        params, rows, positions, llama.KVCache.empty(config, capacity), slots, config, no_logits
+        params, rows, positions, llama.KVCache.empty(config, capacity), slots, config, no_logits,
+        donate=True,
     )
     k = _unrotate_keys(cache.k, jnp.arange(capacity), config)
     return SegmentKV(k=np.asarray(k[:, :n]), v=np.asarray(cache.v[:, :n]))

@@ -126,7 +126,7 @@ class Engine:
             tokens = layout.tokens()
             logits, cache = recompute.recompute_rows(
                 self.params, self.config, llama.KVCache.empty(self.config, capacity),
-                tokens, np.arange(len(tokens)), last_only=True,
+                tokens, np.arange(len(tokens)), last_only=True, donate=True,
             )
             selected = np.arange(layout.num_context)
         else:
@@ -170,14 +170,16 @@ class Engine:
         elif method == "epic":
             selected = selectors.epic(list(layout.starts[1:-1]), [len(s) for s in layout.segments[1:-1]], ratio, k)
         else:  # prophetkv
-            layer_scores, _, _ = recompute.query_attention(
-                self.params, self.config, cache, tokens[c:], query, score_from=c
+            # Stage I writes the query rows' K/V in place; the recompute pass below rewrites
+            # every one of those slots before reading them, so its cache carries straight on.
+            layer_scores, _, cache = recompute.query_attention(
+                self.params, self.config, cache, tokens[c:], query, score_from=c, donate=True
             )
             selected = selectors.top_k(selectors.prophetkv_scores(layer_scores)[:c], k)
         timings["select"] = time.perf_counter() - clock
         rows = np.concatenate([selected, query]).astype(np.int32)
         logits, cache = recompute.recompute_rows(
-            self.params, self.config, cache, tokens[rows], rows, last_only=True
+            self.params, self.config, cache, tokens[rows], rows, last_only=True, donate=True
         )
         return logits, cache, selected
 
@@ -201,7 +203,7 @@ class Engine:
         tokens, c = layout.tokens(), layout.num_context
         cache = llama.KVCache.empty(self.config, llama.bucket_size(layout.total))
         scores, _, _ = recompute.query_attention(
-            self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c
+            self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c, donate=True
         )
         return selectors.top_k(selectors.prophetkv_scores(scores)[:c], selectors.budget(ratio, c))
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax.model import llama
+from prophetkv_jax.model.attention import blocked_attention
 from prophetkv_jax.model.config import LlamaConfig
 
 
@@ -34,15 +35,17 @@ def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: i
 def recompute_rows(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
     tokens: np.ndarray, positions: np.ndarray, min_rows: int = 64, last_only: bool = False,
+    donate: bool = False,
 ) -> tuple[np.ndarray, llama.KVCache]:
     """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows
     (of the last row only with ``last_only``, all a prefill needs).
 
-    Rows are padded to a shape bucket of at least ``min_rows`` (1 when decoding).
+    Rows are padded to a shape bucket of at least ``min_rows`` (1 when decoding). With
+    ``donate`` the cache is updated in its own buffers and must not be used again.
     """
     n = len(tokens)
     rows, pos, slots = _padded(tokens, positions, cache.capacity, min_rows)
-    logits, cache = llama.forward(params, rows, pos, cache, slots, config, _last_row(n, last_only))
+    logits, cache = llama.forward(params, rows, pos, cache, slots, config, _last_row(n, last_only), donate)
     return logits if last_only else logits[:n], cache
 
 
@@ -52,7 +55,7 @@ def _last_row(n: int, last_only: bool) -> np.ndarray | None:
 
 def query_attention(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
-    tokens: np.ndarray, positions: np.ndarray, score_from: int,
+    tokens: np.ndarray, positions: np.ndarray, score_from: int, donate: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, llama.KVCache]:
     """Run rows through all layers and return per-layer attention [L, S] paid by rows at
     positions >= ``score_from`` (the query segment), with the last row's logits and the cache.
@@ -64,7 +67,7 @@ def query_attention(
     rows, pos, slots = _padded(tokens, positions, cache.capacity)
     score_rows = ((pos >= score_from) & (slots >= 0)).astype(np.float32)
     logits, cache, scores = llama.forward_with_scores(
-        params, rows, pos, cache, slots, score_rows, config, _last_row(n, True)
+        params, rows, pos, cache, slots, score_rows, config, _last_row(n, True), donate
     )
     return np.asarray(scores), logits, cache
 
@@ -80,24 +83,28 @@ class CheckLayer:
     cache: llama.KVCache  # assembled cache with layer 0 fully recomputed
 
 
-@functools.partial(jax.jit, static_argnames=("config", "with_attention"))
+def _layer_range(params: llama.Params, start: int, stop: int) -> llama.Params:
+    return {"layers": jax.tree.map(lambda x: x[start:stop], params["layers"])}
+
+
+@functools.partial(jax.jit, static_argnames=("config", "with_attention"), donate_argnames=("cache",))
 def _check_layer(params, tokens, positions, cache, slots, config, with_attention):
-    cache = llama.register_rows(cache, positions, slots)
-    rope = llama.rope_tables(positions, config)
-    mask = llama.attention_mask(cache, positions)
-    first = jax.tree.map(lambda x: x[:1], params["layers"])
-    hidden, k0, v0, _ = llama.run_layers(
-        first, llama.embed(params, tokens, config), rope, cache.k[:1], cache.v[:1], slots, mask, config
+    model = llama.Llama(config)
+    cache, rows = llama.prepare_rows(cache, positions, slots, config)
+    embedded = model.apply({"params": params}, tokens, method="embed_tokens")
+    hidden, cache, _ = model.apply(
+        {"params": _layer_range(params, 0, 1)}, embedded, cache, rows, jnp.arange(1), method="run_layers"
     )
-    cache = dataclasses.replace(cache, k=cache.k.at[:1].set(k0), v=cache.v.at[:1].set(v0))
     second = jax.tree.map(lambda x: x[1], params["layers"])
-    q1, k1, v1 = llama.layer_qkv(second, hidden, rope, config)
+    q1, k1, v1 = llama.layer_qkv(second, hidden, rows.rope, config)
     v_cached = cache.v[1][jnp.clip(slots, 0)]
     received = None
-    if with_attention:
+    if with_attention:  # layer-1 attention among the rows themselves (not the cache)
         row_valid = slots >= 0
-        among_rows = (positions[None, :] <= positions[:, None]) & row_valid[None, :]
-        _, received = llama.attend(q1, k1, v1, among_rows, row_valid.astype(jnp.float32))
+        _, received = blocked_attention(
+            q1, k1[None], v1[None], jnp.zeros((), jnp.int32), positions, positions, row_valid,
+            row_valid.astype(jnp.float32),
+        )
     return hidden, v1, v_cached, received, cache
 
 
@@ -105,7 +112,10 @@ def check_layer(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
     tokens: np.ndarray, positions: np.ndarray, with_attention: bool,
 ) -> CheckLayer:
-    """Layer 0 for all rows (written into the cache), then fresh vs cached layer-1 V."""
+    """Layer 0 for all rows (written into the cache), then fresh vs cached layer-1 V.
+
+    The cache is donated: pass one the caller no longer needs (an assembled cache).
+    """
     if config.num_layers < 2:
         raise ValueError("CacheBlend/KVShare select at layer 1 and need a model with >= 2 layers")
     n = len(tokens)
@@ -122,18 +132,15 @@ def check_layer(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("cache",))
 def _continue_from_layer_1(params, hidden, row_index, positions, cache, slots, config, last_row):
-    rope = llama.rope_tables(positions, config)
-    mask = llama.attention_mask(cache, positions)
-    rest = jax.tree.map(lambda x: x[1:], params["layers"])
-    h, k, v, _ = llama.run_layers(
-        rest, hidden[row_index], rope, cache.k[1:], cache.v[1:], slots, mask, config
+    model = llama.Llama(config)
+    cache, rows = llama.prepare_rows(cache, positions, slots, config)
+    h, cache, _ = model.apply(
+        {"params": _layer_range(params, 1, config.num_layers)}, hidden[row_index], cache, rows,
+        jnp.arange(1, config.num_layers), method="run_layers",
     )
-    cache = dataclasses.replace(
-        cache, k=jnp.concatenate([cache.k[:1], k]), v=jnp.concatenate([cache.v[:1], v])
-    )
-    return llama.unembed(params, h[last_row], config), cache
+    return model.apply({"params": params}, h[last_row], method="logits"), cache
 
 
 def continue_from_layer_1(
@@ -141,7 +148,7 @@ def continue_from_layer_1(
     row_index: np.ndarray, positions: np.ndarray,
 ) -> tuple[np.ndarray, llama.KVCache]:
     """Carry the chosen rows (indices into the check pass's rows) through layers 1..L-1;
-    logits of the last row."""
+    logits of the last row. ``check.cache`` is donated (updated in place)."""
     n = len(row_index)
     index, pos, slots = _padded(row_index, positions, check.cache.capacity)
     return _continue_from_layer_1(

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax.model import tokenizer as tokenizer_lib
+from prophetkv_jax.model import weights
 from prophetkv_jax.model.config import LlamaConfig, RopeScaling
-
-Params = dict[str, Any]
+from prophetkv_jax.model.weights import Params
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -96,22 +96,9 @@ def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: 
 
 
 def _check_shapes(params: Params, config: LlamaConfig, source: Path) -> None:
-    c = config
-    expected = {
-        "embedding": (c.vocab_size, c.hidden_size),
-        "q_proj": (c.num_layers, c.hidden_size, c.num_heads * c.head_dim),
-        "k_proj": (c.num_layers, c.hidden_size, c.num_kv_heads * c.head_dim),
-        "down_proj": (c.num_layers, c.intermediate_size, c.hidden_size),
-    }
-    actual = {
-        "embedding": params["embed"]["embedding"].shape,
-        "q_proj": params["layers"]["attn"]["q_proj"]["kernel"].shape,
-        "k_proj": params["layers"]["attn"]["k_proj"]["kernel"].shape,
-        "down_proj": params["layers"]["mlp"]["down_proj"]["kernel"].shape,
-    }
-    for name, shape in expected.items():
-        if tuple(actual[name]) != shape:
-            raise CheckpointError(f"{source}: {name} has shape {tuple(actual[name])}, config implies {shape}")
+    problems = weights.shape_mismatches(params, config)
+    if problems:
+        raise CheckpointError(f"{source}: {problems[0]}")
 
 
 # ----------------------------------------------------------------------------- HF directories

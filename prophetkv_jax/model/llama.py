@@ -1,9 +1,12 @@
-"""Llama in Flax Linen over an explicit, position-addressed KV-cache pytree.
+"""Llama in Flax Linen, used whole through ``Llama(config).apply`` over one params pytree.
 
-Every row carries its own global position and the slot its K/V is written to, and
-attention is masked by positions (key_pos <= query_pos and slot valid), not by row
-order. That is what lets ProphetKV recompute an arbitrary, non-contiguous set of rows
-against an assembled cache with the same kernel that does ordinary prefill and decode.
+The KV cache is an explicit pytree argument. Every row carries its own global position
+and the slot its K/V is written to, and attention is masked by positions (key_pos <=
+query_pos and slot valid), not by row order. That is what lets ProphetKV recompute an
+arbitrary, non-contiguous set of rows against an assembled cache with the same kernel
+that does ordinary prefill and decode. The layers are one ``nn.scan`` whose carry holds
+the hidden states and the whole stacked cache, so each layer scatters its rows' K/V in
+place; the jitted entry points can donate the cache (``donate=True``) so no call copies it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prophetkv_jax.model.attention import blocked_attention, fused_attention
 from prophetkv_jax.model.config import LlamaConfig
+from prophetkv_jax.model.weights import Params
 
-Params = dict[str, Any]
 Rope = tuple[jax.Array, jax.Array]
-# Finite so a row that sees no valid key (a padding row) gets uniform weights, not NaN.
-_MASKED = -1e30
 
 
 @jax.tree_util.register_dataclass
@@ -143,37 +145,41 @@ class MLP(nn.Module):
         return _dense(c.hidden_size, c, "down_proj")(nn.silu(gate) * up)
 
 
-def attend(
-    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, score_rows: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array | None]:
-    """Grouped-query attention of rows q [T, H, hd] over slots k, v [S, KV, hd].
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """What every layer needs about the rows in flight and the slots they may see."""
 
-    With ``score_rows`` [T] (weights per row), also returns the head-averaged attention
-    probabilities summed over those rows, per slot [S]: ProphetKV's Stage-I score.
-    """
-    rows, heads, head_dim = q.shape
-    kv_heads = k.shape[1]
-    group = heads // kv_heads
-    # Batch (KV head) axis leading on every operand: XLA:CPU then emits library matmuls
-    # instead of a naive loop, which halves prefill time at 2K tokens.
-    grouped = q.reshape(rows, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
-    grouped = grouped.reshape(kv_heads, group * rows, head_dim)
-    logits = jnp.einsum(
-        "kmd,ksd->kms", grouped, k.transpose(1, 0, 2), preferred_element_type=jnp.float32
-    ).reshape(kv_heads, group, rows, -1)
-    logits = jnp.where(mask[None, None], logits * head_dim**-0.5, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum(
-        "kms,ksd->kmd", probs.astype(v.dtype).reshape(kv_heads, group * rows, -1), v.transpose(1, 0, 2)
+    rope: Rope
+    positions: jax.Array  # [T] global position of each row
+    targets: jax.Array  # [T] slot each row's K/V goes to; capacity (dropped) for padding rows
+    key_positions: jax.Array  # [S] the cache's slot positions, these rows registered
+    key_valid: jax.Array  # [S]
+    score_rows: jax.Array | None  # [T] Stage-I weight per row, or None
+
+
+def prepare_rows(
+    cache: KVCache, positions: jax.Array, write_slots: jax.Array, config: LlamaConfig,
+    score_rows: jax.Array | None = None,
+) -> tuple[KVCache, Rows]:
+    """Register the rows' positions in their slots; negative slots (padding) write nothing."""
+    targets = jnp.where(write_slots < 0, cache.capacity, write_slots)
+    cache = dataclasses.replace(
+        cache,
+        positions=cache.positions.at[targets].set(positions.astype(jnp.int32), mode="drop"),
+        valid=cache.valid.at[targets].set(True, mode="drop"),
     )
-    out = out.reshape(kv_heads, group, rows, head_dim).transpose(2, 0, 1, 3).reshape(rows, heads, head_dim)
-    scores = None
-    if score_rows is not None:
-        scores = jnp.einsum("kgts,t->s", probs, score_rows.astype(jnp.float32)) / heads
-    return out, scores
+    rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows)
+    return cache, rows
+
+
+def _use_fused_attention(rows: Rows) -> bool:
+    return rows.score_rows is None and jax.default_backend() in ("gpu", "tpu")
 
 
 class DecoderLayer(nn.Module):
+    """One layer as the body of the layer scan: carry (h, K stack, V stack), input the layer index."""
+
     config: LlamaConfig
 
     def setup(self) -> None:
@@ -183,81 +189,91 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(self.config)
 
     def __call__(
-        self, h: jax.Array, rope: Rope, layer_k: jax.Array, layer_v: jax.Array,
-        write_slots: jax.Array, mask: jax.Array, score_rows: jax.Array | None = None,
-    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
-        """Compute the rows' K/V, scatter them into this layer's cache, attend over it."""
-        q, k, v = self.qkv(h, rope)
-        layer_k = scatter_rows(layer_k, write_slots, k)
-        layer_v = scatter_rows(layer_v, write_slots, v)
-        attended, scores = attend(q, layer_k, layer_v, mask, score_rows)
+        self, carry: tuple[jax.Array, jax.Array, jax.Array], layer: jax.Array, rows: Rows
+    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array | None]:
+        """Write the rows' K/V into slice ``layer`` of the stacks in place, attend over it."""
+        h, k_stack, v_stack = carry
+        q, k, v = self.qkv(h, rows.rope)
+        k_stack = k_stack.at[layer, rows.targets].set(k.astype(k_stack.dtype), mode="drop")
+        v_stack = v_stack.at[layer, rows.targets].set(v.astype(v_stack.dtype), mode="drop")
+        if _use_fused_attention(rows):
+            attended, scores = fused_attention(
+                q, k_stack[layer], v_stack[layer], rows.positions, rows.key_positions, rows.key_valid
+            ), None
+        else:
+            attended, scores = blocked_attention(
+                q, k_stack, v_stack, layer, rows.positions, rows.key_positions, rows.key_valid,
+                rows.score_rows,
+            )
         h = h + self.attn.output(attended)
         h = h + self.mlp(self.mlp_norm(h))
-        return h, layer_k, layer_v, scores
+        return (h, k_stack, v_stack), scores
 
     def qkv(self, h: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
         return self.attn.project(self.attn_norm(h), rope)
 
 
-# ----------------------------------------------------------------------------- functional API
+class LMHead(nn.Module):
+    vocab_size: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.normal(0.02), (h.shape[-1], self.vocab_size), jnp.float32)
+        return jnp.dot(h, kernel.astype(h.dtype), preferred_element_type=jnp.float32)
 
 
-def scatter_rows(slots_array: jax.Array, write_slots: jax.Array, rows: jax.Array) -> jax.Array:
-    """Masked scatter: row i goes to slot write_slots[i]; negative slots (padding) are dropped."""
-    capacity = slots_array.shape[0]
-    target = jnp.where(write_slots < 0, capacity, write_slots)
-    return slots_array.at[target].set(rows.astype(slots_array.dtype), mode="drop")
+class Llama(nn.Module):
+    """The whole model; params {embed, layers (stacked on axis 0), final_norm, lm_head?}."""
 
+    config: LlamaConfig
 
-def embed(params: Params, tokens: jax.Array, config: LlamaConfig) -> jax.Array:
-    return params["embed"]["embedding"][tokens].astype(jnp.dtype(config.dtype))
-
-
-def unembed(params: Params, h: jax.Array, config: LlamaConfig) -> jax.Array:
-    """Final norm and LM head; logits in fp32."""
-    h = RMSNorm(config.rms_norm_eps).apply({"params": params["final_norm"]}, h)
-    if config.tie_word_embeddings:
-        head = params["embed"]["embedding"].T
-    else:
-        head = params["lm_head"]["kernel"]
-    return jnp.dot(h, head.astype(h.dtype), preferred_element_type=jnp.float32)
-
-
-def register_rows(cache: KVCache, positions: jax.Array, write_slots: jax.Array) -> KVCache:
-    """Record the rows' global positions in their slots and mark the slots valid."""
-    return dataclasses.replace(
-        cache,
-        positions=scatter_rows(cache.positions, write_slots, positions.astype(jnp.int32)),
-        valid=scatter_rows(cache.valid, write_slots, jnp.ones_like(write_slots, bool)),
-    )
-
-
-def attention_mask(cache: KVCache, positions: jax.Array) -> jax.Array:
-    """[T, S]: a row sees every valid slot at or before its own global position."""
-    return (cache.positions[None, :] <= positions[:, None]) & cache.valid[None, :]
-
-
-def run_layers(
-    layer_params: Params, h: jax.Array, rope: Rope, k: jax.Array, v: jax.Array,
-    write_slots: jax.Array, mask: jax.Array, config: LlamaConfig,
-    score_rows: jax.Array | None = None,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None]:
-    """Scan the rows through a stack of layers (params and cache both stacked on axis 0).
-
-    Returns the hidden states, the updated K/V stacks and, with ``score_rows``, the
-    per-layer Stage-I scores [L, S].
-    """
-    layer = DecoderLayer(config)
-
-    def step(carry, xs):
-        p, layer_k, layer_v = xs
-        out, layer_k, layer_v, scores = layer.apply(
-            {"params": p}, carry, rope, layer_k, layer_v, write_slots, mask, score_rows
+    def setup(self) -> None:
+        c = self.config
+        self.embed = nn.Embed(
+            c.vocab_size, c.hidden_size, dtype=jnp.dtype(c.dtype), param_dtype=jnp.float32,
+            embedding_init=nn.initializers.normal(0.02),
         )
-        return out, (layer_k, layer_v, scores)
+        # Scan length comes from the layer indices passed in: a slice of the stacked params
+        # runs a sub-range of layers against the full cache (CacheBlend/KVShare's layer split).
+        self.layers = nn.scan(
+            DecoderLayer, variable_axes={"params": 0}, split_rngs={"params": True},
+            in_axes=(0, nn.broadcast),
+        )(c)
+        self.final_norm = RMSNorm(c.rms_norm_eps)
+        if not c.tie_word_embeddings:
+            self.lm_head = LMHead(c.vocab_size)
 
-    h, (k, v, scores) = jax.lax.scan(step, h, (layer_params, k, v))
-    return h, k, v, scores
+    def __call__(
+        self, tokens: jax.Array, positions: jax.Array, cache: KVCache, write_slots: jax.Array,
+        score_rows: jax.Array | None = None, logits_rows: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache, jax.Array | None]:
+        cache, rows = prepare_rows(cache, positions, write_slots, self.config, score_rows)
+        layers = jnp.arange(self.config.num_layers)
+        h, cache, scores = self.run_layers(self.embed(tokens), cache, rows, layers)
+        if logits_rows is not None:
+            h = h[logits_rows]
+        return self.logits(h), cache, scores
+
+    def run_layers(
+        self, h: jax.Array, cache: KVCache, rows: Rows, layers: jax.Array
+    ) -> tuple[jax.Array, KVCache, jax.Array | None]:
+        """Carry rows through the cache layers ``layers``; per-layer Stage-I scores [len, S]."""
+        (h, k, v), scores = self.layers((h, cache.k, cache.v), layers, rows)
+        return h, dataclasses.replace(cache, k=k, v=v), scores
+
+    def embed_tokens(self, tokens: jax.Array) -> jax.Array:
+        return self.embed(tokens)
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        """Final norm and LM head; logits in fp32."""
+        h = self.final_norm(h)
+        if self.config.tie_word_embeddings:  # contract with [V, D] as stored: no transposed copy per call
+            embedding = self.embed.embedding.astype(h.dtype)
+            return jnp.einsum("td,vd->tv", h, embedding, preferred_element_type=jnp.float32)
+        return self.lm_head(h)
+
+
+# ----------------------------------------------------------------------------- functional API
 
 
 def layer_qkv(
@@ -268,39 +284,37 @@ def layer_qkv(
 
 
 def _forward(params, tokens, positions, cache, write_slots, config, score_rows, logits_rows):
-    cache = register_rows(cache, positions, write_slots)
-    rope = rope_tables(positions, config)
-    mask = attention_mask(cache, positions)
-    h, k, v, scores = run_layers(
-        params["layers"], embed(params, tokens, config), rope, cache.k, cache.v,
-        write_slots, mask, config, score_rows,
-    )
-    if logits_rows is not None:
-        h = h[logits_rows]
-    return unembed(params, h, config), dataclasses.replace(cache, k=k, v=v), scores
+    return Llama(config).apply({"params": params}, tokens, positions, cache, write_slots, score_rows, logits_rows)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
+_STATIC = ("config",)
+_forward_jit = jax.jit(_forward, static_argnames=_STATIC)
+_forward_donating = jax.jit(_forward, static_argnames=_STATIC, donate_argnames=("cache",))
+
+
 def forward(
     params: Params, tokens: jax.Array, positions: jax.Array, cache: KVCache,
     write_slots: jax.Array, config: LlamaConfig, logits_rows: jax.Array | None = None,
+    donate: bool = False,
 ) -> tuple[jax.Array, KVCache]:
     """Run rows (tokens at global positions) through the model, writing their K/V into the cache.
 
     Prefill, decode and selective recomputation are all this one call; rows with a
     negative write slot are padding and leave the cache untouched. ``logits_rows``
     (row indices) limits the LM head to the rows whose logits are wanted: for a 49K
-    vocabulary the head costs a fifth of a prefill when applied to every row.
+    vocabulary the head costs a fifth of a prefill when applied to every row. With
+    ``donate`` the caller hands over ``cache`` (it must not be used again) and the update
+    happens in its buffers instead of a copy.
     """
-    logits, cache, _ = _forward(params, tokens, positions, cache, write_slots, config, None, logits_rows)
+    run = _forward_donating if donate else _forward_jit
+    logits, cache, _ = run(params, tokens, positions, cache, write_slots, config, None, logits_rows)
     return logits, cache
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
 def forward_with_scores(
     params: Params, tokens: jax.Array, positions: jax.Array, cache: KVCache,
     write_slots: jax.Array, score_rows: jax.Array, config: LlamaConfig,
-    logits_rows: jax.Array | None = None,
+    logits_rows: jax.Array | None = None, donate: bool = False,
 ) -> tuple[jax.Array, KVCache, jax.Array]:
     """``forward`` that also returns, per layer, the attention the ``score_rows`` pay to each slot.
 
@@ -308,35 +322,14 @@ def forward_with_scores(
     attention probability of r on slot s at layer l: ProphetKV's Stage-I signal when the
     rows are the query against the assembled cache, and the oracle when run in full prefill.
     """
-    return _forward(params, tokens, positions, cache, write_slots, config, score_rows, logits_rows)
+    run = _forward_donating if donate else _forward_jit
+    return run(params, tokens, positions, cache, write_slots, config, score_rows, logits_rows)
 
 
 def init_params(config: LlamaConfig, rng: jax.Array) -> Params:
     """Random parameters in the layout the checkpoint loaders produce."""
-    embed_rng, layers_rng, head_rng = jax.random.split(rng, 3)
-    c = config
-    dummy_h = jnp.zeros((1, c.hidden_size), jnp.dtype(c.dtype))
-    dummy_cache = jnp.zeros((1, c.num_kv_heads, c.head_dim), jnp.float32)
-    rope = rope_tables(jnp.zeros((1,), jnp.int32), c)
-
-    def init_layer(key):
-        return DecoderLayer(c).init(
-            key, dummy_h, rope, dummy_cache, dummy_cache, jnp.zeros((1,), jnp.int32),
-            jnp.ones((1, 1), bool),
-        )["params"]
-
-    params: Params = {
-        "embed": {
-            "embedding": 0.02 * jax.random.normal(embed_rng, (c.vocab_size, c.hidden_size))
-        },
-        "layers": jax.vmap(init_layer)(jax.random.split(layers_rng, c.num_layers)),
-        "final_norm": {"scale": jnp.ones((c.hidden_size,), jnp.float32)},
-    }
-    if not c.tie_word_embeddings:
-        params["lm_head"] = {
-            "kernel": 0.02 * jax.random.normal(head_rng, (c.hidden_size, c.vocab_size))
-        }
-    return params
+    one = jnp.zeros((1,), jnp.int32)
+    return Llama(config).init(rng, one, one, KVCache.empty(config, 1), one)["params"]
 
 
 # ----------------------------------------------------------------------------- shapes

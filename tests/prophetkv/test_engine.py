@@ -188,6 +188,15 @@ def test_generate_after_full_ratio_matches_full_prefill(engine):
     assert full == prophet and len(full) == 6
 
 
+def test_generate_leaves_the_prefill_cache_usable(engine):
+    """Decoding donates an internal copy: the caller's prefill (used again by evaluation) survives."""
+    result = engine.prefill(make_prompt(7), "prophetkv", 0.3)
+    k_before = np.asarray(result.cache.k)
+    first = engine.generate(result, 6)
+    assert engine.generate(result, 6) == first
+    np.testing.assert_array_equal(np.asarray(result.cache.k), k_before)
+
+
 def test_diagnose_reports_overlap_with_oracle(engine):
     report = engine.diagnose(make_prompt(5), 0.25)
     k = selectors.budget(0.25, engine.layout(make_prompt(5)).num_context)

@@ -7,7 +7,7 @@ import pytest
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
 
-CONFIG = tiny_config(rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64))
+CONFIG = tiny_config(num_layers=3, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64))  # as test_engine: shared compiles
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,116 @@
+"""Position-masked grouped-query attention, computed in query blocks x key blocks.
+
+A row at global position p sees every valid slot whose position is <= p. Rows and slots
+are not assumed to be in position order (ProphetKV recomputes non-contiguous rows against
+an assembled cache), so a key block is skipped when the smallest position among its
+valid slots lies after the largest row position of the query block: for an ordinary
+causal prefill that skips the upper triangle, and for any layout it skips empty slots.
+An online softmax keeps each step's working set at one [KV, group x rows, keys] block,
+never a full [heads, rows, slots] matrix.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# Below every real logit; masked entries are also zeroed explicitly, so its size never leaks.
+_MASKED = -1e30
+BLOCK_ROWS, BLOCK_KEYS = 256, 256
+
+
+def _block(size: int, wanted: int) -> int:
+    """The block length: ``wanted`` when it tiles ``size`` (shape buckets make it so), else one block."""
+    return wanted if size % wanted == 0 else size
+
+
+def blocked_attention(
+    q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, layer: jax.Array,
+    row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array,
+    score_rows: jax.Array | None = None, block_rows: int = BLOCK_ROWS, block_keys: int = BLOCK_KEYS,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Attention of rows q [T, H, hd] over layer ``layer`` of a stacked cache [L, S, KV, hd].
+
+    Key blocks are read straight out of the stack (no per-layer copy). With ``score_rows``
+    [T] (a weight per row) also returns, per slot [S], the head-averaged attention
+    probabilities summed over the weighted rows: ProphetKV's Stage-I score, from a second
+    pass over the visited blocks once each row's normaliser is known.
+    """
+    rows, heads, head_dim = q.shape
+    slots, kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = heads // kv_heads
+    bq = _block(rows, min(block_rows, rows))
+    # Few rows (Stage I, decoding): proportionally longer key blocks, so the loop runs few,
+    # larger steps; a block stays within [heads, rows, slots] either way.
+    bk = _block(slots, min(block_keys * max(1, block_rows // bq), slots))
+    nq, nk = rows // bq, slots // bk
+    # [nq, KV, group * bq, hd]: the KV head leads every operand so XLA:CPU emits library matmuls.
+    q_blocks = q.reshape(nq, bq, kv_heads, group, head_dim).transpose(0, 2, 3, 1, 4)
+    q_blocks = q_blocks.reshape(nq, kv_heads, group * bq, head_dim)
+    row_pos = jnp.asarray(row_positions).reshape(nq, bq)
+    key_pos = jnp.asarray(key_positions).reshape(nk, bk)
+    valid = jnp.asarray(key_valid).reshape(nk, bk)
+    first_visible = jnp.min(jnp.where(valid, key_pos, jnp.iinfo(jnp.int32).max), axis=1)  # [nk]
+    weights = None if score_rows is None else jnp.asarray(score_rows, jnp.float32).reshape(nq, bq)
+    scale = head_dim**-0.5
+
+    def key_block(j: jax.Array, qb: jax.Array, qpos: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        start, size = (layer, j * bk, 0, 0), (1, bk, kv_heads, head_dim)
+        k = jax.lax.dynamic_slice(k_cache, start, size)[0].transpose(1, 0, 2)  # [KV, bk, hd]
+        v = jax.lax.dynamic_slice(v_cache, start, size)[0].transpose(1, 0, 2)
+        logits = jnp.einsum("kmd,ksd->kms", qb, k, preferred_element_type=jnp.float32) * scale
+        seen = (key_pos[j][None, :] <= qpos[:, None]) & valid[j][None, :]  # [bq, bk]
+        seen = jnp.tile(seen, (group, 1))[None]  # rows of every head in a group share the mask
+        return jnp.where(seen, logits, _MASKED), seen, v
+
+    def query_block(xs):
+        qb, qpos, w = xs
+        visible = first_visible <= jnp.max(qpos)
+
+        def accumulate(j, state):
+            def update(state):
+                m, l, acc = state
+                logits, seen, v = key_block(j, qb, qpos)
+                m_new = jnp.maximum(m, logits.max(axis=-1))
+                p = jnp.where(seen, jnp.exp(logits - m_new[..., None]), 0.0)
+                correction = jnp.exp(m - m_new)
+                acc = acc * correction[..., None] + jnp.einsum("kms,ksd->kmd", p.astype(v.dtype), v)
+                return m_new, l * correction + p.sum(axis=-1), acc
+
+            return jax.lax.cond(visible[j], update, lambda s: s, state)
+
+        stats = jnp.full((kv_heads, group * bq), _MASKED, jnp.float32)
+        init = (stats, jnp.zeros_like(stats), jnp.zeros((kv_heads, group * bq, head_dim), q.dtype))
+        m, l, acc = jax.lax.fori_loop(0, nk, accumulate, init)
+        out = jnp.where(l[..., None] > 0, acc / jnp.maximum(l, 1e-30)[..., None], 0.0).astype(q.dtype)
+        if w is None:
+            return out, None
+        log_norm = m + jnp.log(jnp.maximum(l, 1e-30))
+        row_weight = jnp.tile(w, group)[None, :, None] / heads
+
+        def score(j, totals):
+            def add(totals):
+                logits, seen, _ = key_block(j, qb, qpos)
+                p = jnp.where(seen, jnp.exp(logits - log_norm[..., None]), 0.0)
+                return totals.at[j].set((p * row_weight).sum(axis=(0, 1)))
+
+            return jax.lax.cond(visible[j], add, lambda t: t, totals)
+
+        return out, jax.lax.fori_loop(0, nk, score, jnp.zeros((nk, bk), jnp.float32))
+
+    out, scores = jax.lax.map(query_block, (q_blocks, row_pos, weights))
+    out = out.reshape(nq, kv_heads, group, bq, head_dim).transpose(0, 3, 1, 2, 4)
+    out = out.reshape(rows, heads, head_dim)
+    return out, None if scores is None else scores.sum(axis=0).reshape(slots)
+
+
+def fused_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, row_positions: jax.Array,
+    key_positions: jax.Array, key_valid: jax.Array,
+) -> jax.Array:
+    """The backend's fused attention (cuDNN flash attention on GPU where it takes this mask).
+
+    Used on GPU/TPU when no Stage-I scores are wanted; rows see the same slots as above.
+    """
+    mask = (key_positions[None, :] <= row_positions[:, None]) & key_valid[None, :]
+    return jax.nn.dot_product_attention(q[None], k[None], v[None], mask=mask[None, None])[0]

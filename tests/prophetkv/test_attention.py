@@ -1,0 +1,84 @@
+"""Blocked attention against a dense NumPy reference: odd lengths, padding, scrambled slots."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from prophetkv_jax.model.attention import blocked_attention, fused_attention
+
+HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8
+
+
+def dense_reference(q, k, v, row_pos, key_pos, key_valid, score_rows):
+    """Softmax over the visible slots, per head, with GQA by repeating K/V; Stage-I scores."""
+    group = HEADS // KV_HEADS
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    visible = (key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]
+    logits = np.einsum("thd,shd->hts", q, k) / np.sqrt(HEAD_DIM)
+    logits = np.where(visible[None], logits, -np.inf)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    out = np.einsum("hts,shd->thd", probs, v)
+    return out, np.einsum("hts,t->s", probs, score_rows) / HEADS
+
+
+@functools.partial(jax.jit, static_argnames=("block_rows", "block_keys"))
+def blocked(q, k_stack, v_stack, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys):
+    return blocked_attention(q, k_stack, v_stack, 1, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys)
+
+
+def case(rows, slots, seed, scrambled):
+    """Rows at distinct positions over a 2-layer cache; layer 1 holds the keys looked at."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(rows, HEADS, HEAD_DIM)).astype(np.float32)
+    k, v = (rng.normal(size=(2, slots, KV_HEADS, HEAD_DIM)).astype(np.float32) for _ in range(2))
+    key_pos = rng.permutation(slots) if scrambled else np.arange(slots)
+    key_valid = rng.random(slots) < 0.85 if scrambled else np.arange(slots) < slots - 3
+    row_pos = np.sort(rng.choice(slots, rows, replace=False))  # non-contiguous recomputed rows
+    return q, k, v, row_pos.astype(np.int32), key_pos.astype(np.int32), key_valid
+
+
+@pytest.mark.parametrize("rows, slots, block_rows, block_keys, scrambled", [
+    (37, 101, 16, 32, False),  # odd lengths: one block each way
+    (48, 128, 16, 32, False),  # 3 x 4 blocks, causal skipping of the upper blocks
+    (48, 128, 16, 32, True),  # scrambled slots and holes: skipping by positions, not order
+    (8, 128, 16, 32, True),  # fewer rows than a block: 64-slot key blocks
+    (1, 96, 1, 32, False),  # a decode row at the first slot of a key block (sees only itself there)
+])
+def test_blocked_equals_dense(rows, slots, block_rows, block_keys, scrambled):
+    q, k, v, row_pos, key_pos, key_valid = case(rows, slots, rows + slots, scrambled)
+    if rows == 1:
+        row_pos[:] = 2 * block_keys
+    score_rows = np.random.default_rng(0).random(rows).astype(np.float32)
+    seen = ((key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]).any(1)
+    out, scores = blocked(q, k, v, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys)
+    ref_out, ref_scores = dense_reference(
+        q, k[1], v[1], row_pos, key_pos, key_valid, np.where(seen, score_rows, 0)
+    )
+    np.testing.assert_allclose(np.asarray(out)[seen], ref_out[seen], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(scores), ref_scores, atol=1e-5)
+
+
+def test_padding_rows_stay_finite_and_leave_real_rows_alone():
+    """A padding row (position 0, nothing visible) gives zeros, never NaN, and changes no real row."""
+    q, k, v, row_pos, key_pos, key_valid = case(32, 64, 7, False)
+    key_valid[0] = False  # a row at position 0 sees nothing
+    padded_pos = np.concatenate([row_pos[:24], np.zeros(8, np.int32)])
+    weights = (np.arange(32) < 24).astype(np.float32)
+    out, scores = blocked(q, k, v, padded_pos, key_pos, key_valid, weights, 16, 16)
+    alone, alone_scores = blocked(q[:24], k, v, row_pos[:24], key_pos, key_valid, weights[:24], 8, 16)
+    assert np.isfinite(np.asarray(out)).all() and np.isfinite(np.asarray(scores)).all()
+    np.testing.assert_array_equal(np.asarray(out)[24:], 0.0)
+    np.testing.assert_allclose(np.asarray(out)[:24], np.asarray(alone), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(scores), np.asarray(alone_scores), atol=1e-6)
+
+
+def test_fused_path_sees_the_same_slots():
+    """The GPU/TPU path (jax.nn.dot_product_attention, XLA on CPU here) with the same position mask."""
+    q, k, v, row_pos, key_pos, key_valid = case(48, 128, 5, True)
+    seen = ((key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]).any(1)
+    out = jax.jit(fused_attention)(q, k[1], v[1], row_pos, key_pos, key_valid)
+    ref_out, _ = dense_reference(q, k[1], v[1], row_pos, key_pos, key_valid, np.zeros(48, np.float32))
+    np.testing.assert_allclose(np.asarray(out)[seen], ref_out[seen], atol=1e-5)
