@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from prophetkv_jax import fidelity, report, run_records, selectors
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.generate import greedy_decode_batch
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.prompts import build_rag_prompt
@@ -207,7 +207,7 @@ def chat_overhead(tokenizer: Any, chat: bool) -> int:
 def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
     """RULER samples generated locally (sized in model tokens), or LongBench records from --data-dir."""
     if args.task == "ruler":
-        from prophetkv_jax.benchmarks import ruler
+        from prophetkv_jax.tasks import ruler
 
         tasks = _choices("--subtasks", args.subtasks, ruler.TASKS) if args.subtasks else list(DEFAULT_RULER_TASKS)
         overhead = chat_overhead(tokenizer, not args.no_chat)
@@ -219,7 +219,7 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
                                       hotpotqa_path=args.hotpotqa)
         # sample 0 of every task, then sample 1, ...: a run stopped early still covers every task
         return sorted(samples, key=lambda s: (s.index, tasks.index(s.task)))
-    from prophetkv_jax.benchmarks import longbench
+    from prophetkv_jax.tasks import longbench
 
     datasets = _choices("--subtasks", args.subtasks, longbench.DATASETS) if args.subtasks else list(longbench.DATASETS)
     samples = []
@@ -230,8 +230,8 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from prophetkv_jax.benchmarks import longbench, ruler
-    from prophetkv_jax.benchmarks.metrics import score_sample
+    from prophetkv_jax.tasks import longbench, ruler
+    from prophetkv_jax.tasks.metrics import score_sample
     from prophetkv_jax.model.checkpoint import load_checkpoint
     from prophetkv_jax.store import ChunkStore, model_fingerprint
 

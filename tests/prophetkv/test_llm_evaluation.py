@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from prophetkv_jax import evaluation, run_records
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import tiny_config
 from prophetkv_jax.pipeline import Engine

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from prophetkv_jax.benchmarks import ruler
+from prophetkv_jax.tasks import ruler
 
 
 def words(text: str) -> int:

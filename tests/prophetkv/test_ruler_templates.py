@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from prophetkv_jax.benchmarks import ruler
+from prophetkv_jax.tasks import ruler
 
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 ESSAY = ("Alpha beta gamma delta. Epsilon zeta eta theta iota. Kappa lambda mu nu xi. Omicron pi rho sigma tau.\n"

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
 
 CountTokens = Callable[[str], int]
 
