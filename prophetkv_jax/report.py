@@ -42,7 +42,41 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         reference = full.get(row["task"])
         row["retention"] = None if not reference else row["score"] / reference
-    return {"rows": rows, "averages": _averages(rows)}
+    return {"rows": rows, "averages": _averages(rows), "paired": paired_differences(records)}
+
+
+PAIRED_METRICS = ("score", "kl", "top1_agreement")
+
+
+def paired_differences(records: list[dict[str, Any]], rounds: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """ProphetKV minus each other method at the same ratio, paired by (task, sample): the mean
+    difference and a 95% percentile-bootstrap interval over samples, per metric."""
+    import numpy as np
+
+    values: dict[tuple, dict[tuple[str, int], dict]] = collections.defaultdict(dict)
+    for r in records:
+        values[(r["method"], r["ratio"])][(r["task"], r["index"])] = r
+    out = []
+    for (method, ratio), ours in sorted(values.items(), key=lambda kv: _column_order(kv[0])):
+        if method != "prophetkv":
+            continue
+        for other in ("naive", "cacheblend", "epic", "kvshare"):
+            theirs = values.get((other, None if other in RATIO_FREE else ratio), {})
+            common = sorted(set(ours) & set(theirs))
+            if not common:
+                continue
+            row = {"method": other, "ratio": ratio, "pairs": len(common)}
+            for metric in PAIRED_METRICS:
+                pairs = [(ours[k].get(metric), theirs[k].get(metric)) for k in common]
+                diffs = np.array([float(a) - float(b) for a, b in pairs if a is not None and b is not None])
+                if diffs.size == 0:
+                    row[metric] = None
+                    continue
+                draws = np.random.default_rng(seed).choice(diffs, (rounds, diffs.size)).mean(axis=1)
+                row[metric] = {"mean": float(diffs.mean()), "low": float(np.percentile(draws, 2.5)),
+                               "high": float(np.percentile(draws, 97.5))}
+            out.append(row)
+    return out
 
 
 def _averages(rows: list[dict]) -> list[dict]:
@@ -86,6 +120,13 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {ratio_label(a['method'], a['ratio'])} | {a['score']:.2f} | {_percent(a['retention'])} | "
                      f"{kl} | {_percent(a['top1_agreement'])} | {_percent(a['same_answer'])} | "
                      f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
+    if summary.get("paired"):
+        lines += ["", "ProphetKV minus each method at the same ratio, paired by sample (mean [95% bootstrap CI]):", "",
+                  "| vs | pairs | score | KL(full ‖ ·) | top-1 agreement |", "|---|---|---|---|---|"]
+        for row in summary["paired"]:
+            cells = ["-" if row[m] is None else f"{row[m]['mean']:+.{d}f} [{row[m]['low']:+.{d}f}, {row[m]['high']:+.{d}f}]"
+                     for m, d in zip(PAIRED_METRICS, (1, 4, 3))]
+            lines.append(f"| {ratio_label(row['method'], row['ratio'])} | {row['pairs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

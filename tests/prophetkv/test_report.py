@@ -57,3 +57,17 @@ def test_columns_are_dashes_without_full_prefill_runs():
     summary = report.summarize([_record("a", 0, "naive", None, "q", 0.0)])
     assert summary["rows"][0]["retention"] is None and summary["averages"][0]["kl"] is None
     assert "| naive | 0.00 | - | - | - | 0.0% | - |" in report.markdown(summary)
+
+
+def test_paired_differences_pair_by_sample_and_bracket_the_mean():
+    records = []
+    for index, (ours, theirs) in enumerate([(0.1, 0.3), (0.2, 0.3), (0.4, 0.5), (0.1, 0.6)]):
+        records.append(_record("a", index, "prophetkv", 0.2, "x", 100.0, kl=ours, top1=1.0))
+        records.append(_record("a", index, "cacheblend", 0.2, "x", 0.0, kl=theirs, top1=0.5))
+    records.append(_record("a", 9, "cacheblend", 0.2, "x", 0.0, kl=9.0, top1=0.0))  # unpaired: left out
+    (row,) = report.summarize(records)["paired"]
+    assert row["method"] == "cacheblend" and row["pairs"] == 4
+    assert row["kl"]["mean"] == pytest.approx(-0.225)  # (-0.2 - 0.1 - 0.1 - 0.5) / 4
+    assert row["kl"]["low"] <= -0.225 <= row["kl"]["high"] and row["kl"]["high"] < 0
+    assert row["score"]["mean"] == pytest.approx(100.0) and row["top1_agreement"]["mean"] == pytest.approx(0.5)
+    assert "| cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] | -0.2250 [" in report.markdown(report.summarize(records))
