@@ -32,22 +32,21 @@ def answer_log_probs(
     positions: int = ANSWER_POSITIONS,
 ) -> np.ndarray:
     """[m, V] log-probabilities of the next token at the first m = min(len(answer), positions)
-    answer positions, with ``answer`` fed after the prompt (the cache itself is not changed).
+    answer positions (fewer if the cache has no room), with ``answer`` fed after the prompt
+    (the cache itself is not changed).
 
     Position 0 is the prefill's last row; the other m - 1 come from one forward of the
     forced tokens, padded to ``positions - 1`` rows so every call shares one compile.
     """
     if not answer:
         raise ValueError("the reference answer is empty: nothing to teacher-force")
-    m = min(len(answer), positions)
+    room = prefill.cache.capacity - prefill.next_position  # slots left for forced tokens
+    m = min(len(answer), positions, room + 1)
     forced = np.zeros(max(1, positions - 1), np.int32)
     forced[: m - 1] = answer[: m - 1]
     rows = np.arange(forced.size, dtype=np.int32)
     where = prefill.next_position + rows
     slots = np.where(rows < m - 1, where, -1).astype(np.int32)  # padding rows write nothing
-    if prefill.next_position + m - 1 > prefill.cache.capacity:
-        raise ValueError(f"{m - 1} forced tokens after position {prefill.next_position} exceed the cache "
-                         f"capacity {prefill.cache.capacity}")
     logits, _ = llama.forward(params, forced, where, prefill.cache, slots, config)
     stacked = np.concatenate([np.asarray(prefill.last_logits)[None], np.asarray(logits)[: m - 1]])
     return log_softmax(stacked)
