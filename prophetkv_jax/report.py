@@ -122,11 +122,12 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
     if summary.get("paired"):
         lines += ["", "ProphetKV minus each method at the same ratio, paired by sample (mean [95% bootstrap CI]):", "",
-                  "| vs | pairs | score | KL(full ‖ ·) | top-1 agreement |", "|---|---|---|---|---|"]
+                  "| difference | pairs | score | KL(full ‖ ·) | top-1 agreement |", "|---|---|---|---|---|"]
         for row in summary["paired"]:
             cells = ["-" if row[m] is None else f"{row[m]['mean']:+.{d}f} [{row[m]['low']:+.{d}f}, {row[m]['high']:+.{d}f}]"
                      for m, d in zip(PAIRED_METRICS, (1, 4, 3))]
-            lines.append(f"| {ratio_label(row['method'], row['ratio'])} | {row['pairs']} | " + " | ".join(cells) + " |")
+            pair = f"prophetkv@{row['ratio']:g} − {ratio_label(row['method'], row['ratio'])}"
+            lines.append(f"| {pair} | {row['pairs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

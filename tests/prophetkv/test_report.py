@@ -70,4 +70,4 @@ def test_paired_differences_pair_by_sample_and_bracket_the_mean():
     assert row["kl"]["mean"] == pytest.approx(-0.225)  # (-0.2 - 0.1 - 0.1 - 0.5) / 4
     assert row["kl"]["low"] <= -0.225 <= row["kl"]["high"] and row["kl"]["high"] < 0
     assert row["score"]["mean"] == pytest.approx(100.0) and row["top1_agreement"]["mean"] == pytest.approx(0.5)
-    assert "| cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] | -0.2250 [" in report.markdown(report.summarize(records))
+    assert "| prophetkv@0.2 − cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] | -0.2250 [" in report.markdown(report.summarize(records))
