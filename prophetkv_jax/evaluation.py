@@ -10,24 +10,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 from tqdm import tqdm
 
-from prophetkv_jax import report, selectors
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax import fidelity, report, run_records, selectors
+from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.generate import greedy_decode_batch
-from prophetkv_jax.pipeline import Engine
+from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.prompts import build_rag_prompt
 
 DEFAULT_RULER_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multivalue", "niah_multiquery", "vt", "fwe")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr naming the argument, exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        refuse(message)
+
+
+def refuse(message: str) -> None:
+    sys.stderr.write(f"evaluate.py: error: {message}\n")
+    raise SystemExit(2)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__)
+    parser = OneLineParser(prog="evaluate.py", description=__doc__)
     parser.add_argument("--task", required=True, choices=("ruler", "longbench"))
     parser.add_argument("--subtasks", default=None,
                         help="comma-separated RULER tasks or LongBench datasets (default: a standard set)")
@@ -56,9 +68,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.ratios = [selectors.check_ratio(float(r)) for r in args.ratios.split(",")]
     except ValueError as err:
         parser.error(f"--ratios: {err}")
-    for name in ("samples", "context", "chunk_tokens"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("samples", "context", "chunk_tokens", "max_new_tokens"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive number of tokens/samples, got {value}")
     return args
 
 
@@ -66,7 +79,7 @@ def _choices(flag: str, value: str, allowed: Iterable[str]) -> list[str]:
     picked = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in picked if v not in allowed]
     if unknown or not picked:
-        raise SystemExit(f"{flag}: unknown {unknown or 'empty list'}; choose from {', '.join(allowed)}")
+        refuse(f"{flag}: unknown {unknown or 'empty list'}; choose from {', '.join(allowed)}")
     return picked
 
 
@@ -80,40 +93,33 @@ def record_key(task: str, index: int, method: str, ratio: float | None) -> str:
     return f"{task}/{index}/{report.ratio_label(method, ratio)}"
 
 
-def load_records(path: Path) -> list[dict[str, Any]]:
-    """Records written so far; a line cut off by an interrupted write is dropped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def run_settings(fingerprint: str, *, chunk_tokens: int, chat: bool, max_new_tokens: int | None,
+                 context_tokens: int | None, **more: Any) -> dict[str, Any]:
+    """Everything that changes what a record holds for a given key (its digest stamps each record)."""
+    return {"model": fingerprint, "chunk_tokens": chunk_tokens, "chat": chat, "max_new_tokens": max_new_tokens,
+            "context": context_tokens, **more}
 
 
 def evaluate_samples(
     engine: Engine, tokenizer: Any, samples: list[Sample], runs: list[tuple[str, float | None]],
     score_fn, out_dir: Path, *, chunk_tokens: int, chat: bool = True, show_progress: bool = True,
-    max_new_tokens: int | None = None, context_tokens: int | None = None,
+    max_new_tokens: int | None = None, context_tokens: int | None = None, settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (method, ratio) on every sample, appending one record per run; returns all records.
 
     A sample's runs are prefilled one by one (each timed alone) and then decoded together,
-    greedily, in one batch; ``max_new_tokens`` caps each sample's own answer budget, and
-    with ``context_tokens`` an over-long prompt is cut in the middle to leave room for it.
+    greedily, in one batch, with full prefill always among them: its answer is the reference
+    for every method's fidelity (KL, top-1 agreement, same answer). ``max_new_tokens`` caps
+    each sample's own answer budget, and with ``context_tokens`` an over-long prompt is cut in
+    the middle to leave room for it. Records made with other ``settings`` are refused.
     """
+    settings = run_settings(engine.fingerprint, chunk_tokens=chunk_tokens, chat=chat, max_new_tokens=max_new_tokens,
+                            context_tokens=context_tokens, **(settings or {}))
+    digest = run_records.settings_digest(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
-    records = load_records(path)
+    records = run_records.load_records(path)
+    run_records.check_settings(records, settings, path)
     done = {r["key"] for r in records}
     pending = [(s, [(m, p) for m, p in runs if record_key(s.task, s.index, m, p) not in done]) for s in samples]
     pending = [(s, todo) for s, todo in pending if todo]
@@ -123,31 +129,55 @@ def evaluate_samples(
         prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
                                   sample.answer_prefix, chunk_tokens, chat=chat and sample.extra.get("chat", True),
                                   max_prompt_tokens=None if context_tokens is None else context_tokens - budget)
-        engine.precompute(prompt)
-        prefills = [engine.prefill(prompt, method, 0.0 if ratio is None else ratio) for method, ratio in todo]
-        outputs = greedy_decode_batch(
-            engine.params, engine.config, [p.cache for p in prefills], [p.last_logits for p in prefills],
-            [p.next_position for p in prefills], budget, tokenizer.eos_ids,
-        )
-        for (method, ratio), result, tokens in zip(todo, prefills, outputs):
-            prediction = tokenizer.decode([t for t in tokens if t not in tokenizer.eos_ids])
-            record = {
-                "key": record_key(sample.task, sample.index, method, ratio),
-                "task": sample.task, "index": sample.index, "method": method, "ratio": ratio,
-                "prediction": prediction, "references": list(sample.references),
-                "score": float(score_fn(sample, prediction)),
-                "ttft_s": result.timings["ttft"], "select_s": result.timings.get("select", 0.0),
-                "store_read_s": result.timings.get("store_read", 0.0),
-                "recomputed": int(len(result.selected)), "context_tokens": int(result.num_context),
-                "prompt_tokens": int(result.next_position),
-            }
-            append_record(path, record)
+        for record in _score_sample(engine, tokenizer, sample, prompt, todo, budget, score_fn):
+            record.update(settings=settings, settings_digest=digest)
+            run_records.append_record(path, record)
             records.append(record)
             bar.update()
         bar.set_postfix_str(f"{sample.task} #{sample.index}")
     bar.close()
     wanted = {record_key(s.task, s.index, m, p) for s in samples for m, p in runs}
     return [r for r in records if r["key"] in wanted]
+
+
+def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPrompt,
+                  todo: list[tuple[str, float | None]], budget: int, score_fn) -> list[dict[str, Any]]:
+    """The records of one sample's runs: answer, score, timings and fidelity to full prefill."""
+    engine.precompute(prompt)
+    prefills = [engine.prefill(prompt, method, 0.0 if ratio is None else ratio) for method, ratio in todo]
+    methods = [method for method, _ in todo]
+    full = prefills[methods.index("full")] if "full" in methods else engine.prefill(prompt, "full")
+    batch = prefills if "full" in methods else [*prefills, full]
+    outputs = greedy_decode_batch(engine.params, engine.config, [p.cache for p in batch],
+                                  [p.last_logits for p in batch], [p.next_position for p in batch],
+                                  budget, tokenizer.eos_ids)
+    answer = lambda tokens: tokenizer.decode([t for t in tokens if t not in tokenizer.eos_ids])  # noqa: E731
+    full_tokens = outputs[methods.index("full")] if "full" in methods else outputs[-1]
+    reference = fidelity.answer_log_probs(engine.params, engine.config, full, full_tokens)
+    oracles: dict[float, np.ndarray] = {}
+    records = []
+    for (method, ratio), result, tokens in zip(todo, prefills, outputs):
+        prediction = answer(tokens)
+        closeness = fidelity.compare(
+            reference, fidelity.answer_log_probs(engine.params, engine.config, result, full_tokens))
+        overlap = None
+        if method not in report.RATIO_FREE:
+            if ratio not in oracles:
+                oracles[ratio] = engine.oracle(prompt, ratio)
+            overlap = fidelity.oracle_overlap(result.selected, oracles[ratio])
+        records.append({
+            "key": record_key(sample.task, sample.index, method, ratio),
+            "task": sample.task, "index": sample.index, "method": method, "ratio": ratio,
+            "prediction": prediction, "references": list(sample.references),
+            "score": float(score_fn(sample, prediction)),
+            "kl": closeness.kl, "top1_agreement": closeness.top1_agreement,
+            "same_answer": prediction.strip() == answer(full_tokens).strip(), "oracle_overlap": overlap,
+            "ttft_s": result.timings["ttft"], "select_s": result.timings.get("select", 0.0),
+            "store_read_s": result.timings.get("store_read", 0.0),
+            "recomputed": int(len(result.selected)), "context_tokens": int(result.num_context),
+            "prompt_tokens": int(result.next_position),
+        })
+    return records
 
 
 def write_outputs(records: list[dict[str, Any]], out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +207,7 @@ def chat_overhead(tokenizer: Any, chat: bool) -> int:
 def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
     """RULER samples generated locally (sized in model tokens), or LongBench records from --data-dir."""
     if args.task == "ruler":
-        from prophetkv_jax.benchmarks import ruler
+        from prophetkv_jax.tasks import ruler
 
         tasks = _choices("--subtasks", args.subtasks, ruler.TASKS) if args.subtasks else list(DEFAULT_RULER_TASKS)
         overhead = chat_overhead(tokenizer, not args.no_chat)
@@ -189,7 +219,7 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
                                       hotpotqa_path=args.hotpotqa)
         # sample 0 of every task, then sample 1, ...: a run stopped early still covers every task
         return sorted(samples, key=lambda s: (s.index, tasks.index(s.task)))
-    from prophetkv_jax.benchmarks import longbench
+    from prophetkv_jax.tasks import longbench
 
     datasets = _choices("--subtasks", args.subtasks, longbench.DATASETS) if args.subtasks else list(longbench.DATASETS)
     samples = []
@@ -200,22 +230,36 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from prophetkv_jax.benchmarks.metrics import score_sample
+    from prophetkv_jax.tasks import longbench, ruler
+    from prophetkv_jax.tasks.metrics import score_sample
     from prophetkv_jax.model.checkpoint import load_checkpoint
-    from prophetkv_jax.store import ChunkStore
+    from prophetkv_jax.store import ChunkStore, model_fingerprint
 
     params, config, tokenizer = load_checkpoint(args.model)
-    samples = load_samples(args, tokenizer)
+    if args.context > config.max_position_embeddings:
+        refuse(f"--context {args.context} exceeds the model's {config.max_position_embeddings} positions")
+    out_dir = Path(args.out)
+    data = (dict(haystack_dir=args.haystack_dir, squad=args.squad, hotpotqa=args.hotpotqa) if args.task == "ruler"
+            else dict(data_dir=args.data_dir))
+    settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos, store_dtype=args.store_dtype,
+                    template_version=(ruler if args.task == "ruler" else longbench).TEMPLATE_VERSION, **data)
+    full_settings = run_settings(model_fingerprint(config, params), chunk_tokens=args.chunk_tokens,
+                                 chat=not args.no_chat, max_new_tokens=args.max_new_tokens,
+                                 context_tokens=args.context, **settings)
+    try:  # before the slow part: a mismatch is known from the records alone
+        run_records.check_settings(run_records.load_records(out_dir / "records.jsonl"), full_settings, out_dir)
+        samples = load_samples(args, tokenizer)
+    except (ValueError, FileNotFoundError) as err:
+        refuse(str(err))
     max_new = max(s.max_new_tokens for s in samples)
     if args.max_new_tokens is not None:
         max_new = min(max_new, args.max_new_tokens)
     store = ChunkStore(args.store, dtype=args.store_dtype)
     engine = Engine(params, config, store, chunk_bos_id=tokenizer.bos_id if args.chunk_bos else None,
-                    max_new_tokens=max_new)
-    out_dir = Path(args.out)
+                    max_new_tokens=max(max_new, fidelity.ANSWER_POSITIONS))
     records = evaluate_samples(engine, tokenizer, samples, runs_for(args.methods, args.ratios), score_sample,
                                out_dir, chunk_tokens=args.chunk_tokens, chat=not args.no_chat,
-                               max_new_tokens=args.max_new_tokens, context_tokens=args.context)
+                               max_new_tokens=args.max_new_tokens, context_tokens=args.context, settings=settings)
     summary = write_outputs(records, out_dir, dict(vars(args)))
     print(report.markdown(summary))
     print(f"wrote {out_dir / 'results.md'}, {out_dir / 'summary.json'}"

@@ -15,29 +15,26 @@ def ratio_label(method: str, ratio: float | None) -> str:
     return method if method in RATIO_FREE or ratio is None else f"{method}@{ratio:g}"
 
 
-def agreement_with_full(items: list[dict[str, Any]], full_answers: dict[tuple[str, int], str]) -> float | None:
-    """Fraction of ``items`` whose answer is identical to full prefill's on the same sample.
+FIDELITY = ("kl", "top1_agreement", "same_answer", "oracle_overlap")  # per-record fidelity to full prefill
 
-    Reuse methods approximate full prefill, so this measures fidelity even where the model
-    itself is wrong (a weak model makes accuracy alone a poor guide). None without full runs.
-    """
-    pairs = [(i["prediction"].strip(), full_answers[(i["task"], i["index"])]) for i in items
-             if (i["task"], i["index"]) in full_answers]
-    return statistics.fmean(a == b for a, b in pairs) if pairs else None
+
+def _mean(values: list) -> float | None:
+    """Mean of the values that exist (None where a method has none, e.g. full prefill's oracle overlap)."""
+    present = [float(v) for v in values if v is not None]
+    return statistics.fmean(present) if present else None
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean score per (task, method, ratio), retention vs full prefill, agreement with it, median TTFT."""
+    """Per (task, method, ratio): mean score, the fidelity means, median TTFT; retention vs full prefill."""
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
     for r in records:
         groups[(r["task"], r["method"], r["ratio"])].append(r)
-    full_answers = {(r["task"], r["index"]): r["prediction"].strip() for r in records if r["method"] == "full"}
     rows = []
     for (task, method, ratio), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
         rows.append({
             "task": task, "method": method, "ratio": ratio, "samples": len(items),
             "score": statistics.fmean(i["score"] for i in items),
-            "agreement": agreement_with_full(items, full_answers),
+            **{name: _mean([i.get(name) for i in items]) for name in FIDELITY},
             "ttft_s": statistics.median(i["ttft_s"] for i in items),
             "select_s": statistics.median(i["select_s"] for i in items),
         })
@@ -45,7 +42,41 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         reference = full.get(row["task"])
         row["retention"] = None if not reference else row["score"] / reference
-    return {"rows": rows, "averages": _averages(rows)}
+    return {"rows": rows, "averages": _averages(rows), "paired": paired_differences(records)}
+
+
+PAIRED_METRICS = ("score", "kl", "top1_agreement")
+
+
+def paired_differences(records: list[dict[str, Any]], rounds: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """ProphetKV minus each other method at the same ratio, paired by (task, sample): the mean
+    difference and a 95% percentile-bootstrap interval over samples, per metric."""
+    import numpy as np
+
+    values: dict[tuple, dict[tuple[str, int], dict]] = collections.defaultdict(dict)
+    for r in records:
+        values[(r["method"], r["ratio"])][(r["task"], r["index"])] = r
+    out = []
+    for (method, ratio), ours in sorted(values.items(), key=lambda kv: _column_order(kv[0])):
+        if method != "prophetkv":
+            continue
+        for other in ("naive", "cacheblend", "epic", "kvshare"):
+            theirs = values.get((other, None if other in RATIO_FREE else ratio), {})
+            common = sorted(set(ours) & set(theirs))
+            if not common:
+                continue
+            row = {"method": other, "ratio": ratio, "pairs": len(common)}
+            for metric in PAIRED_METRICS:
+                pairs = [(ours[k].get(metric), theirs[k].get(metric)) for k in common]
+                diffs = np.array([float(a) - float(b) for a, b in pairs if a is not None and b is not None])
+                if diffs.size == 0:
+                    row[metric] = None
+                    continue
+                draws = np.random.default_rng(seed).choice(diffs, (rounds, diffs.size)).mean(axis=1)
+                row[metric] = {"mean": float(diffs.mean()), "low": float(np.percentile(draws, 2.5)),
+                               "high": float(np.percentile(draws, 97.5))}
+            out.append(row)
+    return out
 
 
 def _averages(rows: list[dict]) -> list[dict]:
@@ -58,10 +89,8 @@ def _averages(rows: list[dict]) -> list[dict]:
     for (method, ratio), items in by_key.items():
         if len(items) != len(tasks):
             continue
-        score = statistics.fmean(i["score"] for i in items)
-        agreements = [i["agreement"] for i in items]
-        out.append({"method": method, "ratio": ratio, "score": score,
-                    "agreement": None if None in agreements else statistics.fmean(agreements),
+        out.append({"method": method, "ratio": ratio, "score": statistics.fmean(i["score"] for i in items),
+                    **{name: _mean([i[name] for i in items]) for name in FIDELITY},
                     "ttft_s": statistics.fmean(i["ttft_s"] for i in items)})
     full = next((a["score"] for a in out if a["method"] == "full"), None)
     for a in out:
@@ -69,8 +98,12 @@ def _averages(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda a: (a["method"], a["ratio"] or 0))
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def markdown(summary: dict[str, Any]) -> str:
-    """Task x method table of scores, then the averages with retention and TTFT."""
+    """Task x method table of scores, then the averages with retention, fidelity to full prefill and TTFT."""
     rows = summary["rows"]
     tasks = sorted({r["task"] for r in rows})
     columns = sorted({(r["method"], r["ratio"]) for r in rows}, key=_column_order)
@@ -80,13 +113,21 @@ def markdown(summary: dict[str, Any]) -> str:
     for task in tasks:
         values = [f"{cell[(task, m, p)]['score']:.1f}" if (task, m, p) in cell else "-" for m, p in columns]
         lines.append(f"| {task} | " + " | ".join(values) + " |")
-    lines += ["", "| method | score | retention vs full | same answer as full | median TTFT (s) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| method | score | retention vs full | KL(full ‖ method) | top-1 agreement | same answer as full "
+              "| oracle overlap | median TTFT (s) |", "|---|---|---|---|---|---|---|---|"]
     for a in sorted(summary["averages"], key=lambda a: _column_order((a["method"], a["ratio"]))):
-        retention = "-" if a["retention"] is None else f"{100 * a['retention']:.1f}%"
-        agreement = "-" if a["agreement"] is None else f"{100 * a['agreement']:.1f}%"
-        lines.append(f"| {ratio_label(a['method'], a['ratio'])} | {a['score']:.2f} | {retention} | {agreement} | "
-                     f"{a['ttft_s']:.3f} |")
+        kl = "-" if a["kl"] is None else f"{a['kl']:.4f}"
+        lines.append(f"| {ratio_label(a['method'], a['ratio'])} | {a['score']:.2f} | {_percent(a['retention'])} | "
+                     f"{kl} | {_percent(a['top1_agreement'])} | {_percent(a['same_answer'])} | "
+                     f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
+    if summary.get("paired"):
+        lines += ["", "ProphetKV minus each method at the same ratio, paired by sample (mean [95% bootstrap CI]):", "",
+                  "| difference | pairs | score | KL(full ‖ ·) | top-1 agreement |", "|---|---|---|---|---|"]
+        for row in summary["paired"]:
+            cells = ["-" if row[m] is None else f"{row[m]['mean']:+.{d}f} [{row[m]['low']:+.{d}f}, {row[m]['high']:+.{d}f}]"
+                     for m, d in zip(PAIRED_METRICS, (1, 4, 3))]
+            pair = f"prophetkv@{row['ratio']:g} − {ratio_label(row['method'], row['ratio'])}"
+            lines.append(f"| {pair} | {row['pairs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,27 +139,30 @@ def _column_order(key: tuple[str, float | None]) -> tuple[int, float]:
 
 
 def plot_ratio_sweep(summary: dict[str, Any], path: Path) -> bool:
-    """Score vs recompute ratio per method (averaged over tasks); False when fewer than 2 ratios."""
+    """Accuracy and KL(full || method) vs recompute ratio per method, averaged over tasks, side by
+    side; False when fewer than 2 ratios were run."""
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend (e.g. a notebook's) alone
 
     averages = summary["averages"]
     ratios = sorted({a["ratio"] for a in averages if a["method"] not in RATIO_FREE and a["ratio"] is not None})
     if len(ratios) < 2:
         return False
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for method in sorted({a["method"] for a in averages}, key=lambda m: _column_order((m, 0))):
-        points = sorted((a["ratio"], a["score"]) for a in averages if a["method"] == method)
-        if method in RATIO_FREE:
-            ax.axhline(points[0][1], linestyle="--", linewidth=1, label=f"{method} prefill" if method == "full" else "naive reuse",
-                       color="black" if method == "full" else "grey")
-        else:
-            ax.plot(*zip(*points), marker="o", label=method)
-    ax.set_xlabel("recompute ratio p")
-    ax.set_ylabel("score")
-    ax.set_title("accuracy vs recompute ratio")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig = Figure(figsize=(11, 4))
+    for ax, metric, label in zip(fig.subplots(1, 2), ("score", "kl"), ("score", "KL(full ‖ method), nats")):
+        for method in sorted({a["method"] for a in averages}, key=lambda m: _column_order((m, 0))):
+            points = sorted((a["ratio"], a[metric]) for a in averages if a["method"] == method and a[metric] is not None)
+            if not points:
+                continue
+            if method in RATIO_FREE:
+                ax.axhline(points[0][1], linestyle="--", linewidth=1, color="black" if method == "full" else "grey",
+                           label="full prefill" if method == "full" else "naive reuse")
+            else:
+                ax.plot(*zip(*points), marker="o", label=method)
+        ax.set_xlabel("recompute ratio p")
+        ax.set_ylabel(label)
+        ax.set_title(f"{'accuracy' if metric == 'score' else 'fidelity to full prefill'} vs recompute ratio")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")

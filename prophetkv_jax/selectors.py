@@ -6,6 +6,7 @@ Sets are sorted arrays of global context positions, of size ``budget(ratio, C)``
 
 from __future__ import annotations
 
+import fractions
 import math
 
 import numpy as np
@@ -19,9 +20,15 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
+def floor_share(ratio: float, count: int) -> int:
+    """floor(p * n) with p taken as the decimal it was written as: 0.35 x 180 is 63, where
+    binary floating point gives 62.99999... and floor 62."""
+    return math.floor(fractions.Fraction(repr(check_ratio(ratio))) * count)
+
+
 def budget(ratio: float, num_context: int) -> int:
     """k = floor(p * C) context rows may be recomputed (query rows are free)."""
-    return math.floor(check_ratio(ratio) * num_context)
+    return floor_share(ratio, num_context)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -40,7 +47,7 @@ def epic(chunk_starts: list[int], chunk_lengths: list[int], ratio: float, k: int
     chunk can leave budget over; it is handed out by ascending in-chunk offset (offset
     j of every chunk, in chunk order, before offset j + 1 of any).
     """
-    taken = [min(n, math.floor(check_ratio(ratio) * n)) for n in chunk_lengths]
+    taken = [min(n, floor_share(ratio, n)) for n in chunk_lengths]
     leftovers = min(k, sum(chunk_lengths)) - sum(taken)
     for offset in range(max(chunk_lengths, default=0)):
         for j, n in enumerate(chunk_lengths):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from prophetkv_jax.benchmarks import metrics
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks import metrics
+from prophetkv_jax.tasks.sample import Sample
 
 
 def test_ruler_string_matches():

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from prophetkv_jax import evaluation
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax import evaluation, run_records
+from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import tiny_config
 from prophetkv_jax.pipeline import Engine
@@ -97,8 +97,56 @@ def test_loop_writes_records_tables_plot_and_resumes(engine, tmp_path):
     assert full["retention"] in (None, 1.0)
 
 
-def test_cli_rejects_bad_arguments():
-    with pytest.raises(SystemExit):
-        evaluation.parse_args(["--task", "ruler", "--ratios", "0.2,1.5"])
-    with pytest.raises(SystemExit, match="--methods"):
-        evaluation.parse_args(["--task", "ruler", "--methods", "prophetkv,magic"])
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--ratios", "0.2,1.5"], "--ratios"), (["--methods", "prophetkv,magic"], "--methods"),
+    (["--max-new-tokens", "0"], "--max-new-tokens"), (["--max-new-tokens", "-1"], "--max-new-tokens"),
+    (["--context", "0"], "--context"), (["--samples", "x"], "--samples"),
+])
+def test_cli_rejects_bad_arguments_in_one_line_with_exit_code_2(argv, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        evaluation.parse_args(["--task", "ruler", *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+
+
+@pytest.mark.slow
+def test_context_beyond_the_model_is_refused_before_any_sample_is_made(tmp_path):
+    """A subprocess, as a user runs it: one line, exit 2, and no records (nothing was generated)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([sys.executable, "evaluate.py", "--task", "ruler", "--context", "100000",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--context 100000" in result.stderr and "8192" in result.stderr
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_records_carry_fidelity_and_settings_and_other_settings_are_refused(engine, tmp_path):
+    runs = evaluation.runs_for(["full", "naive", "prophetkv"], [0.3])
+    kwargs = dict(chunk_tokens=32, show_progress=False, settings={"seed": 0})
+    records = evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
+                                          **kwargs)
+    by_method = {r["method"]: r for r in records}
+    full, naive, prophet = by_method["full"], by_method["naive"], by_method["prophetkv"]
+    assert full["kl"] == pytest.approx(0.0, abs=1e-9) and full["top1_agreement"] == 1.0 and full["same_answer"]
+    assert naive["kl"] > 1e-6  # a random model's naive cache differs from full prefill's
+    assert full["oracle_overlap"] is None and naive["oracle_overlap"] is None
+    assert 0.0 <= prophet["oracle_overlap"] <= 1.0 and 0.0 <= prophet["top1_agreement"] <= 1.0
+    assert len({r["settings_digest"] for r in records}) == 1 and records[0]["settings"]["seed"] == 0
+
+    with pytest.raises(run_records.SettingsMismatch, match="seed=0.*seed=1"):
+        evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
+                                    **{**kwargs, "settings": {"seed": 1}})
+    with pytest.raises(run_records.SettingsMismatch, match="chunk_tokens=32.*chunk_tokens=16"):
+        evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
+                                    **{**kwargs, "chunk_tokens": 16})
+
+    path = tmp_path / "records.jsonl"
+    path.write_text(path.read_text() * 2)  # two runs appended the same records
+    again = evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
+                                        **kwargs)
+    assert len(again) == len(records) == len(run_records.load_records(path))

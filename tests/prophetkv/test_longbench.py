@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prophetkv_jax.benchmarks import longbench
+from prophetkv_jax.tasks import longbench
 
 
 def write(path, lines):

@@ -5,9 +5,13 @@ import pytest
 from prophetkv_jax import report
 
 
-def _record(task, index, method, ratio, prediction, score):
+FULL_ANSWERS = {("a", 0): "x", ("a", 1): "y", ("b", 0): "w"}
+
+
+def _record(task, index, method, ratio, prediction, score, kl=None, top1=None, overlap=None):
     return {"task": task, "index": index, "method": method, "ratio": ratio, "prediction": prediction,
-            "score": score, "ttft_s": 1.0, "select_s": 0.0}
+            "score": score, "ttft_s": 1.0, "select_s": 0.0, "kl": kl, "top1_agreement": top1,
+            "same_answer": prediction.strip() == FULL_ANSWERS.get((task, index)), "oracle_overlap": overlap}
 
 
 def test_agreement_counts_identical_answers_to_full_prefill_per_sample():
@@ -20,18 +24,50 @@ def test_agreement_counts_identical_answers_to_full_prefill_per_sample():
     ]
     summary = report.summarize(records)
     rows = {(r["task"], r["method"]): r for r in summary["rows"]}
-    assert rows[("a", "prophetkv")]["agreement"] == pytest.approx(0.5)  # same answer on sample 0 only
+    assert rows[("a", "prophetkv")]["same_answer"] == pytest.approx(0.5)  # same answer on sample 0 only
     assert rows[("a", "prophetkv")]["score"] == pytest.approx(100.0)  # ... though it scores higher
-    assert rows[("a", "naive")]["agreement"] == pytest.approx(0.5)
-    assert rows[("a", "full")]["agreement"] == 1.0
+    assert rows[("a", "naive")]["same_answer"] == pytest.approx(0.5)
+    assert rows[("a", "full")]["same_answer"] == 1.0
     averages = {a["method"]: a for a in summary["averages"]}
-    assert averages["prophetkv"]["agreement"] == pytest.approx(0.75)  # mean over tasks a (0.5) and b (1.0)
-    assert averages["naive"]["agreement"] == pytest.approx(0.25)
+    assert averages["prophetkv"]["same_answer"] == pytest.approx(0.75)  # mean over tasks a (0.5) and b (1.0)
+    assert averages["naive"]["same_answer"] == pytest.approx(0.25)
     assert averages["prophetkv"]["retention"] == pytest.approx(75.0 / 50.0)  # full averages (50 + 50) / 2
-    assert "| prophetkv@0.2 | 75.00 | 150.0% | 75.0% |" in report.markdown(summary)
+    assert "| prophetkv@0.2 | 75.00 | 150.0% | - | - | 75.0% | - |" in report.markdown(summary)
 
 
-def test_agreement_is_none_without_full_prefill_runs():
+def test_fidelity_columns_average_per_task_then_over_tasks():
+    records = [
+        _record("a", 0, "full", None, "x", 100.0, kl=0.0, top1=1.0),
+        _record("a", 0, "prophetkv", 0.2, "x", 100.0, kl=0.1, top1=1.0, overlap=0.5),
+        _record("a", 1, "prophetkv", 0.2, "z", 0.0, kl=0.3, top1=0.5, overlap=0.7),
+        _record("b", 0, "full", None, "w", 100.0, kl=0.0, top1=1.0),
+        _record("b", 0, "prophetkv", 0.2, "v", 0.0, kl=1.0, top1=0.25, overlap=0.2),
+    ]
+    averages = {a["method"]: a for a in report.summarize(records)["averages"]}
+    prophet = averages["prophetkv"]
+    assert prophet["kl"] == pytest.approx((0.2 + 1.0) / 2)  # task a: (0.1 + 0.3) / 2
+    assert prophet["top1_agreement"] == pytest.approx((0.75 + 0.25) / 2)
+    assert prophet["oracle_overlap"] == pytest.approx((0.6 + 0.2) / 2)
+    assert averages["full"]["oracle_overlap"] is None
+    table = report.markdown(report.summarize(records))
+    assert "| prophetkv@0.2 | 25.00 | 25.0% | 0.6000 | 50.0% | 25.0% | 40.0% |" in table
+
+
+def test_columns_are_dashes_without_full_prefill_runs():
     summary = report.summarize([_record("a", 0, "naive", None, "q", 0.0)])
-    assert summary["rows"][0]["agreement"] is None and summary["averages"][0]["agreement"] is None
-    assert "| naive | 0.00 | - | - |" in report.markdown(summary)
+    assert summary["rows"][0]["retention"] is None and summary["averages"][0]["kl"] is None
+    assert "| naive | 0.00 | - | - | - | 0.0% | - |" in report.markdown(summary)
+
+
+def test_paired_differences_pair_by_sample_and_bracket_the_mean():
+    records = []
+    for index, (ours, theirs) in enumerate([(0.1, 0.3), (0.2, 0.3), (0.4, 0.5), (0.1, 0.6)]):
+        records.append(_record("a", index, "prophetkv", 0.2, "x", 100.0, kl=ours, top1=1.0))
+        records.append(_record("a", index, "cacheblend", 0.2, "x", 0.0, kl=theirs, top1=0.5))
+    records.append(_record("a", 9, "cacheblend", 0.2, "x", 0.0, kl=9.0, top1=0.0))  # unpaired: left out
+    (row,) = report.summarize(records)["paired"]
+    assert row["method"] == "cacheblend" and row["pairs"] == 4
+    assert row["kl"]["mean"] == pytest.approx(-0.225)  # (-0.2 - 0.1 - 0.1 - 0.5) / 4
+    assert row["kl"]["low"] <= -0.225 <= row["kl"]["high"] and row["kl"]["high"] < 0
+    assert row["score"]["mean"] == pytest.approx(100.0) and row["top1_agreement"]["mean"] == pytest.approx(0.5)
+    assert "| prophetkv@0.2 − cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] | -0.2250 [" in report.markdown(report.summarize(records))

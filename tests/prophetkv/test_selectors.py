@@ -12,7 +12,8 @@ def test_ratio_outside_unit_interval_is_refused(ratio):
         selectors.budget(ratio, 100)
 
 
-@pytest.mark.parametrize(("ratio", "context", "expected"), [(0.2, 99, 19), (0.0, 50, 0), (1.0, 37, 37), (0.1, 9, 0)])
+@pytest.mark.parametrize(("ratio", "context", "expected"), [(0.2, 99, 19), (0.0, 50, 0), (1.0, 37, 37), (0.1, 9, 0),
+                                                               (0.35, 180, 63), (0.7, 10, 7), (0.29, 100, 29)])
 def test_budget_is_floor_of_ratio_times_context(ratio, context, expected):
     assert selectors.budget(ratio, context) == expected
 

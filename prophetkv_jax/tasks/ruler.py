@@ -1,10 +1,13 @@
 """RULER's synthetic tasks, generated locally and sized in the model's own tokens.
 
-Task definitions follow NVIDIA/RULER (scripts/data/synthetic: niah.py, variable_tracking.py,
-common_words_extraction.py, freq_words_extraction.py, qa.py, and synthetic.yaml): the same
-templates, needle format, answer prefixes, haystacks, word sources and generation budgets.
-Each sample is built by a search over the haystack size: the largest haystack whose full
-prompt still fits ``context_tokens`` minus the task's generation budget.
+Task definitions follow NVIDIA/RULER (scripts/data/synthetic: constants.py, niah.py,
+variable_tracking.py, common_words_extraction.py, freq_words_extraction.py, qa.py, and
+synthetic.yaml): the same templates (singular wording when one value is asked), needle
+format, answer prefixes, "\n"-joined noise and needle haystacks, vt's one-shot example,
+cwe's few-shot example, fwe's Zipf counts, word sources and generation budgets. Two stated
+differences: the essay haystack is Python's bundled docs (not Paul Graham's essays) read from
+a random offset, and sizing is a search in the model's own tokens for the largest haystack
+whose full prompt fits ``context_tokens`` minus the task's generation budget.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
 
 CountTokens = Callable[[str], int]
 
@@ -55,6 +58,15 @@ QA_TEMPLATE = (
     "given documents. Only give me the answer and do not output any other words.\n\nQuestion: {query}"
 )
 QA_ANSWER = " Answer:"
+# Bumped whenever a template or a generator changes what a seed renders (part of a run's settings digest).
+TEMPLATE_VERSION = 2
+
+
+def singular(template: str) -> str:
+    """RULER's rewording when exactly one value is asked (num_needle_q * num_needle_v == 1)."""
+    for plural, one in (("Some", "A"), ("are all", "is"), ("are", "is"), ("answers", "answer")):
+        template = template.replace(plural, one)
+    return template
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +92,7 @@ NIAH = {
 GENERATION_BUDGET = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
 TASKS = (*NIAH, "vt", "cwe", "fwe", "qa_1", "qa_2")
 DEPTHS = [round(100 * i / 39) for i in range(40)]  # RULER's 40 evenly spaced depth percentages
+VT_EXAMPLE_TOKENS = 500  # RULER sizes vt's one-shot example to this prompt length
 
 
 # ----------------------------------------------------------------------------- sources
@@ -158,6 +171,26 @@ def _value(rng: random.Random, kind: str) -> str:
     return rng.choice(key_words())
 
 
+def _insert_at_random_rows(hay: list[str], items: list[str], rng: random.Random) -> list[str]:
+    """RULER's noise/needle haystacks: items inserted at distinct random rows, highest row first."""
+    rows = sorted(rng.sample(range(len(hay)), len(items)) if len(hay) >= len(items) else [0] * len(items), reverse=True)
+    hay = list(hay)
+    for row, item in zip(rows, items):
+        hay.insert(row, item)
+    return hay
+
+
+def _insert_at_depths(sentences: list[str], needles: list[str], depths: list[int]) -> str:
+    """RULER's essay haystack: needles between sentence groups cut at the sampled depths."""
+    cuts = [0] + sorted(int(len(sentences) * d / 100) for d in depths) + [len(sentences)]
+    parts = []
+    for i in range(1, len(cuts)):
+        parts.append(" ".join(sentences[cuts[i - 1] : cuts[i]]))
+        if i - 1 < len(needles):
+            parts.append(needles[i - 1])
+    return " ".join(parts)
+
+
 def _niah(task: str, index: int, rng: random.Random, count: CountTokens, budget: int, sentences: list[str]) -> Sample:
     spec = NIAH[task]
     keys: list[str] = []
@@ -172,100 +205,141 @@ def _niah(task: str, index: int, rng: random.Random, count: CountTokens, budget:
     queried = keys[: spec.num_queries]
     query = queried[0] if len(queried) == 1 else ", ".join(queried[:-1]) + ", and " + queried[-1]
     references = tuple(v for vs in values[: spec.num_queries] for v in vs)
-    depths = sorted(rng.choice(DEPTHS) for _ in needles)
+    depths = rng.sample(DEPTHS, len(needles))
     distractors = [NEEDLE.format(type_needle_v=type_v, key=_value(rng, spec.key_type), value=_value(rng, spec.value_type))
                    for _ in range(4096)] if spec.haystack == "needle" else []
     offset = rng.randrange(max(1, len(sentences) - 4096)) if spec.haystack == "essay" else 0
-    instruction, question = NIAH_TEMPLATE.format(type_needle_v=type_v, query=query, context="\0").split("\0")
+    template, answer = NIAH_TEMPLATE, NIAH_ANSWER
+    if spec.num_queries * spec.num_values == 1:
+        template, answer, type_v = singular(NIAH_TEMPLATE), singular(NIAH_ANSWER), type_v[:-1]
+    instruction, question = template.format(type_needle_v=type_v, query=query, context="\0").split("\0")
 
     def build(n: int) -> Sample:
-        if spec.haystack == "noise":
-            hay = [NOISE] * n
-        elif spec.haystack == "needle":
-            hay = distractors[:n]
+        if spec.haystack == "essay":
+            context = _insert_at_depths([sentences[(offset + i) % len(sentences)] for i in range(n)], needles, depths)
         else:
-            hay = [sentences[(offset + i) % len(sentences)] for i in range(n)]
-        for depth, needle in zip(reversed(depths), reversed(needles)):
-            hay.insert(round(len(hay) * depth / 100), needle)
-        return Sample(task, index, instruction, " ".join(hay), question,
-                      NIAH_ANSWER.format(type_needle_v=type_v, query=query), references,
+            hay = [NOISE] * n if spec.haystack == "noise" else distractors[:n]
+            context = "\n".join(_insert_at_random_rows(hay, needles, random.Random(f"niah-rows-{task}-{index}-{n}")))
+        return Sample(task, index, instruction, context, question,
+                      answer.format(type_needle_v=type_v, query=query), references,
                       "string_match_all", GENERATION_BUDGET["niah"], {"needles": needles, "depths": depths})
 
     return largest_fitting(build, count, budget, start=64)
 
 
-def _variable_name(rng: random.Random) -> str:
-    return "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
+def _chains(rng: random.Random, num_chains: int, num_hops: int, name_length: int):
+    """Distinct variable names per chain and the chains' statements, as RULER writes them
+    (the first assigns a 5-digit value, each hop ends in a space, none in a period)."""
+    names: list[str] = []
+    while len(names) < num_chains * (num_hops + 1):
+        name = "".join(rng.choices(string.ascii_uppercase, k=name_length))
+        if name not in names:
+            names.append(name)
+    groups = [names[c * (num_hops + 1) : (c + 1) * (num_hops + 1)] for c in range(num_chains)]
+    chains = [[f"VAR {g[0]} = {rng.randrange(10000, 99999)}"]
+              + [f"VAR {g[j + 1]} = VAR {g[j]} " for j in range(num_hops)] for g in groups]
+    return groups, chains
+
+
+def _vt_text(chains: list[list[str]], n: int, local: random.Random) -> str:
+    """n noise sentences with each chain's statements at sorted random rows, joined by newlines."""
+    hay = [NOISE] * n
+    for chain in chains:
+        rows = sorted(local.sample(range(len(hay)), len(chain))) if len(hay) >= len(chain) else [0] * len(chain)
+        for j, (row, statement) in enumerate(zip(rows, chain)):
+            hay.insert(row + j, statement)
+    return "\n".join(hay)
+
+
+def _vt_example(index: int, rng: random.Random, count: CountTokens, num_hops: int) -> str:
+    """RULER's one-shot example: a solved 3-letter-name chain in noise filling 500 tokens."""
+    (names,), chains = _chains(rng, 1, num_hops, name_length=3)
+    value = chains[0][0].split("= ")[-1]
+    head, tail = VT_TEMPLATE.format(context="\0", query=value).split("\0")
+    answer = VT_ANSWER.format(num_v=num_hops + 1, query=value) + " " + " ".join(names) + "\n"
+
+    def build(n: int) -> Sample:
+        context = _vt_text(chains, n, random.Random(f"vt-example-rows-{index}-{n}"))
+        return Sample("vt", index, head, context, tail, answer, (), "string_match_all", 0)
+
+    example = largest_fitting(build, count, VT_EXAMPLE_TOKENS, start=16)
+    return example.prompt + "\n"
 
 
 def _vt(index: int, rng: random.Random, count: CountTokens, budget: int, num_chains: int = 1, num_hops: int = 4) -> Sample:
-    names: list[str] = []
-    while len(names) < num_chains * (num_hops + 1):
-        name = _variable_name(rng)
-        if name not in names:
-            names.append(name)
-    values = [str(rng.randint(10000, 99999)) for _ in range(num_chains)]
-    statements = []
-    for c in range(num_chains):
-        chain = names[c * (num_hops + 1) : (c + 1) * (num_hops + 1)]
-        statements.append([f"VAR {chain[0]} = {values[c]}"] + [f"VAR {chain[j + 1]} = VAR {chain[j]}" for j in range(num_hops)])
-    answer = tuple(names[: num_hops + 1])
-    instruction, question = VT_TEMPLATE.format(context="\0", query=values[0]).split("\0")
+    example = _vt_example(index, rng, count, num_hops)
+    groups, chains = _chains(rng, num_chains, num_hops, name_length=5)
+    value = chains[0][0].split("= ")[-1]
+    head, question = VT_TEMPLATE.format(context="\0", query=value).split("\0")
 
     def build(n: int) -> Sample:
-        hay = [NOISE] * n
-        local = random.Random(f"vt-positions-{index}-{n}")
-        for chain in statements:  # each chain in order, at increasing random positions
-            spots = sorted(local.randint(0, len(hay)) for _ in chain)
-            for spot, stmt in reversed(list(zip(spots, chain))):  # last first: earlier spots stay valid
-                hay.insert(spot, stmt + ".")
-        return Sample("vt", index, instruction, " ".join(hay), question,
-                      VT_ANSWER.format(num_v=num_hops + 1, query=values[0]), answer, "string_match_all",
-                      GENERATION_BUDGET["vt"], {"chains": statements})
+        context = _vt_text(chains, n, random.Random(f"vt-rows-{index}-{n}"))
+        return Sample("vt", index, example + head, context, question,
+                      VT_ANSWER.format(num_v=num_hops + 1, query=value), tuple(groups[0]), "string_match_all",
+                      GENERATION_BUDGET["vt"], {"chains": chains})
 
     return largest_fitting(build, count, budget, start=64)
 
 
-def _cwe(index: int, rng: random.Random, count: CountTokens, budget: int,
-         freq_uncommon: int = 3, num_common: int = 10) -> Sample:
-    """RULER's 30 repeats of each common word; fewer (20, 10, 6) when even that list overflows
-    a short context (DECISION: at 2K tokens 300 list items do not fit)."""
-    vocabulary = rng.sample(plain_words(), 2000)
-    common, uncommon = vocabulary[:num_common], vocabulary[num_common:]
+def _numbered(words: list[str]) -> str:
+    return " ".join(f"{i + 1}. {w}" for i, w in enumerate(words))
+
+
+def _cwe_list(vocabulary: list[str], num_words: int, freq_common: int, freq_uncommon: int,
+              num_common: int, order: random.Random) -> tuple[str, list[str]]:
+    """RULER's get_example: the first ``num_common`` words repeated more often, shuffled, numbered."""
+    common, uncommon = vocabulary[:num_common], vocabulary[num_common:num_words]
+    words = common * freq_common + uncommon * freq_uncommon
+    order.shuffle(words)
+    return _numbered(words), common
+
+
+def _cwe(index: int, rng: random.Random, count: CountTokens, budget: int, num_common: int = 10) -> Sample:
+    """RULER's frequencies: below a 4096-token context common words appear 6 times and the rest
+    once (one solved example of 20 words, 3/1 times); otherwise 30/3 (example of 40 words, 10/3)."""
+    short = budget + GENERATION_BUDGET["cwe"] < 4096
+    (shot_words, shot_common, shot_uncommon), (freq_common, freq_uncommon) = (
+        ((20, 3, 1), (6, 1)) if short else ((40, 10, 3), (30, 3)))
+    vocabulary = rng.sample(plain_words(), len(plain_words()))
+    shot_vocabulary = rng.sample(plain_words(), shot_words)
     order_seed = rng.random()
-    instruction, question = CWE_TEMPLATE.format(context="\0").split("\0")
-
-    def builder(freq_common: int) -> Callable[[int], Sample]:
-        def build(n: int) -> Sample:
-            words = common * freq_common + uncommon[:n] * freq_uncommon
-            random.Random(order_seed).shuffle(words)
-            listing = "\n".join(f"{i + 1}. {w}" for i, w in enumerate(words))
-            return Sample("cwe", index, instruction, listing, question, CWE_ANSWER, tuple(common),
-                          "string_match_all", GENERATION_BUDGET["cwe"], {"freq_common": freq_common})
-        return build
-
-    for freq_common in (30, 20, 10, 6):
-        if count(builder(freq_common)(num_common).prompt) <= budget:
-            return largest_fitting(builder(freq_common), count, budget, start=16)
-    raise ValueError(f"the context is too short for RULER cwe ({budget} tokens left for the prompt)")
-
-
-def _fwe(index: int, rng: random.Random, count: CountTokens, budget: int, alpha: float = 2.0, vocab: int = 500) -> Sample:
-    coded = []
-    while len(coded) < vocab:
-        word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 7)))
-        if word not in coded:
-            coded.append(word)
-    weights = [1.0 / (rank + 1) ** alpha for rank in range(vocab)]  # Zipf's law, as RULER's numpy zipf
-    draw_seed = rng.random()
-    instruction, question = FWE_TEMPLATE.format(context="\0").split("\0")
+    shot_list, shot_answer = _cwe_list(shot_vocabulary, shot_words, shot_common, shot_uncommon, num_common,
+                                       random.Random(order_seed))
+    example = CWE_TEMPLATE.format(context=shot_list) + CWE_ANSWER + " " + _numbered(shot_answer)
+    head, question = CWE_TEMPLATE.format(context="\0").split("\0")
 
     def build(n: int) -> Sample:
-        stream = random.Random(draw_seed).choices(coded, weights=weights, k=n)
-        counts = {w: stream.count(w) for w in set(stream)}
-        top = sorted(counts, key=lambda w: (-counts[w], coded.index(w)))[:3]
-        return Sample("fwe", index, instruction, " ... ".join(stream), question, FWE_ANSWER, tuple(top),
-                      "string_match_all", GENERATION_BUDGET["fwe"], {"counts": {w: counts[w] for w in top}})
+        listing, common = _cwe_list(vocabulary, num_common + n, freq_common, freq_uncommon, num_common,
+                                    random.Random(order_seed))
+        return Sample("cwe", index, example + "\n" + head, listing, question, CWE_ANSWER, tuple(common),
+                      "string_match_all", GENERATION_BUDGET["cwe"], {"freq_common": freq_common})
+
+    return largest_fitting(build, count, budget, start=16)
+
+
+def _fwe(index: int, rng: random.Random, count: CountTokens, budget: int, alpha: float = 2.0,
+         word_length: int = 6) -> Sample:
+    """RULER's coded words: a vocabulary of (budget // 50) random 6-letter words whose top-ranked
+    entry is the noise word '...'; rank k appears int(n * k^-alpha / zeta(alpha)) times, shuffled;
+    the answer is ranks 2-4."""
+    from scipy.special import zeta
+
+    size = budget // 50
+    vocabulary: set[str] = set()
+    while len(vocabulary) < size:
+        vocabulary.add("".join(rng.choices(string.ascii_lowercase, k=word_length)))
+    coded = sorted(vocabulary)
+    rng.shuffle(coded)
+    coded[0] = "..."
+    order_seed = rng.random()
+    head, question = FWE_TEMPLATE.format(context="\0").split("\0")
+
+    def build(n: int) -> Sample:
+        counts = [int(n * (k ** -alpha) / zeta(alpha)) for k in range(1, len(coded) + 1)]
+        stream = [w for w, c in zip(coded, counts) for _ in range(c)]
+        random.Random(order_seed).shuffle(stream)
+        return Sample("fwe", index, head, " ".join(stream), question, FWE_ANSWER, tuple(coded[1:4]),
+                      "string_match_all", GENERATION_BUDGET["fwe"], {"counts": dict(zip(coded[1:4], counts[1:4]))})
 
     return largest_fitting(build, count, budget, start=64)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
+
+TEMPLATE_VERSION = 1  # bumped when a prompt changes what a record holds (part of a run's settings digest)
 
 _MULTI_DOC = ("Answer the question based on the given passages. Only give me the answer and do not output any "
               "other words.\n\nThe following are given passages.\n{context}\n\nAnswer the question based on the "

@@ -7,7 +7,7 @@ import re
 import string
 from typing import Callable, Iterable
 
-from prophetkv_jax.benchmarks.sample import Sample
+from prophetkv_jax.tasks.sample import Sample
 
 # ----------------------------------------------------------------------------- RULER
 

@@ -1,1 +1,0 @@
-"""Long-context benchmarks for the ProphetKV comparison: RULER (generated) and LongBench (loaded)."""
