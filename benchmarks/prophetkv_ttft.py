@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from cea_jax.files import atomic_write
 from prophetkv_jax import selectors
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine, RagPrompt
@@ -127,10 +128,7 @@ def main() -> None:
         "results": results,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(out)
+    atomic_write(out, json.dumps(payload, indent=2))
     print(markdown(results))
     print(f"wrote {out}")
 

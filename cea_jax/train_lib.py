@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from cea_jax import metrics, workdir as wd
 from cea_jax.configs import ModelConfig
 from cea_jax.data import catalog, pipeline
+from cea_jax.files import append_jsonl
 from cea_jax.inference import predictor
 from cea_jax.models import build_model
 
@@ -243,11 +244,6 @@ def _check_resume(workdir: Path, spec: wd.ModelSpec) -> None:
             )
 
 
-def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
     and a half-written last row left by a killed process."""
@@ -350,14 +346,14 @@ def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Me
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", img_s=f"{rate:.1f}")
                     tick, seen = time.perf_counter(), 0
                     if host == 0:
-                        _append_jsonl(metrics_path, row)
+                        append_jsonl(metrics_path, row)
                 if step % config.val_every == 0 or step == config.steps:
                     val = validate(model_config, state["params"], val_records)
                     _check_finite(val, step)
                     row = {**row, **val}
                     bar.write(f"step {step}: val PSNR {val['val_psnr']:.2f} dB")
                     if host == 0:
-                        _append_jsonl(metrics_path, {"step": step, **val})
+                        append_jsonl(metrics_path, {"step": step, **val})
                 if step % config.checkpoint_every == 0 and step < config.steps:
                     wd.save_checkpoint(manager, step, state, data_iter)
         if manager.latest_step() != step:

@@ -18,9 +18,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import time
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
+from cea_jax.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +70,6 @@ class ModelSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelSpec:
         return cls(data["preset"], data["variant"], tuple(data["overrides"].items()))
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` via a temporary file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def save_run_config(workdir: Path, model: ModelSpec, train: dict[str, Any]) -> None:

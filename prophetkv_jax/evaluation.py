@@ -17,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
+from cea_jax.files import atomic_write
 from prophetkv_jax import fidelity, report, run_records, selectors
 from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.generate import greedy_decode_batch
@@ -184,17 +185,11 @@ def write_outputs(records: list[dict[str, Any]], out_dir: Path, settings: dict[s
     """summary.json, results.md and (with several ratios) ratio_sweep.png, each written atomically."""
     summary = report.summarize(records)
     summary["settings"] = settings
-    _atomic_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
     table = report.markdown(summary)
-    _atomic_text(out_dir / "results.md", table)
+    atomic_write(out_dir / "results.md", table)
     summary["plot"] = str(out_dir / "ratio_sweep.png") if report.plot_ratio_sweep(summary, out_dir / "ratio_sweep.png") else None
     return summary
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def chat_overhead(tokenizer: Any, chat: bool) -> int:

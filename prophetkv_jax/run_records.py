@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from cea_jax.files import append_jsonl
 
 
 class SettingsMismatch(ValueError):
@@ -44,10 +45,7 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """One JSON line, flushed to disk before returning (an interrupted run loses at most it)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_jsonl(path, record)
 
 
 def check_settings(records: list[dict[str, Any]], settings: dict[str, Any], where: Path) -> None:

@@ -23,13 +23,14 @@ import os
 import re
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
+
+from cea_jax.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class ChunkStore:
         path = self.path_for(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, payload)
+            atomic_write(path, payload, durable=True)
             self._evict_disk()
         except OSError as err:  # e.g. the disk filled up or the folder became read-only
             self._use_memory_only(f"cannot write {path} ({err.strerror or err})")
@@ -265,16 +266,3 @@ def _remove_stale_temporaries(root: Path, max_age_s: float = 3600.0) -> None:
                 tmp.unlink()
         except FileNotFoundError:
             pass
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Readers see either no file or the whole file, even if this process dies mid-write."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
