@@ -57,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--val-images", type=int, default=d.val_images, help="held-out images per test column")
+    p.add_argument("--mix-prob", type=float, default=d.mix_prob, help="fraction of spatially mixed crops")
+    p.add_argument("--mix-feather", type=float, default=d.mix_feather, help="mixed-region cross-fade (px)")
     p.add_argument("--skip-bad", action="store_true", help="log and skip unreadable/mismatched images")
     p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize()")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

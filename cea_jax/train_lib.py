@@ -64,6 +64,8 @@ class TrainConfig:
     val_images: int = 4
     val_crop: int = 128
     skip_bad: bool = False
+    mix_prob: float = 0.0  # fraction of crops mixing 2-3 of the protocol's degradations in Voronoi regions
+    mix_feather: float = 0.0  # cross-fade (pixels) between mixed regions; 0 = hard borders
     tfds_data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -258,7 +260,7 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
 
     data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
     source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
-                                  skip_bad=config.skip_bad)
+                                  skip_bad=config.skip_bad, mix_prob=config.mix_prob, mix_feather=config.mix_feather)
     dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
                                      batch_size=config.batch_size // n_hosts, workers=config.workers,
                                      shard_index=host, shard_count=n_hosts)
