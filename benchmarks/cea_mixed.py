@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.phase in ("all", "train") and run["name"] not in done:
                 print(f"[{number}/{len(runs)}] train {run['name']}", file=sys.stderr)
                 train_run(run, args)
-            if args.phase in ("all", "score") and run["name"] not in done and (args.runs / run["name"]).is_dir():
+            finished = (args.runs / run["name"] / "checkpoints" / str(args.steps)).is_dir()
+            if args.phase in ("all", "score") and run["name"] not in done and finished:
                 print(f"[{number}/{len(runs)}] score {run['name']}", file=sys.stderr)
                 done[run["name"]] = score_run(run, args)
                 append_record(records_path, done[run["name"]])
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    if args.phase != "train":
+    if args.phase != "train" and (args.out / "results.md").is_file():
         print((args.out / "results.md").read_text())
     return 0
 

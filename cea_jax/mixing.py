@@ -19,6 +19,7 @@ from cea_jax import metrics
 
 # uint8 [B, H, W, 3] -> restored float [B, H, W, 3] in [0, 1]
 Restorer = Callable[[np.ndarray], np.ndarray]
+MAX_REGIONS = 3  # batches are padded to 1 + MAX_REGIONS images, so a jitted restorer compiles once
 
 
 def composite(versions: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -30,8 +31,10 @@ def score_mixed(restore: Restorer, rec: dict[str, np.ndarray], window: str = "un
     """Whole-tile, per-region and composite scores of one mixed record, for the model and the input."""
     clean = rec["clean"].astype(np.float64) / 255.0
     labels = rec["labels"]
-    restored = restore(np.concatenate([rec["degraded"][None], rec["full"]]))
-    mixed_out, full_out = restored[0], restored[1:]
+    batch = np.concatenate([rec["degraded"][None], rec["full"]])
+    padding = np.repeat(batch[-1:], max(0, 1 + MAX_REGIONS - len(batch)), axis=0)
+    restored = restore(np.concatenate([batch, padding]))
+    mixed_out, full_out = restored[0], restored[1 : len(batch)]
     degraded = rec["degraded"].astype(np.float64) / 255.0
     out: dict[str, Any] = {"kinds": [str(k) for k in rec["region_kinds"]]}
     for name, image in (("model", mixed_out), ("input", degraded)):
