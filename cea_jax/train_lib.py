@@ -78,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"protocol must be one of {catalog.PROTOCOLS}, got {self.protocol!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.fft_weight < 0 or self.workers < 0:
             raise ValueError("lr must be > 0 and weight_decay, fft_weight, workers >= 0")
+        if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
+            raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
 
 
 def learning_rate(config: TrainConfig) -> optax.Schedule:

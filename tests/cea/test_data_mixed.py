@@ -88,3 +88,12 @@ def test_mixed_test_set_is_region_labelled_and_cut_from_its_full_versions():
     assert counts == {2, 3}
     (cdd,) = catalog.test_sets(spec, "mixed", protocol="cdd11")
     assert set(cdd.source[0]["region_kinds"]) <= set(degrade.CDD11_CATEGORIES)
+
+
+def test_train_cli_rejects_a_bad_mix_prob_in_one_line(tmp_path, capsys):
+    import train as train_cli
+
+    assert train_cli.main(["--workdir", str(tmp_path / "run"), "--mix-prob", "1.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "train.py: error: mix_prob must be in [0, 1] and mix_feather >= 0, got 1.5, 0.0"
+    assert not (tmp_path / "run").exists()
