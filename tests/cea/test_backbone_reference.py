@@ -124,23 +124,23 @@ def _init_perturbed(module, x, seed=0):
 
 
 @pytest.mark.parametrize("heads", [1, 2])
-def test_mdta_matches_torch(heads):
+def test_mdta_matches_torch(heads, helpers):
     x = _images((2, 6, 10, 8))
     module = backbone.MDTA(heads)
     params = _init_perturbed(module, x)
-    ours = np.asarray(jax.jit(module.apply)(params, x))
+    ours = np.asarray(jax.jit(module.apply, compiler_options=helpers.FAST_COMPILE)(params, x))
     np.testing.assert_allclose(ours, _nhwc(mdta(_nchw(x), params["params"], heads)), atol=TOL, rtol=0)
 
 
-def test_gdfn_and_transformer_block_match_torch():
+def test_gdfn_and_transformer_block_match_torch(helpers):
     x = _images((2, 6, 10, 8), seed=1)
     module = backbone.GDFN(2.66)
     params = _init_perturbed(module, x)
-    np.testing.assert_allclose(np.asarray(jax.jit(module.apply)(params, x)),
+    np.testing.assert_allclose(np.asarray(jax.jit(module.apply, compiler_options=helpers.FAST_COMPILE)(params, x)),
                                _nhwc(gdfn(_nchw(x), params["params"])), atol=TOL, rtol=0)
     module = backbone.TransformerBlock(2, 2.66)
     params = _init_perturbed(module, x, seed=2)
-    np.testing.assert_allclose(np.asarray(jax.jit(module.apply)(params, x)),
+    np.testing.assert_allclose(np.asarray(jax.jit(module.apply, compiler_options=helpers.FAST_COMPILE)(params, x)),
                                _nhwc(block(_nchw(x), params["params"], 2)), atol=TOL, rtol=0)
 
 
@@ -156,10 +156,10 @@ def test_full_small_restormer_matches_torch(tiny, helpers):
     np.testing.assert_allclose(np.asarray(ours), _nhwc(ref), atol=TOL, rtol=0)
 
 
-def test_promptir_prompt_block_matches_torch():
+def test_promptir_prompt_block_matches_torch(helpers):
     x = _images((2, 6, 10, 16), seed=5)
     module = baselines.PromptSite(prompt_len=5, prompt_dim=8, prompt_size=4, out_channels=16, num_heads=2,
                                   expansion=2.66)
     params = _init_perturbed(module, x, seed=6)
-    ours, _ = jax.jit(module.apply)(params, jnp.asarray(x))
+    ours, _ = jax.jit(module.apply, compiler_options=helpers.FAST_COMPILE)(params, jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(ours), _nhwc(prompt_site(_nchw(x), params["params"], 2)), atol=TOL, rtol=0)
