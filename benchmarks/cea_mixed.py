@@ -36,7 +36,7 @@ from cea_jax.train_lib import TrainConfig, train
 from cea_jax.workdir import CONFIG_FILE, ModelSpec, atomic_write, load_run_config
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
-VARIANTS = ("none", "descriptor", "experts", "prompt", "cea")
+VARIANTS = ("cea", "prompt", "experts", "descriptor", "none")  # CEA first: a cut-short run still pairs
 BASELINES = ("none", "descriptor", "experts", "prompt")
 
 
