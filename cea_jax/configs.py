@@ -22,6 +22,8 @@ SITES = ("decoder_blocks", "promptir_sites", "all_blocks")
 AFFINITIES = ("signed", "softmax")
 BASES = ("instance", "static")
 DTYPES = ("float32", "bfloat16")
+# The prompt variant runs at PromptIR's three level sites or at CEA's decoder blocks.
+PROMPT_SITES = ("promptir_sites", "decoder_blocks")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -47,9 +49,10 @@ class AdapterConfig:
     ``sites`` places the residual adapters (cea, experts, descriptor):
     "decoder_blocks" after every decoder transformer block, "promptir_sites" after the
     latent, decoder level 3 and decoder level 2, "all_blocks" after every block. The
-    prompt variant always uses PromptIR's three sites and wiring.
+    prompt variant uses PromptIR's three sites by default, or CEA's "decoder_blocks"
+    (decoder levels 3, 2, 1 take the prompt dims/sizes of PromptIR's L3, L2, L2 sites).
 
-    Experts: ``num_experts`` low-rank (``rank``) experts per site, a noisy top-1 router
+    Experts: ``num_experts`` low-rank (``expert_rank``, None = ``rank``) experts per site, a noisy top-1 router
     (noise only while training when ``router_noise``), load-balance loss weighted by
     ``load_balance_weight``. Prompt: ``prompt_len`` prompts per site, ``prompt_dims``
     and ``prompt_sizes`` for the sites at latent, decoder L3, decoder L2. Descriptor:
@@ -70,6 +73,7 @@ class AdapterConfig:
     sites: str = "decoder_blocks"
     gate_init: float = 0.0
     num_experts: int = 4
+    expert_rank: int | None = None
     router_noise: bool = True
     load_balance_weight: float = 0.01
     prompt_len: int = 5
@@ -93,6 +97,8 @@ class AdapterConfig:
         _require(self.bases in BASES, f"adapter.bases must be one of {BASES}, got {self.bases!r}")
         _require(self.sites in SITES, f"adapter.sites must be one of {SITES}, got {self.sites!r}")
         _require(self.num_experts >= 1, f"adapter.num_experts must be >= 1, got {self.num_experts}")
+        _require(self.expert_rank is None or self.expert_rank >= 1,
+                 f"adapter.expert_rank must be None (= rank) or >= 1, got {self.expert_rank}")
         _require(self.load_balance_weight >= 0,
                  f"adapter.load_balance_weight must be >= 0, got {self.load_balance_weight}")
         _require(self.prompt_len >= 1, f"adapter.prompt_len must be >= 1, got {self.prompt_len}")
@@ -102,6 +108,11 @@ class AdapterConfig:
                      f"adapter.{name} must be 3 positive ints (latent, decoder L3, decoder L2), got {value}")
         _require(self.descriptor_hidden_ratio > 0,
                  f"adapter.descriptor_hidden_ratio must be > 0, got {self.descriptor_hidden_ratio}")
+
+    @property
+    def experts_rank(self) -> int:
+        """The rank of each expert (``expert_rank``, else ``rank``)."""
+        return self.rank if self.expert_rank is None else self.expert_rank
 
     @property
     def num_probes(self) -> int:
@@ -143,9 +154,8 @@ class ModelConfig:
         _require(self.ffn_expansion > 0, f"ffn_expansion must be > 0, got {self.ffn_expansion}")
         _require(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.variant == "prompt":
-            _require(self.adapter.sites == "promptir_sites",
-                     "variant 'prompt' only supports adapter.sites='promptir_sites' (PromptIR's wiring), "
-                     f"got {self.adapter.sites!r}")
+            _require(self.adapter.sites in PROMPT_SITES,
+                     f"variant 'prompt' supports adapter.sites in {PROMPT_SITES}, got {self.adapter.sites!r}")
             prompt_heads = self.heads[2]
             for channels, prompt_dim in zip((8 * self.dim, 4 * self.dim, 2 * self.dim), self.adapter.prompt_dims):
                 _require((channels + prompt_dim) % prompt_heads == 0,
@@ -162,6 +172,19 @@ _PRESETS: dict[str, dict[str, Any]] = {
         adapter=dict(rank=4, prompt_dims=(32, 16, 8), prompt_sizes=(8, 16, 32)),
     ),
 }
+
+# Budget-matched baselines (issue 16): widths that put the descriptor and experts
+# adapters within +-10% of CEA's adapter parameters in each preset (see summary.py).
+MATCHED_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {"experts": {"expert_rank": 18}, "descriptor": {"descriptor_hidden_ratio": 1.0}},
+    "paper": {"experts": {"expert_rank": 54}, "descriptor": {"descriptor_hidden_ratio": 1.0}},
+}
+
+
+def matched_overrides(preset: str, variant: str) -> dict[str, Any]:
+    """The overrides of the budget-matched setting of ``variant`` ({} where none is needed)."""
+    return dict(MATCHED_BUDGET.get(preset, {}).get(variant, {}))
+
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {"adapter"}
 _ADAPTER_FIELDS = {f.name for f in dataclasses.fields(AdapterConfig)}

@@ -53,24 +53,51 @@ def _filter_valid(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(rows, k, axis=-2) @ taps
 
 
-def ssim(image_true: np.ndarray, image_test: np.ndarray, data_range: float = 1.0,
-         window: str = "uniform") -> np.ndarray:
-    """Mean SSIM per image, averaged over channels like ``structural_similarity(channel_axis=-1)``.
+def ssim_map(image_true: np.ndarray, image_test: np.ndarray, data_range: float = 1.0,
+             window: str = "uniform") -> np.ndarray:
+    """Per-pixel SSIM averaged over channels, [..., H - k + 1, W - k + 1] for a k-tap window.
 
-    ``window="uniform"``: 7x7 box with sample covariance (scikit-image defaults, PromptIR).
-    ``window="gaussian"``: 11x11 Gaussian, sigma 1.5, population covariance
-    (``gaussian_weights=True, use_sample_covariance=False``; Wang et al., MoCE-IR).
+    Only positions the window fully covers are kept (scikit-image crops the same border
+    before averaging), so the map's pixel (i, j) belongs to image pixel (i + k//2, j + k//2).
     """
     x, y = _check(image_true, image_test)
     taps = _window(window)
     if min(x.shape[-3:-1]) < len(taps):
         raise ValueError(f"images of {x.shape[-2]}x{x.shape[-3]} are smaller than the {len(taps)}-pixel SSIM window")
     n = len(taps) ** 2
-    cov_norm = n / (n - 1) if window == "uniform" else 1.0
+    cov_norm = n / (n - 1)  # scikit-image's default use_sample_covariance=True, for both windows
     ux, uy = _filter_valid(x, taps), _filter_valid(y, taps)
     vx = cov_norm * (_filter_valid(x * x, taps) - ux * ux)
     vy = cov_norm * (_filter_valid(y * y, taps) - uy * uy)
     vxy = cov_norm * (_filter_valid(x * y, taps) - ux * uy)
     c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    return s.mean(axis=(-3, -2)).mean(axis=-1)
+    return s.mean(axis=-1)
+
+
+def ssim(image_true: np.ndarray, image_test: np.ndarray, data_range: float = 1.0,
+         window: str = "uniform") -> np.ndarray:
+    """Mean SSIM per image, averaged over channels like ``structural_similarity(channel_axis=-1)``.
+
+    ``window="uniform"``: 7x7 box (scikit-image defaults, PromptIR). ``window="gaussian"``:
+    11x11 Gaussian, sigma 1.5 (``gaussian_weights=True``, as MoCE-IR evaluates). Both use
+    scikit-image's default sample covariance.
+    """
+    return ssim_map(image_true, image_test, data_range, window).mean(axis=(-2, -1))
+
+
+def region_psnr(image_true: np.ndarray, image_test: np.ndarray, mask: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR over the pixels where ``mask`` [H, W] is true (one image [H, W, C])."""
+    x, y = _check(image_true, image_test)
+    mse = np.mean((x[mask] - y[mask]) ** 2)
+    with np.errstate(divide="ignore"):
+        return float(10.0 * np.log10(data_range**2 / mse))
+
+
+def region_ssim(image_true: np.ndarray, image_test: np.ndarray, mask: np.ndarray, data_range: float = 1.0,
+                window: str = "uniform") -> float:
+    """Mean of the SSIM map over the pixels of ``mask`` [H, W] the window fully covers."""
+    values = ssim_map(image_true, image_test, data_range, window)
+    r = len(_window(window)) // 2
+    inner = mask[r : mask.shape[0] - r, r : mask.shape[1] - r]
+    return float(values[inner].mean()) if inner.any() else float("nan")

@@ -6,7 +6,11 @@ analysis of the compiled, jitted forward on one image (a multiply-add counts as 
 also without materialising parameters.
 
     python -m cea_jax.summary --config paper --variant cea
-    python -m cea_jax.summary --config paper --all          # Markdown table, every variant
+    python -m cea_jax.summary --config paper --all          # every variant and setting
+
+``--all`` lists every variant at its default width, the budget-matched widths of the
+descriptor and experts baselines (``configs.MATCHED_BUDGET``) and the prompt variant at
+CEA's decoder sites, each with its adapter parameters and sites.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from cea_jax.cli import ArgumentParser, one_line_errors
-from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config
+from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config, matched_overrides
 from cea_jax.models import build_model
 
 _INIT_SIZE = 16  # parameter shapes do not depend on the image size
@@ -57,11 +61,24 @@ def forward_flops(config: ModelConfig, size: int = 256) -> float:
     return float(analysis["flops"])
 
 
-def summarize(preset: str, variant: str, size: int = 256, **overrides: Any) -> dict[str, Any]:
-    """Params and FLOPs of one variant, as a JSON-ready dict."""
+def summarize(preset: str, variant: str, size: int = 256, setting: str = "default", **overrides: Any) -> dict[str, Any]:
+    """Params, FLOPs and adapter sites of one variant (``setting`` names the overrides), JSON-ready."""
     config = get_config(preset, variant, **overrides)
-    return {"preset": preset, "variant": variant, "size": size,
+    return {"preset": preset, "variant": variant, "setting": setting, "overrides": overrides, "size": size,
+            "sites": "-" if variant == "none" else config.adapter.sites,
             "params": count_params(config), "flops": forward_flops(config, size)}
+
+
+def settings(preset: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(variant, setting, overrides) of every comparison row: defaults, matched budgets, prompt at CEA's sites."""
+    rows = []
+    for variant in VARIANTS:
+        rows.append((variant, "default", {}))
+        if variant == "prompt":
+            rows.append((variant, "decoder sites", {"sites": "decoder_blocks"}))
+        if matched_overrides(preset, variant):
+            rows.append((variant, "matched", matched_overrides(preset, variant)))
+    return rows
 
 
 def markdown_table(rows: list[dict[str, Any]], baseline: str = "none") -> str:
@@ -73,15 +90,17 @@ def markdown_table(rows: list[dict[str, Any]], baseline: str = "none") -> str:
 
     size = rows[0]["size"] if rows else 256
     lines = [
-        f"| variant | params (M) | adapter params (M) | params vs {baseline} | GFLOPs @{size}x{size} | FLOPs vs {baseline} |",
-        "|---|---|---|---|---|---|",
+        f"| variant | setting | sites | params (M) | adapter params (M) | params vs {baseline} | "
+        f"GFLOPs @{size}x{size} | FLOPs vs {baseline} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         params, flops = row["params"]["total"], row["flops"]
         base_params = reference["params"]["total"] if reference else params
         base_flops = reference["flops"] if reference else flops
         lines.append(
-            f"| {row['variant']} | {params / 1e6:.3f} | {row['params']['adapter'] / 1e6:.3f} | "
+            f"| {row['variant']} | {row.get('setting', 'default')} | {row.get('sites', '-')} | "
+            f"{params / 1e6:.3f} | {row['params']['adapter'] / 1e6:.3f} | "
             f"{overhead(row, params, base_params)} | {flops / 1e9:.2f} | {overhead(row, flops, base_flops)} |"
         )
     return "\n".join(lines)
@@ -92,15 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m cea_jax.summary", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="paper", choices=PRESETS, help="preset name")
     parser.add_argument("--variant", default="cea", choices=VARIANTS)
-    parser.add_argument("--all", action="store_true", help="every variant, as a Markdown table")
+    parser.add_argument("--all", action="store_true",
+                        help="every variant and setting (default, matched budget, prompt at decoder sites)")
     parser.add_argument("--size", type=int, default=256, help="square input size for the FLOP count")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = parser.parse_args(argv)
     if not 16 <= args.size <= MAX_SIZE:
         parser.error(f"--size must be in [16, {MAX_SIZE}], got {args.size}")
     # A single variant is shown next to the plain backbone so its overhead is visible.
-    variants = VARIANTS if args.all else tuple(dict.fromkeys(("none", args.variant)))
-    rows = [summarize(args.config, variant, args.size) for variant in variants]
+    if args.all:
+        rows = [summarize(args.config, v, args.size, setting, **o) for v, setting, o in settings(args.config)]
+    else:
+        rows = [summarize(args.config, variant, args.size) for variant in dict.fromkeys(("none", args.variant))]
     print(json.dumps(rows, indent=2) if args.json else markdown_table(rows))
     return 0
 

@@ -72,6 +72,8 @@ class TrainConfig:
     val_images: int = _setting(4, "held-out images per test column")
     val_crop: int = _setting(128, "centre crop of the validation images")
     skip_bad: bool = _setting(False, "log (once per file) and skip unreadable/mismatched images")
+    mix_prob: float = _setting(0.0, "fraction of crops mixing 2-3 of the protocol's degradations in Voronoi regions")
+    mix_feather: float = _setting(0.0, "cross-fade (pixels) between mixed regions; 0 = hard borders")
     tfds_data_dir: str | None = _setting(None, "TFDS data_dir for --data tfds:NAME")
 
     def __post_init__(self) -> None:
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError("lr must be > 0 and weight_decay, fft_weight, workers >= 0")
         if self.keep_checkpoints < 1 or self.val_crop < 16:
             raise ValueError("keep_checkpoints must be >= 1 and val_crop >= 16")
+        if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
+            raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
 
 
 def learning_rate(config: TrainConfig) -> optax.Schedule:
@@ -290,7 +294,7 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
 
     data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
     source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
-                                  skip_bad=config.skip_bad)
+                                  skip_bad=config.skip_bad, mix_prob=config.mix_prob, mix_feather=config.mix_feather)
     dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
                                      batch_size=config.batch_size // n_hosts, workers=config.workers,
                                      shard_index=host, shard_count=n_hosts)

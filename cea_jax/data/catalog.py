@@ -15,11 +15,16 @@ from cea_jax.data import embedded, layouts
 from cea_jax.data.degrade import CDD11_CATEGORIES
 from cea_jax.data.io import DataLayoutError, read_rgb
 from cea_jax.data.sources import (
-    ArrayImages, CDD11TrainSource, CleanImages, PairSource, SyntheticSource, SyntheticTestSource, centre_crop,
+    ArrayImages, CDD11TrainSource, CleanImages, MixedTestSource, MixedTrainSource, PairSource, SyntheticSource,
+    SyntheticTestSource, centre_crop,
 )
 
 PROTOCOLS = ("aio3", "aio5", "cdd11")
 EVAL_TASKS = PROTOCOLS + ("mixed",)
+# The recipes the mixed test set draws its regions from, per training protocol.
+MIXED_KINDS = {"aio3": ("noise", "rain", "haze"), "aio5": ("noise", "rain", "haze", "blur", "low"),
+               "cdd11": CDD11_CATEGORIES}
+MIXED_LAYOUTS = 8  # Voronoi layouts per embedded test tile: 12 tiles x 8 = 96 mixed samples
 _COLUMN = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze", "deblur": "Deblur", "enhance": "Low-light"}
 
 
@@ -81,18 +86,30 @@ def _clean_images(spec: DataSpec) -> CleanImages:
     return TfdsImages(spec.tfds_name, spec.tfds_split, spec.tfds_data_dir)
 
 
-def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_bad: bool = False) -> Sequence:
-    """The training source for a protocol: synthetic for embedded/tfds data, files for a folder."""
+def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_bad: bool = False,
+                 mix_prob: float = 0.0, mix_feather: float = 0.0) -> Sequence:
+    """The training source for a protocol: synthetic for embedded/tfds data, files for a folder.
+
+    ``mix_prob`` > 0 turns that fraction of the samples into spatially mixed crops of the
+    protocol's tasks (``mix_feather`` pixels of cross-fade between regions).
+    """
+    window = crop + crop // 2  # degrade a window a little larger than the crop: cheap, and the crop still moves
     if spec.kind in ("embedded", "tfds"):
-        # Degrade a window a little larger than the crop: cheap, and the crop still moves.
-        return SyntheticSource(_clean_images(spec), protocol_tasks(protocol), seed=seed,
-                               window=crop + crop // 2, min_size=crop)
-    assert spec.path is not None
-    if protocol == "cdd11":
-        return CDD11TrainSource(layouts.cdd11_pairs(spec.path, "train"), seed=seed, skip_bad=skip_bad, min_size=crop)
-    if protocol not in layouts.PROTOCOL_TASKS:
+        source: Sequence = SyntheticSource(_clean_images(spec), protocol_tasks(protocol), seed=seed,
+                                           window=window, min_size=crop)
+    elif protocol == "cdd11":
+        assert spec.path is not None
+        source = CDD11TrainSource(layouts.cdd11_pairs(spec.path, "train"), seed=seed, skip_bad=skip_bad,
+                                  min_size=crop)
+    elif protocol in layouts.PROTOCOL_TASKS:
+        assert spec.path is not None
+        source = PairSource(layouts.aio_train_pairs(spec.path, protocol), skip_bad=skip_bad, min_size=crop)
+    else:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    return PairSource(layouts.aio_train_pairs(spec.path, protocol), skip_bad=skip_bad, min_size=crop)
+    if mix_prob > 0:
+        source = MixedTrainSource(source, protocol_tasks(protocol), seed=seed, mix_prob=mix_prob, window=window,
+                                  feather=mix_feather)
+    return source
 
 
 def _label(task: str, sigma: float, protocol: str) -> str:
@@ -101,30 +118,41 @@ def _label(task: str, sigma: float, protocol: str) -> str:
     return _COLUMN.get(task, task)
 
 
-def test_sets(spec: DataSpec, task: str, *, seed: int = 0, skip_bad: bool = False) -> list[TestSet]:
+def test_sets(spec: DataSpec, task: str, *, seed: int = 0, skip_bad: bool = False,
+              protocol: str = "aio3") -> list[TestSet]:
     """The columns of ``evaluate.py --task``: AIO-3/AIO-5 tasks, the 11 CDD-11 categories, or "mixed".
 
-    Embedded and tfds data use the held-out embedded photos (tfds gives clean training
-    images only); folders use the official test sets, centre-cropped to a multiple of 16.
+    Embedded and tfds data use the tiles of the held-out embedded photos (tfds gives clean
+    training images only); folders use the official test sets, centre-cropped to a
+    multiple of 16 as the official AIO scripts do (CDD-11 images whole, as MoCE-IR).
+    "mixed" regions carry the recipes of ``protocol`` (MIXED_KINDS), under
+    MIXED_LAYOUTS layouts per embedded tile and one per folder image. ``skip_bad``
+    substitutes the next readable image for a bad one (training's validation); the
+    evaluator passes False and skips bad images itself, so none is counted twice.
     """
     if task not in EVAL_TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {EVAL_TASKS}")
+    if protocol not in MIXED_KINDS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if spec.kind != "folder":
         tiles = embedded.test_tiles()
         if task == "mixed":
-            return [TestSet("Mixed", SyntheticTestSource(tiles, "mixed", seed))]
+            return [TestSet("Mixed", MixedTestSource(tiles, MIXED_KINDS[protocol], seed, MIXED_LAYOUTS))]
         if task == "cdd11":
             return [TestSet(c, SyntheticTestSource(tiles, c, seed)) for c in CDD11_CATEGORIES]
         return [TestSet(_label(t, s, task), SyntheticTestSource(tiles, t, seed, sigma=s or 25.0))
                 for t, s in layouts.PROTOCOL_TESTS[task]]
     assert spec.path is not None
     if task == "cdd11":
-        return [TestSet(c, PairSource(pairs, skip_bad=skip_bad, crop_to=16))
-                for c, pairs in layouts.cdd11_pairs(spec.path, "test").items()]
+        return [TestSet(c, PairSource(pairs, skip_bad=skip_bad)) for c, pairs in layouts.cdd11_pairs(spec.path, "test").items()]
     if task == "mixed":
-        # Regions of the clean denoising test images (CBSD68) carry different degradations.
-        clean = [centre_crop(read_rgb(p.clean), 16) for p in layouts.aio_test_pairs(spec.path, "denoise")]
-        return [TestSet("Mixed", SyntheticTestSource(clean, "mixed", seed))]
+        # Regions of clean test images carry different degradations of the protocol.
+        if protocol == "cdd11":
+            pairs = next(iter(layouts.cdd11_pairs(spec.path, "test").values()))
+            clean = [read_rgb(p.clean) for p in pairs]
+        else:
+            clean = [centre_crop(read_rgb(p.clean), 16) for p in layouts.aio_test_pairs(spec.path, "denoise")]
+        return [TestSet("Mixed", MixedTestSource(clean, MIXED_KINDS[protocol], seed, layouts=1))]
     return [TestSet(_label(t, s, task), PairSource(layouts.aio_test_pairs(spec.path, t, s), skip_bad=skip_bad,
                                                    crop_to=16, noise_seed=seed))
             for t, s in layouts.PROTOCOL_TESTS[task]]

@@ -257,17 +257,37 @@ def voronoi_regions(shape: tuple[int, int], count: int, rng: np.random.Generator
             return labels
 
 
+def region_weights(labels: np.ndarray, count: int, feather: float = 0.0) -> np.ndarray:
+    """Per-region blending weights [count, H, W] summing to 1 at every pixel.
+
+    ``feather`` = 0 gives hard borders (the one-hot label map); > 0 blurs each region's
+    mask with a Gaussian of that many pixels, so neighbouring degradations cross-fade.
+    """
+    masks = (labels[None] == np.arange(count)[:, None, None]).astype(np.float32)
+    if feather <= 0:
+        return masks
+    masks = np.stack([ndimage.gaussian_filter(m, feather, mode="nearest") for m in masks])
+    return masks / masks.sum(axis=0, keepdims=True)
+
+
+def compose_regions(versions: Sequence[np.ndarray], labels: np.ndarray, feather: float = 0.0) -> np.ndarray:
+    """Cut region k out of ``versions[k]`` (uint8 images of one scene) and join them, uint8."""
+    weights = region_weights(labels, len(versions), feather)
+    if feather <= 0:
+        return np.choose(labels[..., None], versions).astype(np.uint8)
+    blended = np.einsum("khw,khwc->hwc", weights, np.stack(versions).astype(np.float32))
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
 def spatially_mixed(clean: np.ndarray, kinds: Sequence[str], depth: np.ndarray, rng: np.random.Generator,
-                    sigma: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+                    sigma: float = 25.0, feather: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Different regions of one image carry different degradations (the paper's hardest case).
 
-    Returns the uint8 degraded image and the region label map (index into ``kinds``).
-    Each recipe is applied to the whole image and then cut out by its region, so region
-    borders are sharp and every region is a valid single-degradation sample.
+    Returns the uint8 degraded image, the region label map (index into ``kinds``) and the
+    fully degraded versions [K, H, W, 3] it was cut from. Each recipe is applied to the
+    whole image and then cut out by its region, so every region is a valid
+    single-degradation sample and the full versions give the mixing-penalty reference.
     """
     labels = voronoi_regions(clean.shape[:2], len(kinds), rng)
-    out = np.empty_like(clean)
-    for k, kind in enumerate(kinds):
-        degraded = apply(kind, clean, depth, rng, sigma=sigma)
-        out[labels == k] = degraded[labels == k]
-    return out, labels
+    full = np.stack([apply(kind, clean, depth, rng, sigma=sigma) for kind in kinds])
+    return compose_regions(list(full), labels, feather), labels, full

@@ -25,7 +25,6 @@ TASKS = ("denoise", "derain", "dehaze", "deblur", "enhance") + degrade.CDD11_CAT
 TASK_IDS = {name: i for i, name in enumerate(TASKS)}
 # The recipe that synthesises each AIO task (CDD-11 categories are their own recipes).
 TASK_RECIPE = {"denoise": "noise", "derain": "rain", "dehaze": "haze", "deblur": "blur", "enhance": "low"}
-MIXED_KINDS = ("noise", "rain", "haze")  # the AIO-3 trio, spatially mixed in one image
 
 
 def record(degraded: np.ndarray, clean: np.ndarray, task: str, sigma: float = 0.0) -> dict[str, np.ndarray]:
@@ -84,8 +83,15 @@ class _FileSource(abc.ABC):
             except BadImageError as err:
                 if not self.skip_bad:
                     raise
-                log.warning("skipping bad sample: %s", err)
+                self._warn_once(index + attempt, err)
         raise BadImageError(f"every sample of {type(self).__name__} is bad")
+
+    def _warn_once(self, index: int, err: BadImageError) -> None:
+        """One warning per bad sample and process (an epoch loop would repeat it every pass)."""
+        warned = self.__dict__.setdefault("_warned", set())
+        if index % len(self) not in warned:
+            warned.add(index % len(self))
+            log.warning("skipping bad sample: %s", err)
 
 
 class PairSource(_FileSource):
@@ -228,13 +234,12 @@ class SyntheticSource:
 class SyntheticTestSource:
     """A fixed test set: each clean tile degraded once by one recipe, seeded by (seed, task, index).
 
-    ``task`` is an AIO task (with ``sigma`` for denoising), a CDD-11 category, or
-    "mixed" (regions carrying MIXED_KINDS; noise at ``sigma``).
+    ``task`` is an AIO task (with ``sigma`` for denoising) or a CDD-11 category.
     """
 
     def __init__(self, tiles: Sequence[np.ndarray], task: str, seed: int = 0, sigma: float = 25.0):
-        if task not in TASK_IDS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task not in TASK_IDS or task == "mixed":
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS[:-1]} (mixed: MixedTestSource)")
         self.tiles = tuple(tiles)
         self.task = task
         self.seed = seed
@@ -247,8 +252,94 @@ class SyntheticTestSource:
         clean = self.tiles[index]
         rng = np.random.default_rng((self.seed, TASK_IDS[self.task], int(self.sigma), index))
         depth = degrade.synthetic_depth(clean.shape[:2], rng)
-        if self.task == "mixed":
-            degraded, _ = degrade.spatially_mixed(clean, MIXED_KINDS, depth, rng, sigma=self.sigma)
-        else:
-            degraded = degrade.apply(TASK_RECIPE.get(self.task, self.task), clean, depth, rng, sigma=self.sigma)
+        degraded = degrade.apply(TASK_RECIPE.get(self.task, self.task), clean, depth, rng, sigma=self.sigma)
         return record(degraded, clean, self.task)
+
+
+class MixedTestSource:
+    """The region-labelled mixed test set: every tile under ``layouts`` Voronoi layouts.
+
+    Index i is tile ``i % T`` under layout ``i // T``; a layout has 2 or 3 regions
+    (alternately), each carrying a different recipe drawn from ``kinds``. Besides the
+    usual fields a record holds ``labels`` int32 [H, W] (index into ``region_kinds``),
+    ``region_kinds`` (the recipe names) and ``full`` uint8 [K, H, W, 3], the tile fully
+    degraded by each region's recipe (what the mixing penalty compares against).
+    """
+
+    def __init__(self, tiles: Sequence[np.ndarray], kinds: Sequence[str], seed: int = 0, layouts: int = 8,
+                 sigma: float = 25.0):
+        if len(kinds) < 2 or layouts < 1:
+            raise ValueError(f"MixedTestSource needs >= 2 kinds and >= 1 layout, got {kinds} and {layouts}")
+        self.tiles = tuple(tiles)
+        self.kinds = tuple(kinds)
+        self.seed = seed
+        self.layouts = layouts
+        self.sigma = sigma
+
+    def __len__(self) -> int:
+        return len(self.tiles) * self.layouts
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        tile, layout = index % len(self.tiles), index // len(self.tiles)
+        clean = self.tiles[tile]
+        rng = np.random.default_rng((self.seed, TASK_IDS["mixed"], int(self.sigma), index))
+        count = min(len(self.kinds), 2 + layout % 2)
+        kinds = [self.kinds[k] for k in rng.choice(len(self.kinds), count, replace=False)]
+        depth = degrade.synthetic_depth(clean.shape[:2], rng)
+        degraded, labels, full = degrade.spatially_mixed(clean, kinds, depth, rng, sigma=self.sigma)
+        return {**record(degraded, clean, "mixed"), "labels": labels.astype(np.int32),
+                "region_kinds": np.asarray(kinds), "full": full}
+
+
+class MixedTrainSource:
+    """Spatially mixed training crops on top of any training source (issue 16).
+
+    With probability ``mix_prob`` (drawn per index) a sample of ``base`` becomes a mixed
+    one: a random ``window`` of its pair is cut out, 1-2 other tasks of the protocol are
+    synthesised on its clean image, and 2-3 Voronoi regions (``feather`` pixels of
+    cross-fade, 0 = hard borders) take their pixels from the base degradation and from
+    those. The base region keeps the real degraded pixels of dataset folders; noise is
+    added here rather than online. Other indices pass through unchanged, so mix_prob 0
+    is exactly the base source.
+    """
+
+    def __init__(self, base: Sequence, tasks: Sequence[tuple[str, float]], seed: int, mix_prob: float,
+                 window: int, feather: float = 0.0, max_regions: int = 3):
+        if not 0.0 <= mix_prob <= 1.0 or feather < 0 or max_regions < 2:
+            raise ValueError(f"need 0 <= mix_prob <= 1, feather >= 0, max_regions >= 2; got "
+                             f"{mix_prob}, {feather}, {max_regions}")
+        self.base = base
+        self.tasks = tuple(tasks)
+        self.seed = seed
+        self.mix_prob = mix_prob
+        self.window = window
+        self.feather = feather
+        self.max_regions = max_regions
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        rec = self.base[index]
+        rng = np.random.default_rng((self.seed, TASK_IDS["mixed"], index))
+        base_task = TASKS[int(rec["task"])]
+        others = list({t: (t, s) for t, s in self.tasks if t != base_task}.values())
+        if rng.random() >= self.mix_prob or not others:
+            return rec
+        degraded, clean = rec["degraded"], rec["clean"]
+        h, w = clean.shape[:2]
+        wh, ww = min(self.window, h), min(self.window, w)
+        top, left = int(rng.integers(h - wh + 1)), int(rng.integers(w - ww + 1))
+        degraded, clean = (a[top : top + wh, left : left + ww] for a in (degraded, clean))
+        if rec["sigma"] > 0:
+            degraded = degrade.add_uint8_noise(clean, float(rec["sigma"]), rng)
+        count = int(rng.integers(2, min(self.max_regions, len(others) + 1) + 1))
+        picked = [others[k] for k in rng.choice(len(others), count - 1, replace=False)]
+        depth = degrade.synthetic_depth(clean.shape[:2], rng)
+        versions = [degraded] + [degrade.apply(TASK_RECIPE.get(t, t), clean, depth, rng, sigma=s or 25.0)
+                                 for t, s in picked]
+        labels = degrade.voronoi_regions(clean.shape[:2], count, rng)
+        return record(degrade.compose_regions(versions, labels, self.feather), np.ascontiguousarray(clean), "mixed")
+
+    def __repr__(self) -> str:
+        return f"MixedTrainSource({self.base!r}, mix_prob={self.mix_prob}, feather={self.feather})"

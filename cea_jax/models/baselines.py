@@ -87,8 +87,8 @@ class ExpertsAdapter(nn.Module):
         gate = jnp.take_along_axis(probs, choice[:, None], axis=-1)[:, 0]
 
         init = nn.initializers.lecun_normal(batch_axis=(0,))
-        down = self.param("down", init, (experts, channels, cfg.rank), jnp.float32)
-        up = self.param("up", init, (experts, cfg.rank, channels), jnp.float32)
+        down = self.param("down", init, (experts, channels, cfg.experts_rank), jnp.float32)
+        up = self.param("up", init, (experts, cfg.experts_rank, channels), jnp.float32)
         hidden = jax.nn.gelu(jnp.einsum("bhwc,bcr->bhwr", normed, down[choice].astype(self.dtype)), approximate=False)
         out = jnp.einsum("bhwr,brc->bhwc", hidden, up[choice].astype(self.dtype))
         gamma = self.param("gamma", nn.initializers.constant(cfg.gate_init), (channels,), jnp.float32)

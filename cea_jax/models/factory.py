@@ -14,6 +14,9 @@ from cea_jax.models.backbone import DECODER_STAGES, LEVEL_SITES, Restormer, Site
 from cea_jax.models.baselines import DescriptorAdapter, ExpertsAdapter, PromptSite
 from cea_jax.models.cea import CEAAdapter
 
+# Which of PromptIR's (latent, decoder L3, decoder L2) prompt dims/sizes a stage's prompt uses;
+# decoder level 1 runs at decoder level 2's channel count, so it borrows that site's widths.
+_PROMPT_WIDTHS = {"latent": 0, "decoder_level3": 1, "decoder_level2": 2, "decoder_level1": 2}
 _RESIDUAL = {"cea": CEAAdapter, "experts": ExpertsAdapter, "descriptor": DescriptorAdapter}
 
 
@@ -36,7 +39,7 @@ def make_site_adapter(config: ModelConfig, site: Site) -> nn.Module | None:
     dtype = compute_dtype(config.dtype)
     name = f"adapter_{site.name}"
     if config.variant == "prompt":
-        index = LEVEL_SITES.index(site.stage)
+        index = _PROMPT_WIDTHS[site.stage]
         # PromptIR halves the latent's channels in its fusion reduction.
         out_channels = site.channels // 2 if site.stage == "latent" else site.channels
         return PromptSite(

@@ -94,13 +94,14 @@ def test_depth_maps_are_normalised():
 
 def test_spatially_mixed_regions_carry_their_own_degradation(photo):
     depth = degrade.synthetic_depth(photo.shape[:2], rng())
-    mixed, labels = degrade.spatially_mixed(photo, ("noise", "low", "haze"), depth, rng(5))
+    mixed, labels, full = degrade.spatially_mixed(photo, ("noise", "low", "haze"), depth, rng(5))
+    assert full.shape == (3, *photo.shape)
     assert sorted(np.unique(labels)) == [0, 1, 2]
     region_mean = [mixed[labels == k].astype(float).mean() - photo[labels == k].mean() for k in range(3)]
     assert abs(region_mean[0]) < 3  # noise: zero-mean
     assert region_mean[1] < -10  # low light: darker
     assert region_mean[2] > 10  # haze: brighter
-    again, _ = degrade.spatially_mixed(photo, ("noise", "low", "haze"), depth, rng(5))
+    again, _, _ = degrade.spatially_mixed(photo, ("noise", "low", "haze"), depth, rng(5))
     np.testing.assert_array_equal(mixed, again)
 
 

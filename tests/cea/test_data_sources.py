@@ -123,6 +123,12 @@ def test_skip_bad_logs_and_uses_the_next_sample(promptir_root, caplog):
         rec = PairSource(pairs, skip_bad=True)[0]
     assert "skipping bad sample" in caplog.text and "0.png" in caplog.text
     np.testing.assert_array_equal(rec["degraded"], read_rgb(pairs[1].degraded))
+    caplog.clear()
+    source = PairSource(pairs, skip_bad=True)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):  # an epoch loop meets the bad file again and again
+            source[0]
+    assert caplog.text.count("skipping bad sample") == 1
 
 
 def test_crop_larger_than_images_is_a_named_error(promptir_root):

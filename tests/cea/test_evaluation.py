@@ -63,3 +63,38 @@ def test_bad_arguments_are_one_line(tmp_path, capsys, args, message):
     code = evaluate_cli.main([a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("evaluate.py: error: ") and message in err
+
+
+def test_mixed_task_reports_the_input_row_regions_and_the_mixing_penalty(tmp_path):
+    workdir, _ = trained_run()
+    args = evaluation.parse_args(["--task", "mixed", "--workdir", str(workdir), "--out", str(tmp_path),
+                                  "--max-images", "3", "--no-progress"])
+    result = evaluation.evaluate(args)
+    mixed = result["mixed"]
+    assert mixed["protocol"] == "aio3" and mixed["count"] == 3  # the run's training protocol
+    for score in result["per_image"]["Mixed"]:
+        assert score["delta"] == pytest.approx(score["model"]["psnr"] - score["composite_psnr"])
+        assert len(score["model"]["regions"]) == len(score["kinds"]) in (2, 3)
+    assert mixed["delta"] == pytest.approx(np.mean([s["delta"] for s in result["per_image"]["Mixed"]]))
+    lines = result["table"].splitlines()
+    assert any(line.startswith("| Input (degraded) |") and line.endswith("| - | - |") for line in lines)
+    assert "regions |" in result["table"] and "Δ (dB)" in result["table"]
+    assert result["input"]["average"]["psnr"] == pytest.approx(mixed["input"]["psnr"])
+
+
+def test_skip_bad_leaves_bad_test_images_out_and_counts_the_rest(tmp_path, capsys, caplog):
+    from data_helpers import make_promptir_root
+
+    workdir, _ = trained_run()
+    root = make_promptir_root(tmp_path)
+    (root / "test/derain/Rain100L/input/rain-0.png").write_bytes(b"garbage")
+    base = ["--task", "aio3", "--workdir", str(workdir), "--data", str(root), "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    assert evaluate_cli.main(base) == 2
+    assert "rain-0.png: cannot read image" in capsys.readouterr().err
+    assert evaluate_cli.main([*base, "--skip-bad"]) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    counts = {label: column["count"] for label, column in result["columns"].items()}
+    assert counts["Derain"] == 1 and counts["Dehaze"] == 2  # skipped, not replaced by the next image
+    assert [s["index"] for s in result["per_image"]["Derain"]] == [1]
+    assert caplog.text.count("skipping bad test image") == 1

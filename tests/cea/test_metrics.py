@@ -22,8 +22,8 @@ def test_psnr_matches_skimage(seed):
 
 
 @pytest.mark.parametrize("window,kwargs", [
-    ("uniform", {}),
-    ("gaussian", {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}),
+    ("uniform", {}),  # PromptIR's call
+    ("gaussian", {"gaussian_weights": True}),  # MoCE-IR's call: sigma 1.5, sample covariance
 ])
 def test_ssim_matches_skimage(window, kwargs):
     for seed in range(3):
@@ -55,3 +55,16 @@ def test_bad_inputs_are_named():
         metrics.ssim(clean, noisy, window="box")
     with pytest.raises(ValueError, match="smaller than"):
         metrics.ssim(clean[:5, :5], noisy[:5, :5], window="gaussian")
+
+
+def test_region_metrics_are_the_metrics_of_the_masked_pixels():
+    clean, noisy = _pair(2)
+    mask = np.zeros(clean.shape[:2], bool)
+    mask[5:30, 10:40] = True
+    mse = np.mean((clean[mask] - noisy[mask]) ** 2)
+    assert metrics.region_psnr(clean, noisy, mask) == pytest.approx(10 * np.log10(1 / mse), rel=1e-12)
+    _, full_map = structural_similarity(clean, noisy, data_range=1, channel_axis=-1, full=True)
+    expected = full_map.mean(axis=-1)[mask].mean()  # the mask stays 3 px (half the 7x7 window) off the border
+    assert metrics.region_ssim(clean, noisy, mask) == pytest.approx(expected, abs=1e-10)
+    whole = np.ones(clean.shape[:2], bool)
+    assert metrics.region_ssim(clean, noisy, whole) == pytest.approx(float(metrics.ssim(clean, noisy)), abs=1e-12)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from cea_jax.configs import get_config
+from cea_jax.configs import get_config, matched_overrides
 from cea_jax.models.cea import probe_width
-from cea_jax.summary import count_params, forward_flops, main, markdown_table
+from cea_jax.summary import abstract_params, count_params, forward_flops, main, markdown_table, settings
 
 
 def _cea_site_params(channels, config):
@@ -36,8 +36,8 @@ def test_markdown_table_reports_overheads_against_the_backbone():
     ]
     table = markdown_table(rows).splitlines()
     assert table[0].startswith("| variant |") and "@64x64" in table[0]
-    assert table[2] == "| none | 2.000 | 0.000 | - | 4.00 | - |"
-    assert table[3] == "| cea | 2.100 | 0.100 | +5.00% | 4.20 | +5.00% |"
+    assert table[2] == "| none | default | - | 2.000 | 0.000 | - | 4.00 | - |"
+    assert table[3] == "| cea | default | - | 2.100 | 0.100 | +5.00% | 4.20 | +5.00% |"
 
 
 def test_cli_prints_the_variant_next_to_the_backbone(capsys):
@@ -53,3 +53,24 @@ def test_bad_size_is_one_line_before_any_compilation(capsys, size, message):
     assert main(["--size", size]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("preset", ["tiny", pytest.param("paper", marks=pytest.mark.slow)])
+def test_matched_baselines_are_within_ten_percent_of_ceas_adapter_budget(preset):
+    cea = count_params(get_config(preset, "cea"))["adapter"]
+    for variant in ("experts", "descriptor"):
+        default = count_params(get_config(preset, variant))["adapter"]
+        matched = count_params(get_config(preset, variant, **matched_overrides(preset, variant)))["adapter"]
+        assert abs(matched / cea - 1) <= 0.10, (preset, variant, matched, cea)
+        assert default < 0.6 * cea  # the default stays the compact baseline it was
+    listed = {(v, s) for v, s, _ in settings(preset)}
+    assert {("experts", "matched"), ("descriptor", "matched"), ("prompt", "decoder sites")} <= listed
+
+
+def test_prompt_at_ceas_decoder_sites_has_one_prompt_block_per_decoder_block():
+    config = get_config("tiny", "prompt", sites="decoder_blocks")
+    names = {name for name in abstract_params(config)["params"]["restormer"] if name.startswith("adapter_")}
+    blocks = config.num_blocks
+    assert len(names) == blocks[2] + blocks[1] + blocks[0]
+    assert names == {n for n in names if "decoder_level" in n and "_block" in n}
+    assert count_params(config)["adapter"] != count_params(get_config("tiny", "prompt"))["adapter"]

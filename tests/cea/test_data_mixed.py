@@ -1,0 +1,99 @@
+"""Spatially mixed data: training crops on every protocol and the region-labelled mixed test set."""
+
+import numpy as np
+import pytest
+
+from cea_jax.data import catalog, degrade, embedded, pipeline
+from cea_jax.data.sources import TASK_IDS, TASKS
+
+from data_helpers import make_cdd11_root, make_promptir_root
+
+CROP = 32
+
+
+def _source(spec, protocol, mix_prob, feather=0.0):
+    return catalog.train_source(spec, protocol, seed=0, crop=CROP, mix_prob=mix_prob, mix_feather=feather)
+
+
+def test_hard_composite_takes_each_region_from_its_version():
+    labels = degrade.voronoi_regions((60, 90), 3, np.random.default_rng(0))
+    versions = [np.full((60, 90, 3), 50 * (k + 1), np.uint8) for k in range(3)]
+    mixed = degrade.compose_regions(versions, labels)
+    np.testing.assert_array_equal(mixed[..., 0], 50 * (labels + 1))
+    soft = degrade.compose_regions(versions, labels, feather=2.0)
+    weights = degrade.region_weights(labels, 3, feather=2.0)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0, rtol=1e-6)
+    assert 0 < (soft != mixed).mean() < 0.5  # only pixels near borders are blended
+    inner = (labels == 0) & (weights[0] > 0.999)
+    np.testing.assert_array_equal(soft[inner], mixed[inner])
+
+
+def test_mix_prob_zero_is_the_plain_source_and_one_mixes_every_crop():
+    spec = catalog.parse_data("embedded")
+    plain = catalog.train_source(spec, "aio3", seed=0, crop=CROP)
+    assert _source(spec, "aio3", 0.0).__class__ is plain.__class__
+    mixed = _source(spec, "aio3", 1.0)
+    for index in range(4):
+        rec = mixed[index]
+        assert TASKS[int(rec["task"])] == "mixed" and rec["sigma"] == 0
+        assert rec["degraded"].shape == rec["clean"].shape and min(rec["clean"].shape[:2]) >= CROP
+        np.testing.assert_array_equal(rec["degraded"], mixed[index]["degraded"])  # deterministic per index
+        np.testing.assert_array_equal(rec["clean"], plain[index]["clean"])  # same scene, now mixed
+    half = _source(spec, "aio3", 0.5)
+    share = np.mean([TASKS[int(half[i]["task"])] == "mixed" for i in range(60)])
+    assert 0.3 < share < 0.7
+
+
+@pytest.mark.parametrize("protocol", ["aio3", "cdd11"])
+def test_mixed_crops_on_dataset_folders(tmp_path, protocol):
+    root = make_promptir_root(tmp_path) if protocol == "aio3" else make_cdd11_root(tmp_path)
+    source = _source(catalog.parse_data(str(root)), protocol, 1.0)
+    rec = source[0]
+    assert TASKS[int(rec["task"])] == "mixed"
+    assert rec["degraded"].shape == rec["clean"].shape == (40, 48, 3)  # the image is smaller than the window
+    assert not np.array_equal(rec["degraded"], rec["clean"])
+
+
+def test_mixed_training_stream_resumes_exactly():
+    ds = pipeline.train_dataset(_source(catalog.parse_data("embedded"), "aio3", 1.0, feather=2.0),
+                                seed=0, crop=CROP, batch_size=4)
+    it = iter(ds)
+    next(it)
+    state = it.get_state()
+    expected = next(it)
+    resumed = iter(ds)
+    resumed.set_state(state)
+    got = next(resumed)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    assert (got["task"] == TASK_IDS["mixed"]).all()
+
+
+def test_mixed_test_set_is_region_labelled_and_cut_from_its_full_versions():
+    spec = catalog.parse_data("embedded")
+    (test_set,) = catalog.test_sets(spec, "mixed", protocol="aio3")
+    source = test_set.source
+    assert len(source) == len(embedded.test_tiles()) * catalog.MIXED_LAYOUTS >= 96
+    counts = set()
+    for index in (0, len(embedded.test_tiles())):  # the same tile under layouts 0 and 1
+        rec = source[index]
+        kinds = list(rec["region_kinds"])
+        counts.add(len(kinds))
+        assert set(kinds) <= set(catalog.MIXED_KINDS["aio3"]) and len(set(kinds)) == len(kinds)
+        assert rec["full"].shape == (len(kinds), *rec["clean"].shape)
+        assert sorted(np.unique(rec["labels"])) == list(range(len(kinds)))
+        composite = np.take_along_axis(rec["full"], rec["labels"][None, :, :, None], axis=0)[0]
+        np.testing.assert_array_equal(composite, rec["degraded"])
+        np.testing.assert_array_equal(rec["clean"], embedded.test_tiles()[0])
+    assert counts == {2, 3}
+    (cdd,) = catalog.test_sets(spec, "mixed", protocol="cdd11")
+    assert set(cdd.source[0]["region_kinds"]) <= set(degrade.CDD11_CATEGORIES)
+
+
+def test_train_cli_rejects_a_bad_mix_prob_in_one_line(tmp_path, capsys):
+    import train as train_cli
+
+    assert train_cli.main(["--workdir", str(tmp_path / "run"), "--mix-prob", "1.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "train.py: error: mix_prob must be in [0, 1] and mix_feather >= 0, got 1.5, 0.0"
+    assert not (tmp_path / "run").exists()
