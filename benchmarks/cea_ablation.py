@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,8 @@ from cea_jax.data import catalog
 from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.workdir import ModelSpec, atomic_write, load_params
+from cea_jax.files import append_jsonl, atomic_write
+from cea_jax.workdir import ModelSpec, load_params
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
 # CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).
@@ -126,14 +126,6 @@ def load_records(path: Path) -> dict[str, dict[str, Any]]:
             continue
         records[record["name"]] = record
     return records
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -260,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         for number, run in enumerate(todo, 1):
             print(f"[{number}/{len(todo)}] {run['name']}", file=sys.stderr)
             record = run_one(run, args)
-            append_record(records_path, record)
+            append_jsonl(records_path, record)
             done[run["name"]] = record
             wanted = [done[r["name"]] for r in runs if r["name"] in done]
             write_results(wanted, args, [])

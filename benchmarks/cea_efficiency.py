@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from cea_jax.configs import VARIANTS, get_config
+from cea_jax.files import atomic_write
 from cea_jax.models import build_model
 from cea_jax.summary import count_params
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--sizes, --repeats and --train-steps must be positive and --warmup non-negative")
     report = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(markdown(report))
     print(json.dumps(report["targets"], indent=2))
     print(f"wrote {args.out}")

@@ -27,13 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from cea_jax import evaluation
 from cea_jax.configs import matched_overrides
 from cea_jax.summary import count_params
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.workdir import CONFIG_FILE, ModelSpec, atomic_write, load_run_config
+from cea_jax.files import append_jsonl
+from cea_jax.workdir import CONFIG_FILE, ModelSpec, load_run_config
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
 VARIANTS = ("cea", "prompt", "experts", "descriptor", "none")  # CEA first: a cut-short run still pairs
@@ -136,12 +136,6 @@ def load_records(path: Path, runs: list[dict[str, Any]]) -> dict[str, dict[str, 
     return records
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Rewrite records.jsonl with one more line (atomically: a killed write loses nothing)."""
-    old = path.read_text() if path.is_file() else ""
-    atomic_write(path, old + json.dumps(record) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     from mixed_report import write_results  # the sibling module; imported late so --help stays fast
 
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.phase in ("all", "score") and run["name"] not in done and finished:
                 print(f"[{number}/{len(runs)}] score {run['name']}", file=sys.stderr)
                 done[run["name"]] = score_run(run, args)
-                append_record(records_path, done[run["name"]])
+                append_jsonl(records_path, done[run["name"]])
                 write_results([done[r["name"]] for r in runs if r["name"] in done], args)
     except SettingsMismatch as err:
         print(f"cea_mixed.py: error: {err}", file=sys.stderr)

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from cea_jax import metrics, mixing, viz
 from cea_jax.data import catalog
 from cea_jax.data.io import BadImageError, DataLayoutError
+from cea_jax.files import atomic_write
 from cea_jax.inference import restore_batch
 from cea_jax.workdir import WorkdirError, load_params, load_run_config
 
@@ -161,8 +162,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             name: {**summary["model"], "composite_psnr": summary["composite_psnr"], "delta": summary["delta"]},
         })
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    (out_dir / "results.md").write_text(f"# {args.task} ({args.data}, SSIM {args.ssim_window})\n\n{table}\n")
+    atomic_write(out_dir / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(out_dir / "results.md", f"# {args.task} ({args.data}, SSIM {args.ssim_window})\n\n{table}\n")
     if grid_rows:
         viz.save_grid(out_dir / "grid.png", grid_rows)
     if maps_example is not None:

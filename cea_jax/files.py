@@ -50,6 +50,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, durable: bool = Fal
 
 def append_jsonl(path: str | os.PathLike, row: dict[str, Any], durable: bool = True) -> None:
     """Append one JSON line; ``durable`` flushes it to disk first (an interrupted run loses at most it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
         if durable:

@@ -12,7 +12,6 @@ place; the jitted entry points can donate the cache (``donate=True``) so no call
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import flax.linen as nn

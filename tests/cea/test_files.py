@@ -27,7 +27,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_append_jsonl_adds_one_line_per_row(tmp_path):
-    path = tmp_path / "records.jsonl"
+    path = tmp_path / "new" / "records.jsonl"
     append_jsonl(path, {"step": 1})
     append_jsonl(path, {"step": 2, "name": "x"}, durable=False)
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"step": 1}, {"step": 2, "name": "x"}]
