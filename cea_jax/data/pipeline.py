@@ -8,7 +8,6 @@ so the stream is identical with 0 or N worker processes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 
 import grain
@@ -16,30 +15,6 @@ import numpy as np
 from absl import flags
 
 from cea_jax.data.degrade import add_uint8_noise
-
-
-class OncePerMessage(logging.Filter):
-    """Lets each distinct message through once per process.
-
-    Training revisits a bad file every epoch: with ``--skip-bad`` it is reported once
-    (per worker process), not hundreds of times.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message in self._seen:
-            return False
-        self._seen.add(message)
-        return True
-
-
-# Installed at import, so grain's spawned workers (which import this module to unpickle
-# TrainTransform) filter too.
-logging.getLogger("cea_jax.data.sources").addFilter(OncePerMessage())
 
 
 def dihedral(image: np.ndarray, op: int) -> np.ndarray:

@@ -83,14 +83,15 @@ class _FileSource(abc.ABC):
             except BadImageError as err:
                 if not self.skip_bad:
                     raise
-                self._warn_once(index + attempt, err)
+                self._warn_once(err)
         raise BadImageError(f"every sample of {type(self).__name__} is bad")
 
-    def _warn_once(self, index: int, err: BadImageError) -> None:
-        """One warning per bad sample and process (an epoch loop would repeat it every pass)."""
+    def _warn_once(self, err: BadImageError) -> None:
+        """One warning per bad file and process: epochs, and recipes that repeat a pair list
+        (PromptIR repeats rain pairs 120 times), would otherwise repeat it hundreds of times."""
         warned = self.__dict__.setdefault("_warned", set())
-        if index % len(self) not in warned:
-            warned.add(index % len(self))
+        if str(err) not in warned:
+            warned.add(str(err))
             log.warning("skipping bad sample: %s", err)
 
 
