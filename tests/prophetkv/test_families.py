@@ -1,0 +1,104 @@
+"""Qwen2 and Qwen3 beside Llama: tiny random transformers models, HF directories and GGUF files."""
+
+import numpy as np
+import pytest
+import torch
+
+from prophetkv_jax.model.checkpoint import CheckpointError, load_checkpoint
+from prophetkv_jax.pipeline import Engine, RagPrompt
+
+FAMILIES = ("qwen2", "qwen3")
+RECOMPUTING = ("cacheblend", "epic", "kvshare", "prophetkv")
+VOCAB = 256
+
+
+def _hf_model(family: str):
+    """Hidden 64, 2 layers, GQA; Qwen3 with head_dim 32 != hidden / heads. intermediate 256 fits a K-quant block."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    common = dict(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=False,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(FAMILIES.index(family))
+    if family == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    else:
+        model = Qwen3ForCausalLM(Qwen3Config(head_dim=32, **common))
+    with torch.no_grad():  # random biases and norm scales, so a dropped one shows in the logits
+        for name, tensor in model.named_parameters():
+            if name.endswith(("bias", "q_norm.weight", "k_norm.weight")):
+                tensor.copy_(1.0 + 0.5 * torch.randn_like(tensor) if "norm" in name else 0.5 * torch.randn_like(tensor))
+    return model.eval()
+
+
+def _write_tokenizer(path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    backend = Tokenizer(models.WordLevel({f"t{i}": i for i in range(VOCAB)}, unk_token="t0"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.save(str(path / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, tmp_path_factory):
+    """(name, transformers model, the project's (params, config, tokenizer) loaded from its HF directory)."""
+    model = _hf_model(request.param)
+    path = tmp_path_factory.mktemp(request.param)
+    model.save_pretrained(path, safe_serialization=True)
+    _write_tokenizer(path)
+    return request.param, model, load_checkpoint(path)
+
+
+def reference_logits(model, ids) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def make_prompt(seed: int = 0) -> RagPrompt:
+    rng = np.random.default_rng(seed)
+    tokens = lambda n: rng.integers(0, VOCAB, n)  # noqa: E731
+    return RagPrompt(prefix=tokens(4), chunks=(tokens(9), tokens(7)), query=tokens(4))
+
+
+def test_family_switches_come_from_the_config(family):
+    name, _, (params, config, _) = family
+    assert (config.qkv_bias, config.qk_norm) == {"qwen2": (True, False), "qwen3": (False, True)}[name]
+    assert config.rope_theta == 1e6 and not config.tie_word_embeddings
+    assert config.head_dim == (32 if name == "qwen3" else 16)
+    assert ("bias" in params["layers"]["attn"]["q_proj"]) == config.qkv_bias
+    assert ("q_norm" in params["layers"]["attn"]) == config.qk_norm
+
+
+def test_logits_and_greedy_continuation_match_transformers(family):
+    _, model, (params, config, _) = family
+    engine = Engine(params, config, max_new_tokens=4)
+    prompt = make_prompt()
+    ids = engine.layout(prompt).tokens().tolist()
+    prefill = engine.prefill(prompt, "full")
+    assert np.abs(prefill.last_logits - reference_logits(model, ids)[-1]).max() <= 1e-4
+    with torch.no_grad():
+        batch = torch.tensor([ids])  # explicit mask: a prompt token equal to pad_token_id must stay visible
+        expected = model.generate(batch, attention_mask=torch.ones_like(batch), max_new_tokens=4, do_sample=False,
+                                  pad_token_id=0)
+    assert engine.generate(prefill, 4) == expected[0, len(ids):].tolist()
+
+
+@pytest.mark.slow
+def test_prophetkv_invariants_hold(family):
+    """Every recomputing method at p=1 is full prefill, at p=0 naive reuse; naive differs from full."""
+    _, _, (params, config, _) = family
+    engine = Engine(params, config, max_new_tokens=4)
+    prompt = make_prompt()
+    full, naive = engine.prefill(prompt, "full"), engine.prefill(prompt, "naive")
+    assert np.abs(full.last_logits - naive.last_logits).max() > 1e-3
+    for method in RECOMPUTING:
+        np.testing.assert_allclose(engine.prefill(prompt, method, 1.0).last_logits, full.last_logits, atol=1e-4)
+        np.testing.assert_allclose(engine.prefill(prompt, method, 0.0).last_logits, naive.last_logits, atol=1e-5)
+
+
+def test_unsupported_model_type_names_it(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "gemma2"}')
+    with pytest.raises(CheckpointError, match="model_type 'gemma2' is not supported"):
+        load_checkpoint(tmp_path)
