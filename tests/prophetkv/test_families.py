@@ -1,5 +1,7 @@
 """Qwen2 and Qwen3 beside Llama: tiny random transformers models, HF directories and GGUF files."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,70 @@ def test_unsupported_model_type_names_it(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gemma2"}')
     with pytest.raises(CheckpointError, match="model_type 'gemma2' is not supported"):
         load_checkpoint(tmp_path)
+
+
+# ----------------------------------------------------------------------------- GGUF, quantised
+
+
+def _random_q4_k(rows: int, cols: int, seed: int) -> np.ndarray:
+    """Valid Q4_K blocks (gguf can dequantise but not quantise K-quants): small f16 d/dmin, random codes."""
+    blocks = np.random.default_rng(seed).integers(0, 256, (rows, cols // 256, 144), dtype=np.uint8)
+    blocks[..., 0:4] = np.frombuffer(np.array([3e-4, 2e-4], np.float16).tobytes(), np.uint8)
+    return blocks.reshape(rows, -1)
+
+
+def _write_quantised_gguf(model, config, family: str, path):
+    """``model``'s weights as GGUF (metadata from ``config``): Q8_0 matrices, a Q4_K ffn_down, F32 vectors.
+
+    Returns the dequantised state dict, the reference weights the loaded model must reproduce.
+    """
+    import gguf
+
+    quant = gguf.GGMLQuantizationType
+    c = config
+    writer = gguf.GGUFWriter(str(path), family)
+    for add, value in (
+        (writer.add_block_count, c.num_layers), (writer.add_context_length, c.max_position_embeddings),
+        (writer.add_embedding_length, c.hidden_size), (writer.add_feed_forward_length, c.intermediate_size),
+        (writer.add_head_count, c.num_heads), (writer.add_head_count_kv, c.num_kv_heads),
+        (writer.add_key_length, c.head_dim), (writer.add_value_length, c.head_dim),
+        (writer.add_rope_freq_base, c.rope_theta), (writer.add_layer_norm_rms_eps, c.rms_norm_eps),
+    ):
+        add(value)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(["a", "b", "ab"] + [f"x{i}" for i in range(VOCAB - 3)])
+    writer.add_token_merges(["a b"])
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[family.upper()], c.num_layers)
+    dequantised = {}
+    for i, (hf_name, tensor) in enumerate(model.state_dict().items()):
+        weight = tensor.numpy()
+        if weight.ndim == 1:
+            data, kind = weight, quant.F32
+        elif "down_proj" in hf_name:
+            data, kind = _random_q4_k(*weight.shape, seed=i), quant.Q4_K
+        else:
+            data, kind = gguf.quants.quantize(weight, quant.Q8_0), quant.Q8_0
+        writer.add_tensor(names.get_name(hf_name, try_suffixes=(".weight", ".bias")), data,
+                          raw_dtype=None if kind == quant.F32 else kind)
+        dequantised[hf_name] = torch.from_numpy(
+            weight if kind == quant.F32 else gguf.quants.dequantize(data, kind).reshape(weight.shape).copy()
+        )
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return dequantised
+
+
+def test_quantised_gguf_matches_its_dequantised_weights(family, tmp_path):
+    """Q8_0 and Q4_K tensors load through gguf's dequantisers: logits equal transformers on those weights."""
+    name, model, (_, hf_config, _) = family
+    reference = _hf_model(name)
+    reference.load_state_dict(_write_quantised_gguf(model, hf_config, name, tmp_path / "m.gguf"))
+    params, config, _ = load_checkpoint(tmp_path / "m.gguf")
+    assert config.rms_norm_eps == pytest.approx(hf_config.rms_norm_eps)  # GGUF stores it as f32
+    assert dataclasses.replace(config, rms_norm_eps=hf_config.rms_norm_eps) == hf_config
+    engine = Engine(params, config, max_new_tokens=4)
+    prompt = make_prompt()
+    expected = reference_logits(reference, engine.layout(prompt).tokens().tolist())[-1]
+    assert np.abs(engine.prefill(prompt, "full").last_logits - expected).max() <= 1e-4
