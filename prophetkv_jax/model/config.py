@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 
 
+# Compute dtypes the model supports: fp32 (CPU default, exact against references) and bf16.
+DTYPES = ("float32", "bfloat16")
+
+
 @dataclasses.dataclass(frozen=True)
 class RopeScaling:
     """Llama-3 style frequency-dependent RoPE scaling (HF ``rope_type: llama3``)."""
@@ -41,6 +45,8 @@ class LlamaConfig:
     dtype: str = "float32"  # compute dtype; parameters keep the dtype they are loaded in
 
     def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is not supported (choose one of {', '.join(DTYPES)})")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"

@@ -38,7 +38,9 @@ class KVCache:
     valid: jax.Array  # [S] bool, slot holds a token
 
     @classmethod
-    def empty(cls, config: LlamaConfig, capacity: int, dtype: Any = jnp.float32) -> "KVCache":
+    def empty(cls, config: LlamaConfig, capacity: int, dtype: Any = None) -> "KVCache":
+        """Zeroed slots in ``dtype`` (default: the config's compute dtype, so bf16 models keep a bf16 cache)."""
+        dtype = jnp.dtype(config.dtype) if dtype is None else dtype
         shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
         return cls(
             k=jnp.zeros(shape, dtype),

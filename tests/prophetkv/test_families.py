@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -45,12 +46,12 @@ def _write_tokenizer(path) -> None:
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family(request, tmp_path_factory):
-    """(name, transformers model, the project's (params, config, tokenizer) loaded from its HF directory)."""
+    """(name, transformers model, the project's (params, config, tokenizer) loaded from its HF directory, the directory)."""
     model = _hf_model(request.param)
     path = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(path, safe_serialization=True)
     _write_tokenizer(path)
-    return request.param, model, load_checkpoint(path)
+    return request.param, model, load_checkpoint(path), path
 
 
 def reference_logits(model, ids) -> np.ndarray:
@@ -65,7 +66,7 @@ def make_prompt(seed: int = 0) -> RagPrompt:
 
 
 def test_family_switches_come_from_the_config(family):
-    name, _, (params, config, _) = family
+    name, _, (params, config, _), _ = family
     assert (config.qkv_bias, config.qk_norm) == {"qwen2": (True, False), "qwen3": (False, True)}[name]
     assert config.rope_theta == 1e6 and not config.tie_word_embeddings
     assert config.head_dim == (32 if name == "qwen3" else 16)
@@ -74,7 +75,7 @@ def test_family_switches_come_from_the_config(family):
 
 
 def test_logits_and_greedy_continuation_match_transformers(family):
-    _, model, (params, config, _) = family
+    _, model, (params, config, _), _ = family
     engine = Engine(params, config, max_new_tokens=4)
     prompt = make_prompt()
     ids = engine.layout(prompt).tokens().tolist()
@@ -90,7 +91,7 @@ def test_logits_and_greedy_continuation_match_transformers(family):
 @pytest.mark.slow
 def test_prophetkv_invariants_hold(family):
     """Every recomputing method at p=1 is full prefill, at p=0 naive reuse; naive differs from full."""
-    _, _, (params, config, _) = family
+    _, _, (params, config, _), _ = family
     engine = Engine(params, config, max_new_tokens=4)
     prompt = make_prompt()
     full, naive = engine.prefill(prompt, "full"), engine.prefill(prompt, "naive")
@@ -98,6 +99,23 @@ def test_prophetkv_invariants_hold(family):
     for method in RECOMPUTING:
         np.testing.assert_allclose(engine.prefill(prompt, method, 1.0).last_logits, full.last_logits, atol=1e-4)
         np.testing.assert_allclose(engine.prefill(prompt, method, 0.0).last_logits, naive.last_logits, atol=1e-5)
+
+
+def test_bfloat16_logits_stay_near_float32(family):
+    """bf16 weights, activations and KV cache: last-row logits within 10% of the fp32 logits' spread.
+
+    Measured on these models: 1.3% (qwen2) and 3.8% (qwen3); the top token is unchanged.
+    """
+    _, _, (params, config, _), path = family
+    bf16_params, bf16_config, _ = load_checkpoint(path, dtype="bfloat16")
+    assert bf16_params["layers"]["mlp"]["up_proj"]["kernel"].dtype == jnp.bfloat16
+    prompt = make_prompt()
+    full = Engine(params, config, max_new_tokens=4).prefill(prompt, "full")
+    half = Engine(bf16_params, bf16_config, max_new_tokens=4).prefill(prompt, "full")
+    assert half.cache.k.dtype == jnp.bfloat16
+    gap = np.abs(half.last_logits - full.last_logits).max()
+    assert 0 < gap <= 0.1 * full.last_logits.std()
+    assert half.first_token == full.first_token
 
 
 def test_unsupported_model_type_names_it(tmp_path):
@@ -161,7 +179,7 @@ def _write_quantised_gguf(model, config, family: str, path):
 
 def test_quantised_gguf_matches_its_dequantised_weights(family, tmp_path):
     """Q8_0 and Q4_K tensors load through gguf's dequantisers: logits equal transformers on those weights."""
-    name, model, (_, hf_config, _) = family
+    name, model, (_, hf_config, _), _ = family
     reference = _hf_model(name)
     reference.load_state_dict(_write_quantised_gguf(model, hf_config, name, tmp_path / "m.gguf"))
     params, config, _ = load_checkpoint(tmp_path / "m.gguf")
@@ -171,3 +189,15 @@ def test_quantised_gguf_matches_its_dequantised_weights(family, tmp_path):
     prompt = make_prompt()
     expected = reference_logits(reference, engine.layout(prompt).tokens().tolist())[-1]
     assert np.abs(engine.prefill(prompt, "full").last_logits - expected).max() <= 1e-4
+
+
+def test_generate_cli_takes_dtype(family, capsys):
+    from prophetkv_jax import generate
+
+    *_, path = family
+    args = ["t1 t2 t3", "--model", str(path), "--no-chat", "--max-new-tokens", "2"]
+    assert generate.main(args + ["--dtype", "bfloat16"]) == 0
+    assert capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit) as exit_info:
+        generate.main(args + ["--dtype", "float16"])
+    assert exit_info.value.code == 2 and "--dtype" in capsys.readouterr().err
