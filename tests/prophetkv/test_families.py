@@ -198,6 +198,5 @@ def test_generate_cli_takes_dtype(family, capsys):
     args = ["t1 t2 t3", "--model", str(path), "--no-chat", "--max-new-tokens", "2"]
     assert generate.main(args + ["--dtype", "bfloat16"]) == 0
     assert capsys.readouterr().out.strip()
-    with pytest.raises(SystemExit) as exit_info:
-        generate.main(args + ["--dtype", "float16"])
-    assert exit_info.value.code == 2 and "--dtype" in capsys.readouterr().err
+    assert generate.main(args + ["--dtype", "float16"]) == 2
+    assert "argument --dtype: invalid choice: 'float16'" in capsys.readouterr().err
