@@ -46,7 +46,7 @@ def _write_tokenizer(path) -> None:
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family(request, tmp_path_factory):
-    """(name, transformers model, the project's (params, config, tokenizer) loaded from its HF directory, the directory)."""
+    """(name, transformers model, the project's (params, config, tokenizer) from its HF directory, that directory)."""
     model = _hf_model(request.param)
     path = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(path, safe_serialization=True)
