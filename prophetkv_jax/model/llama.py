@@ -37,7 +37,9 @@ class KVCache:
     valid: jax.Array  # [S] bool, slot holds a token
 
     @classmethod
-    def empty(cls, config: LlamaConfig, capacity: int, dtype: Any = jnp.float32) -> "KVCache":
+    def empty(cls, config: LlamaConfig, capacity: int, dtype: Any = None) -> "KVCache":
+        """Zeroed slots in ``dtype`` (default: the config's compute dtype, so bf16 models keep a bf16 cache)."""
+        dtype = jnp.dtype(config.dtype) if dtype is None else dtype
         shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
         return cls(
             k=jnp.zeros(shape, dtype),
@@ -104,22 +106,27 @@ class RMSNorm(nn.Module):
         return normed.astype(x.dtype) * scale.astype(x.dtype)
 
 
-def _dense(features: int, config: LlamaConfig, name: str) -> nn.Dense:
+def _dense(features: int, config: LlamaConfig, name: str, use_bias: bool = False) -> nn.Dense:
     return nn.Dense(
-        features, use_bias=False, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
+        features, use_bias=use_bias, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
         kernel_init=nn.initializers.normal(0.02), name=name,
     )
 
 
 class Attention(nn.Module):
+    """Llama attention; ``qkv_bias`` adds Qwen2's q/k/v biases, ``qk_norm`` Qwen3's per-head norms."""
+
     config: LlamaConfig
 
     def setup(self) -> None:
         c = self.config
-        self.q_proj = _dense(c.num_heads * c.head_dim, c, "q_proj")
-        self.k_proj = _dense(c.num_kv_heads * c.head_dim, c, "k_proj")
-        self.v_proj = _dense(c.num_kv_heads * c.head_dim, c, "v_proj")
+        self.q_proj = _dense(c.num_heads * c.head_dim, c, "q_proj", c.qkv_bias)
+        self.k_proj = _dense(c.num_kv_heads * c.head_dim, c, "k_proj", c.qkv_bias)
+        self.v_proj = _dense(c.num_kv_heads * c.head_dim, c, "v_proj", c.qkv_bias)
         self.o_proj = _dense(c.hidden_size, c, "o_proj")
+        if c.qk_norm:
+            self.q_norm = RMSNorm(c.rms_norm_eps)
+            self.k_norm = RMSNorm(c.rms_norm_eps)
 
     def project(self, x: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
         """q [T, H, hd] and k [T, KV, hd] rotated at the rows' positions; v [T, KV, hd]."""
@@ -127,6 +134,8 @@ class Attention(nn.Module):
         q = self.q_proj(x).reshape(rows, c.num_heads, c.head_dim)
         k = self.k_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
         v = self.v_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
+        if c.qk_norm:  # over head_dim, per head, before RoPE
+            q, k = self.q_norm(q), self.k_norm(k)
         return apply_rope(q, rope), apply_rope(k, rope), v
 
     def output(self, attended: jax.Array) -> jax.Array:

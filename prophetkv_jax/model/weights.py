@@ -27,6 +27,9 @@ LOGICAL_AXES: dict[str, tuple[str, ...]] = {
     "layers/mlp_norm/scale": ("layers", "embed"),
     **{f"layers/attn/{p}/kernel": ("layers", *_LINEAR_AXES[p]) for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
     **{f"layers/mlp/{p}/kernel": ("layers", *_LINEAR_AXES[p]) for p in ("gate_proj", "up_proj", "down_proj")},
+    **{f"layers/attn/{p}/bias": ("layers", _LINEAR_AXES[p][1]) for p in ("q_proj", "k_proj", "v_proj")},
+    "layers/attn/q_norm/scale": ("layers", "head_dim"),
+    "layers/attn/k_norm/scale": ("layers", "head_dim"),
     "final_norm/scale": ("embed",),
     "lm_head/kernel": ("embed", "vocab"),
 }
@@ -36,8 +39,23 @@ def axis_sizes(config: LlamaConfig) -> dict[str, int]:
     c = config
     return {
         "vocab": c.vocab_size, "embed": c.hidden_size, "layers": c.num_layers, "mlp": c.intermediate_size,
-        "q_heads": c.num_heads * c.head_dim, "kv_heads": c.num_kv_heads * c.head_dim,
+        "q_heads": c.num_heads * c.head_dim, "kv_heads": c.num_kv_heads * c.head_dim, "head_dim": c.head_dim,
     }
+
+
+def expected_paths(config: LlamaConfig) -> list[str]:
+    """The ``LOGICAL_AXES`` keys this config's model has (head, q/k/v bias and q/k norms are optional)."""
+
+    def present(path: str) -> bool:
+        if path.startswith("lm_head/"):
+            return not config.tie_word_embeddings
+        if path.endswith("/bias"):
+            return config.qkv_bias
+        if path in ("layers/attn/q_norm/scale", "layers/attn/k_norm/scale"):
+            return config.qk_norm
+        return True
+
+    return [path for path in LOGICAL_AXES if present(path)]
 
 
 def flatten(params: Params, prefix: str = "") -> dict[str, Any]:
@@ -53,8 +71,7 @@ def shape_mismatches(params: Params, config: LlamaConfig) -> list[str]:
     """Every weight that is missing, unexpected, or shaped unlike the config implies."""
     sizes = axis_sizes(config)
     expected = {
-        path: tuple(sizes[a] for a in axes) for path, axes in LOGICAL_AXES.items()
-        if not (path.startswith("lm_head") and config.tie_word_embeddings)
+        path: tuple(sizes[a] for a in LOGICAL_AXES[path]) for path in expected_paths(config)
     }
     actual = {path: tuple(value.shape) for path, value in flatten(params).items()}
     problems = [f"{p} is missing" for p in expected if p not in actual]
