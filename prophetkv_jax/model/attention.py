@@ -7,6 +7,10 @@ valid slots lies after the largest row position of the query block: for an ordin
 causal prefill that skips the upper triangle, and for any layout it skips empty slots.
 An online softmax keeps each step's working set at one [KV, group x rows, keys] block,
 never a full [heads, rows, slots] matrix.
+
+Few rows (decoding, ProphetKV's Stage I) take a one-pass path instead: their whole
+[heads, rows, slots] logits are small, so one softmax gives the output and the Stage-I
+scores together, where the blocked path needs a second pass over the keys for the scores.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import jax.numpy as jnp
 # Below every real logit; masked entries are also zeroed explicitly, so its size never leaks.
 _MASKED = -1e30
 BLOCK_ROWS, BLOCK_KEYS = 256, 256
+# At most this many rows go through the one-pass path: [heads, 128, slots] logits stay within
+# the [heads, query, context] a Stage I may hold; single decode rows skip the K/V transposes.
+FEW_ROWS = 128
 
 
 def _block(size: int, wanted: int) -> int:
@@ -28,14 +35,18 @@ def blocked_attention(
     q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, layer: jax.Array,
     row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array,
     score_rows: jax.Array | None = None, block_rows: int = BLOCK_ROWS, block_keys: int = BLOCK_KEYS,
+    few_rows: int = FEW_ROWS,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Attention of rows q [T, H, hd] over layer ``layer`` of a stacked cache [L, S, KV, hd].
 
     Key blocks are read straight out of the stack (no per-layer copy). With ``score_rows``
     [T] (a weight per row) also returns, per slot [S], the head-averaged attention
     probabilities summed over the weighted rows: ProphetKV's Stage-I score, from a second
-    pass over the visited blocks once each row's normaliser is known.
+    pass over the visited blocks once each row's normaliser is known. Up to ``few_rows``
+    rows go through ``few_rows_attention`` instead.
     """
+    if q.shape[0] <= few_rows:
+        return few_rows_attention(q, k_cache, v_cache, layer, row_positions, key_positions, key_valid, score_rows)
     rows, heads, head_dim = q.shape
     slots, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
@@ -104,6 +115,49 @@ def blocked_attention(
     out = out.reshape(nq, kv_heads, group, bq, head_dim).transpose(0, 3, 1, 2, 4)
     out = out.reshape(rows, heads, head_dim)
     return out, None if scores is None else scores.sum(axis=0).reshape(slots)
+
+
+def few_rows_attention(
+    q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, layer: jax.Array,
+    row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array,
+    score_rows: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array | None]:
+    """``blocked_attention`` for a few rows in one pass over every slot of the layer.
+
+    A single row (decoding) multiplies the layer's keys and values as stored, [S, KV x hd],
+    by a block-diagonal query (each head's q in its KV head's columns, zeros elsewhere):
+    KV times the (tiny) arithmetic, but no transposed copy of the layer per token.
+    """
+    rows, heads, head_dim = q.shape
+    slots, kv_heads = k_cache.shape[1], k_cache.shape[2]
+    group = heads // kv_heads
+    seen = (jnp.asarray(key_positions)[None, :] <= jnp.asarray(row_positions)[:, None]) & jnp.asarray(key_valid)[None, :]
+    k = jax.lax.dynamic_index_in_dim(k_cache, layer, keepdims=False)  # [S, KV, hd]
+    v = jax.lax.dynamic_index_in_dim(v_cache, layer, keepdims=False)
+    if rows == 1:
+        own = jnp.repeat(jnp.eye(kv_heads, dtype=q.dtype), group, axis=0)  # [H, KV]: head -> its KV head
+        q_wide = (q[0][:, None, :] * own[:, :, None]).reshape(heads, kv_heads * head_dim)
+        logits = jnp.einsum("hc,sc->hs", q_wide, k.reshape(slots, -1), preferred_element_type=jnp.float32)
+        logits = logits.reshape(kv_heads, group, slots)  # [KV, group x rows, S], rows = 1
+    else:
+        q_grouped = q.reshape(rows, kv_heads, group, head_dim).transpose(1, 2, 0, 3).reshape(kv_heads, group * rows, head_dim)
+        logits = jnp.einsum("kmd,ksd->kms", q_grouped, k.transpose(1, 0, 2), preferred_element_type=jnp.float32)
+    visible = jnp.tile(seen, (group, 1))[None]  # [1, group x rows, S], rows of a group share the mask
+    logits = jnp.where(visible, logits * head_dim**-0.5, _MASKED)
+    probs = jnp.where(visible, jnp.exp(logits - logits.max(axis=-1, keepdims=True)), 0.0)
+    probs = probs / jnp.maximum(probs.sum(axis=-1, keepdims=True), 1e-30)  # a row seeing nothing gives 0
+    if rows == 1:
+        wide = jnp.einsum("hs,sc->hc", probs.reshape(heads, slots).astype(v.dtype), v.reshape(slots, -1),
+                          preferred_element_type=jnp.float32).reshape(heads, kv_heads, head_dim)
+        out = jnp.einsum("hkd,hk->hd", wide, own)[None]
+    else:
+        out = jnp.einsum("kms,ksd->kmd", probs.astype(v.dtype), v.transpose(1, 0, 2), preferred_element_type=jnp.float32)
+        out = out.reshape(kv_heads, group, rows, head_dim).transpose(2, 0, 1, 3).reshape(rows, heads, head_dim)
+    out = out.astype(q.dtype)
+    if score_rows is None:
+        return out, None
+    row_weight = jnp.tile(jnp.asarray(score_rows, jnp.float32), group)[None, :, None] / heads
+    return out, (probs * row_weight).sum(axis=(0, 1))
 
 
 def fused_attention(

@@ -1,4 +1,4 @@
-"""Blocked attention against a dense NumPy reference: odd lengths, padding, scrambled slots."""
+"""Blocked and few-rows attention against a dense NumPy reference: odd lengths, padding, scrambled slots."""
 
 import functools
 
@@ -24,9 +24,11 @@ def dense_reference(q, k, v, row_pos, key_pos, key_valid, score_rows):
     return out, np.einsum("hts,t->s", probs, score_rows) / HEADS
 
 
-@functools.partial(jax.jit, static_argnames=("block_rows", "block_keys"))
-def blocked(q, k_stack, v_stack, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys):
-    return blocked_attention(q, k_stack, v_stack, 1, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys)
+@functools.partial(jax.jit, static_argnames=("block_rows", "block_keys", "few_rows"))
+def blocked(q, k_stack, v_stack, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys, few_rows=0):
+    """The blocked path (``few_rows=0``) or, with ``few_rows`` >= the row count, the one-pass path."""
+    return blocked_attention(q, k_stack, v_stack, 1, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys,
+                             few_rows)
 
 
 def case(rows, slots, seed, scrambled):
@@ -47,13 +49,14 @@ def case(rows, slots, seed, scrambled):
     (8, 128, 16, 32, True),  # fewer rows than a block: 64-slot key blocks
     (1, 96, 1, 32, False),  # a decode row at the first slot of a key block (sees only itself there)
 ])
-def test_blocked_equals_dense(rows, slots, block_rows, block_keys, scrambled):
+@pytest.mark.parametrize("few_rows", [0, 128], ids=["blocked", "few-rows"])
+def test_blocked_equals_dense(rows, slots, block_rows, block_keys, scrambled, few_rows):
     q, k, v, row_pos, key_pos, key_valid = case(rows, slots, rows + slots, scrambled)
     if rows == 1:
         row_pos[:] = 2 * block_keys
     score_rows = np.random.default_rng(0).random(rows).astype(np.float32)
     seen = ((key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]).any(1)
-    out, scores = blocked(q, k, v, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys)
+    out, scores = blocked(q, k, v, row_pos, key_pos, key_valid, score_rows, block_rows, block_keys, few_rows)
     ref_out, ref_scores = dense_reference(
         q, k[1], v[1], row_pos, key_pos, key_valid, np.where(seen, score_rows, 0)
     )
@@ -61,14 +64,15 @@ def test_blocked_equals_dense(rows, slots, block_rows, block_keys, scrambled):
     np.testing.assert_allclose(np.asarray(scores), ref_scores, atol=1e-5)
 
 
-def test_padding_rows_stay_finite_and_leave_real_rows_alone():
+@pytest.mark.parametrize("few_rows", [0, 128], ids=["blocked", "few-rows"])
+def test_padding_rows_stay_finite_and_leave_real_rows_alone(few_rows):
     """A padding row (position 0, nothing visible) gives zeros, never NaN, and changes no real row."""
     q, k, v, row_pos, key_pos, key_valid = case(32, 64, 7, False)
     key_valid[0] = False  # a row at position 0 sees nothing
     padded_pos = np.concatenate([row_pos[:24], np.zeros(8, np.int32)])
     weights = (np.arange(32) < 24).astype(np.float32)
-    out, scores = blocked(q, k, v, padded_pos, key_pos, key_valid, weights, 16, 16)
-    alone, alone_scores = blocked(q[:24], k, v, row_pos[:24], key_pos, key_valid, weights[:24], 8, 16)
+    out, scores = blocked(q, k, v, padded_pos, key_pos, key_valid, weights, 16, 16, few_rows)
+    alone, alone_scores = blocked(q[:24], k, v, row_pos[:24], key_pos, key_valid, weights[:24], 8, 16, few_rows)
     assert np.isfinite(np.asarray(out)).all() and np.isfinite(np.asarray(scores)).all()
     np.testing.assert_array_equal(np.asarray(out)[24:], 0.0)
     np.testing.assert_allclose(np.asarray(out)[:24], np.asarray(alone), atol=1e-6)
