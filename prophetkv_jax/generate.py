@@ -21,6 +21,7 @@ from cea_jax.cli import ArgumentParser, one_line_errors
 from prophetkv_jax import recompute
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import DTYPES, LlamaConfig
+from prophetkv_jax.model.weights import unstack_layers
 
 
 @jax.jit
@@ -58,9 +59,13 @@ def _decode_steps(params, cache, first_token, position, limit, eos, key, config,
     ``limit`` or an EOS token.
 
     Token i (i >= 1) comes from feeding token i-1 at position ``position + i - 1``; the
-    cache is the loop's carry, so each step writes one slot per layer in place.
+    cache is the loop's carry, so each step writes one slot per layer in place. On CPU the
+    layers run unrolled over per-layer weights split off once, before the loop (a transient
+    copy of the layer weights): a scanned stack is re-sliced, i.e. copied, every step.
     """
-    model = llama.Llama(config)
+    unrolled = jax.default_backend() == "cpu"
+    model = llama.Llama(config, unrolled=unrolled)
+    params = unstack_layers(params) if unrolled else params
 
     def running(state):
         step, _, _, _, done = state

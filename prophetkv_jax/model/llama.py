@@ -231,9 +231,15 @@ class LMHead(nn.Module):
 
 
 class Llama(nn.Module):
-    """The whole model; params {embed, layers (stacked on axis 0), final_norm, lm_head?}."""
+    """The whole model; params {embed, layers (stacked on axis 0), final_norm, lm_head?}.
+
+    With ``unrolled`` the layers run as a Python loop over params {layers_0, layers_1, ...}
+    (``weights.unstack_layers``): the decode loop on CPU, where XLA copies a layer's slice of
+    the stacked weights before every matmul, i.e. reads the weights three times per token.
+    """
 
     config: LlamaConfig
+    unrolled: bool = False
 
     def setup(self) -> None:
         c = self.config
@@ -241,12 +247,15 @@ class Llama(nn.Module):
             c.vocab_size, c.hidden_size, dtype=jnp.dtype(c.dtype), param_dtype=jnp.float32,
             embedding_init=nn.initializers.normal(0.02),
         )
-        # Scan length comes from the layer indices passed in: a slice of the stacked params
-        # runs a sub-range of layers against the full cache (CacheBlend/KVShare's layer split).
-        self.layers = nn.scan(
-            DecoderLayer, variable_axes={"params": 0}, split_rngs={"params": True},
-            in_axes=(0, nn.broadcast),
-        )(c)
+        if self.unrolled:
+            self.layers = [DecoderLayer(c) for _ in range(c.num_layers)]
+        else:
+            # Scan length comes from the layer indices passed in: a slice of the stacked params
+            # runs a sub-range of layers against the full cache (CacheBlend/KVShare's layer split).
+            self.layers = nn.scan(
+                DecoderLayer, variable_axes={"params": 0}, split_rngs={"params": True},
+                in_axes=(0, nn.broadcast),
+            )(c)
         self.final_norm = RMSNorm(c.rms_norm_eps)
         if not c.tie_word_embeddings:
             self.lm_head = LMHead(c.vocab_size)
@@ -266,7 +275,13 @@ class Llama(nn.Module):
         self, h: jax.Array, cache: KVCache, rows: Rows, layers: jax.Array
     ) -> tuple[jax.Array, KVCache, jax.Array | None]:
         """Carry rows through the cache layers ``layers``; per-layer Stage-I scores [len, S]."""
-        (h, k, v), scores = self.layers((h, cache.k, cache.v), layers, rows)
+        if self.unrolled:  # every layer, in order (the decode loop)
+            carry, scores = (h, cache.k, cache.v), None
+            for index, layer in enumerate(self.layers):
+                carry, _ = layer(carry, jnp.int32(index), rows)
+            h, k, v = carry
+        else:
+            (h, k, v), scores = self.layers((h, cache.k, cache.v), layers, rows)
         return h, dataclasses.replace(cache, k=k, v=v), scores
 
     def embed_tokens(self, tokens: jax.Array) -> jax.Array:

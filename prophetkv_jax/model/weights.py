@@ -81,3 +81,17 @@ def shape_mismatches(params: Params, config: LlamaConfig) -> list[str]:
         for p, shape in expected.items() if p in actual and actual[p] != shape
     ]
     return problems
+
+
+def unstack_layers(params: Params) -> Params:
+    """The same weights with the layer stack split into ``layers_0``, ``layers_1``, ...:
+    the layout of ``Llama(config, unrolled=True)``. Inside a jitted function the split is
+    one copy of the layer weights, taken once per call."""
+    layers = params["layers"]
+    count = len(next(iter(flatten(layers).values())))
+    per_layer = {f"layers_{i}": _index_tree(layers, i) for i in range(count)}
+    return {**{k: v for k, v in params.items() if k != "layers"}, **per_layer}
+
+
+def _index_tree(tree: Params, index: int) -> Params:
+    return {k: _index_tree(v, index) if isinstance(v, dict) else v[index] for k, v in tree.items()}

@@ -69,3 +69,20 @@ def test_bucket_size():
     assert [llama.bucket_size(n, 16) for n in (0, 1, 16, 17, 100, 1024, 1025, 4100)] == [
         16, 16, 16, 32, 128, 1024, 1280, 4352
     ]
+
+
+def test_unrolled_layers_equal_the_scanned_stack(params):
+    """The decode loop's layout (per-layer weights, Python loop) computes what the scan does."""
+    from prophetkv_jax.model.weights import unstack_layers
+
+    tokens = np.random.RandomState(1).randint(0, CONFIG.vocab_size, 12)
+    _, cache = run(params, tokens[:11], np.arange(11), np.arange(11), llama.KVCache.empty(CONFIG, 64))
+    row = np.array([11], np.int32)
+    scanned = llama.Llama(CONFIG).apply({"params": params}, tokens[11:], row, cache, row)
+    per_layer = unstack_layers(params)
+    assert "layers" not in per_layer and sorted(k for k in per_layer if k.startswith("layers_")) == [
+        f"layers_{i}" for i in range(CONFIG.num_layers)
+    ]
+    unrolled = llama.Llama(CONFIG, unrolled=True).apply({"params": per_layer}, tokens[11:], row, cache, row)
+    np.testing.assert_allclose(np.asarray(unrolled[0]), np.asarray(scanned[0]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(unrolled[1].k), np.asarray(scanned[1].k), atol=1e-6)
