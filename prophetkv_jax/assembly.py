@@ -49,7 +49,10 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:
-    """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once."""
+    """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once.
+
+    Keys are rotated in fp32, then the cache takes the config's compute dtype (a bf16 model
+    gets a bf16 cache, as a full prefill does)."""
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
@@ -61,9 +64,10 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> l
         v[:, start : start + segment.length] = segment.v
         start += segment.length
     positions = jnp.arange(capacity, dtype=jnp.int32)
+    dtype = jnp.dtype(config.dtype)
     return llama.KVCache(
-        k=_rotate_keys(jnp.asarray(k), positions, config),
-        v=jnp.asarray(v),
+        k=_rotate_keys(jnp.asarray(k), positions, config).astype(dtype),
+        v=jnp.asarray(v, dtype),
         positions=positions,
         valid=positions < total,
     )
