@@ -185,7 +185,8 @@ def _write_gguf(model, config, family: str, path, kind_of):
         writer.add_tensor(names.get_name(hf_name, try_suffixes=(".weight", ".bias")), data,
                           raw_dtype=None if kind in ("F32", "F16") else quant[kind])
         if kind != "IQ4_NL":
-            dequantised[hf_name] = torch.from_numpy(gguf.quants.dequantize(data, quant[kind]).reshape(weight.shape).copy())
+            reference = gguf.quants.dequantize(data, quant[kind]).reshape(weight.shape)
+            dequantised[hf_name] = torch.from_numpy(reference.copy())
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

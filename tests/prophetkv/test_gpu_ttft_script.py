@@ -18,7 +18,8 @@ def test_full_scale_is_llama_3_1_8b_in_bfloat16():
     c = script.scaled_config(1.0)
     assert (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.intermediate_size, c.vocab_size) == (
         32, 4096, 32, 8, 14336, 128256)
-    assert c.dtype == "bfloat16" and c.rope_scaling.factor == 8.0 and c.rope_scaling.original_max_position_embeddings == 8192
+    assert c.dtype == "bfloat16" and c.rope_scaling.factor == 8.0
+    assert c.rope_scaling.original_max_position_embeddings == 8192
 
 
 @pytest.mark.parametrize("argv", [[], ["--allow-cpu"], ["--allow-cpu", "--scale", "0.5"]])

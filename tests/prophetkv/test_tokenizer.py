@@ -55,7 +55,8 @@ def test_qwen2_gguf_pre_tokenizer_matches_transformers_qwen2_tokenizer():
     from prophetkv_jax.model.tokenizer import from_gguf_metadata
 
     tokens = _qwen_vocab()
-    reference = Qwen2Tokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split(" ")) for m in QWEN_MERGES])
+    reference = Qwen2Tokenizer(vocab={t: i for i, t in enumerate(tokens)},
+                               merges=[tuple(m.split(" ")) for m in QWEN_MERGES])
     reference.add_tokens([AddedToken(t, special=True) for t in ("<|im_start|>", "<|im_end|>")])  # as Qwen's files do
     ours = from_gguf_metadata({
         "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "qwen2", "tokenizer.ggml.tokens": tokens,
