@@ -6,7 +6,7 @@ of ``--repeats`` timed rounds after one warm-up (JAX compile excluded, reported 
 each round times every length with both implementations back to back, so load from other
 processes hits both alike (the 1-min load average is recorded at start and end).
 Achieved GFLOP/s counts the model's useful FLOPs (linear layers, causal attention, LM
-head) and is compared with a measured fp32 ``jnp.matmul`` of a large square: the best
+head) and is compared with a measured ``jnp.matmul`` (in the same dtype) of a large square: the best
 this machine's XLA backend does on the op that dominates a transformer (the best over a
 few sizes, since cache effects make the rate size-dependent).
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import default_model_path, load_checkpoint
-from prophetkv_jax.model.config import LlamaConfig
+from prophetkv_jax.model.config import DTYPES, LlamaConfig
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "llama_prefill.json")
 
@@ -56,10 +56,10 @@ def best_time(run: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
-def matmul_gflops(size: int, repeats: int) -> float:
-    """fp32 GFLOP/s of a jitted square ``jnp.matmul`` of side ``size``."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+def matmul_gflops(size: int, repeats: int, dtype: str = "float32") -> float:
+    """GFLOP/s of a jitted square ``jnp.matmul`` of side ``size`` in ``dtype``."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.dtype(dtype))
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.dtype(dtype))
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
     return 2 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats) / 1e9
@@ -85,8 +85,8 @@ def timed(run: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def load_reference(model_path: str | None, threads: int):
-    """transformers' own load of the same checkpoint, eager attention, fp32, ``threads`` threads."""
+def load_reference(model_path: str | None, threads: int, dtype: str = "float32"):
+    """transformers' own load of the same checkpoint, eager attention, ``dtype``, ``threads`` threads."""
     try:
         import torch
         import transformers
@@ -97,7 +97,7 @@ def load_reference(model_path: str | None, threads: int):
         ) from err
     torch.set_num_threads(threads)
     path = model_path or default_model_path()
-    kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "eager"}
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "attn_implementation": "eager"}
     if os.path.isfile(path):
         folder, name = os.path.split(path)
         model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs)
@@ -119,7 +119,7 @@ def reference_prefill(model, torch, ids: np.ndarray) -> Callable[[], None]:
 def markdown_table(report: dict[str, Any]) -> str:
     peak = report["matmul_peak_gflops"]
     lines = [
-        f"Prefill, {report['model']} fp32, {report['threads']} threads "
+        f"Prefill, {report['model']} {report['dtype']}, {report['threads']} threads "
         f"({report['cpu']}, 1-min load average {report['load_average_1min']['start']:.1f} at start); "
         f"matmul peak {peak:.1f} GFLOP/s",
         "",
@@ -136,18 +136,19 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def run_benchmark(
-    model_path: str | None, lengths: Sequence[int], repeats: int, matmul_sizes: Sequence[int]
+    model_path: str | None, lengths: Sequence[int], repeats: int, matmul_sizes: Sequence[int],
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load_before = os.getloadavg()[0]  # other processes on the machine skew every timing
-    params, config, _ = load_checkpoint(model_path)
+    params, config, _ = load_checkpoint(model_path, dtype=dtype)
     too_long = [n for n in lengths if n > config.max_position_embeddings]
     if too_long:
         raise SystemExit(
             f"--lengths {too_long} exceed the model's context of {config.max_position_embeddings} tokens"
         )
-    reference, torch = load_reference(model_path, threads)
-    matmul = {size: matmul_gflops(size, max(repeats, 5)) for size in matmul_sizes}
+    reference, torch = load_reference(model_path, threads, dtype)
+    matmul = {size: matmul_gflops(size, max(repeats, 5), dtype) for size in matmul_sizes}
     peak = max(matmul.values())
     rng = np.random.RandomState(0)
     runs = {}
@@ -184,6 +185,7 @@ def run_benchmark(
         print(f"{n} tokens: project {n / ours:.0f} tok/s, transformers {n / theirs:.0f} tok/s", flush=True)
     return {
         "model": os.path.basename(model_path or default_model_path()),
+        "dtype": config.dtype,
         "threads": threads,
         "cpu": platform.processor() or platform.machine(),
         "backend": jax.default_backend(),
@@ -203,11 +205,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--matmul-sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="weights, activations and KV cache (transformers runs in the same dtype)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON path; the Markdown table goes next to it")
     args = parser.parse_args(argv)
     if min(args.lengths + args.matmul_sizes) <= 0 or args.repeats <= 0:
         parser.error("--lengths, --matmul-sizes and --repeats must be positive")
-    report = run_benchmark(args.model, args.lengths, args.repeats, args.matmul_sizes)
+    report = run_benchmark(args.model, args.lengths, args.repeats, args.matmul_sizes, args.dtype)
     table = markdown_table(report)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from cea_jax.files import atomic_write
 from prophetkv_jax import selectors
 from prophetkv_jax.model.checkpoint import load_checkpoint
+from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.store import ChunkStore
 
@@ -61,17 +62,18 @@ def time_requests(engine_for, prompts, method, ratio, counter) -> dict:
     ttft, read, select = [], [], []
     for prompt in prompts[1:]:
         result = engine_for().prefill(prompt, method, ratio)
+        cache_dtype = str(result.cache.k.dtype)
         ttft.append(result.timings["ttft"])
         read.append(result.timings.get("store_read", 0.0))
         select.append(result.timings.get("select", 0.0))
     return {
         "ttft_s": statistics.median(ttft), "ttft_all_s": ttft,
         "store_read_s": statistics.median(read), "select_s": statistics.median(select),
-        "recompiles": counter.count - before,
+        "recompiles": counter.count - before, "kv_cache_dtype": cache_dtype,
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="HF Llama directory or .gguf (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--contexts", default="2048,4096")
@@ -79,12 +81,13 @@ def main() -> None:
     parser.add_argument("--ratios", default="0.2,0.1")
     parser.add_argument("--methods", default=",".join(selectors.METHODS))
     parser.add_argument("--repeats", type=int, default=3, help="timed requests per configuration")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES, help="weights, activations and KV cache")
     parser.add_argument("--out", default="benchmarks/results/prophetkv_ttft.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
 
-    params, config, _ = load_checkpoint(args.model)
+    params, config, _ = load_checkpoint(args.model, dtype=args.dtype)
     load_start = os.getloadavg()[0]  # other processes on the machine skew every timing
     counter = CompileCounter()
     rng = np.random.default_rng(0)
@@ -123,7 +126,7 @@ def main() -> None:
         row["select_share"] = row["select_s"] / row["ttft_s"]
     payload = {
         "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
-        "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to fp32)",
+        "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)", "dtype": config.dtype,
         "repeats": args.repeats, "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "results": results,
     }

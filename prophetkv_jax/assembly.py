@@ -49,21 +49,22 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:
-    """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once."""
+    """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once.
+
+    Segments are copied to the device as they are and joined there (no host-side copy of the
+    whole cache); keys are rotated in fp32, then the cache takes the config's compute dtype (a
+    bf16 model gets a bf16 cache, as a full prefill does)."""
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
-    shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
-    k, v = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-    start = 0
-    for segment in segments:
-        k[:, start : start + segment.length] = segment.k
-        v[:, start : start + segment.length] = segment.v
-        start += segment.length
+    empty = jnp.zeros((config.num_layers, capacity - total, config.num_kv_heads, config.head_dim), jnp.float32)
+    k, v = (jnp.concatenate([*(jnp.asarray(getattr(s, name), jnp.float32) for s in segments), empty], axis=1)
+            for name in ("k", "v"))
     positions = jnp.arange(capacity, dtype=jnp.int32)
+    dtype = jnp.dtype(config.dtype)
     return llama.KVCache(
-        k=_rotate_keys(jnp.asarray(k), positions, config),
-        v=jnp.asarray(v),
+        k=_rotate_keys(k, positions, config).astype(dtype),
+        v=v.astype(dtype),
         positions=positions,
         valid=positions < total,
     )

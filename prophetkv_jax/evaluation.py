@@ -21,6 +21,8 @@ from cea_jax.files import atomic_write
 from prophetkv_jax import fidelity, report, run_records, selectors
 from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.generate import greedy_decode_batch
+from prophetkv_jax.model import sharding
+from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.prompts import build_rag_prompt
 
@@ -55,6 +57,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     parser.add_argument("--store", default=None, help="persistent chunk-KV store directory (default: in memory)")
     parser.add_argument("--store-dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="weights, activations and KV cache (bfloat16 halves memory; float32 is the CPU default)")
+    parser.add_argument("--mesh", default="auto", help=sharding.MESH_HELP)
     parser.add_argument("--data-dir", default="data/longbench", help="LongBench jsonl folder")
     parser.add_argument("--haystack-dir", default=None, help="text files for RULER's essay haystack")
     parser.add_argument("--squad", default=None, help="SQuAD v2 dev json (RULER qa_1)")
@@ -65,6 +70,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default="results/ruler", help="output folder (resumes from its records.jsonl)")
     args = parser.parse_args(argv)
     args.methods = _choices("--methods", args.methods, selectors.METHODS)
+    try:
+        args.mesh = sharding.parse_mesh(args.mesh)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         args.ratios = [selectors.check_ratio(float(r)) for r in args.ratios.split(",")]
     except ValueError as err:
@@ -230,7 +239,8 @@ def main(argv: list[str]) -> int:
     from prophetkv_jax.model.checkpoint import load_checkpoint
     from prophetkv_jax.store import ChunkStore, model_fingerprint
 
-    params, config, tokenizer = load_checkpoint(args.model)
+    # the dtype is part of the config, so the model fingerprint in the settings digest records it
+    params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype, model_parallel=args.mesh)
     if args.context > config.max_position_embeddings:
         refuse(f"--context {args.context} exceeds the model's {config.max_position_embeddings} positions")
     out_dir = Path(args.out)

@@ -17,7 +17,7 @@ import numpy as np
 from prophetkv_jax import recompute, selectors
 from prophetkv_jax.assembly import assemble, encode_segment
 from prophetkv_jax.generate import decode_from_cache
-from prophetkv_jax.model import llama
+from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
 
@@ -79,6 +79,10 @@ class Engine:
         self.chunk_bos_id = chunk_bos_id
         self.max_new_tokens = max_new_tokens
         self.fingerprint = model_fingerprint(config, params)
+        self.mesh = sharding.mesh_of(params)  # weights split over devices: caches follow them
+
+    def _placed(self, cache: llama.KVCache) -> llama.KVCache:
+        return sharding.place_cache(cache, self.config, self.mesh)
 
     # -- layout and chunk caches --------------------------------------------------------
 
@@ -125,7 +129,7 @@ class Engine:
         if method == "full":
             tokens = layout.tokens()
             logits, cache = recompute.recompute_rows(
-                self.params, self.config, llama.KVCache.empty(self.config, capacity),
+                self.params, self.config, self._placed(llama.KVCache.empty(self.config, capacity)),
                 tokens, np.arange(len(tokens)), last_only=True, donate=True,
             )
             selected = np.arange(layout.num_context)
@@ -133,7 +137,7 @@ class Engine:
             segments = [self.segment_kv(s) for s in layout.segments[:-1] if len(s)]
             timings["store_read"] = time.perf_counter() - clock
             clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
-            cache = assemble(self.config, segments, capacity)
+            cache = self._placed(assemble(self.config, segments, capacity))
             logits, cache, selected = self._select_and_recompute(method, ratio, layout, cache, timings)
         last = np.asarray(jax.block_until_ready(logits[-1]))
         timings["ttft"] = time.perf_counter() - clock
@@ -201,7 +205,7 @@ class Engine:
         """Top-k context rows by the query's attention in a real full prefill (layer mean)."""
         layout = self.layout(prompt)
         tokens, c = layout.tokens(), layout.num_context
-        cache = llama.KVCache.empty(self.config, llama.bucket_size(layout.total))
+        cache = self._placed(llama.KVCache.empty(self.config, llama.bucket_size(layout.total)))
         scores, _, _ = recompute.query_attention(
             self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c, donate=True
         )

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import numpy as np
 
+from prophetkv_jax.model import sharding, weights
 from prophetkv_jax.model import tokenizer as tokenizer_lib
-from prophetkv_jax.model import weights
 from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
 from prophetkv_jax.model.weights import Params
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,17 +44,24 @@ def default_model_path() -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike | None = None, dtype: str = "float32"
+def load_checkpoint(path: str | os.PathLike | None = None, dtype: str = "float32", model_parallel: int | None = 1,
                     ) -> tuple[Params, LlamaConfig, tokenizer_lib.Tokenizer]:
-    """(params, config, tokenizer) from an HF Llama directory, a .gguf file, or the default model."""
+    """(params, config, tokenizer) from an HF Llama directory, a .gguf file, or the default model.
+
+    The weights are assembled on the host and then placed: on one device, or split over
+    ``model_parallel`` devices (None: as many as they need, ``sharding.auto_size``), so a model
+    larger than one device never has to fit on one first.
+    """
     path = default_model_path() if path is None else Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint (expected an HF Llama directory or a .gguf file)")
     if path.is_dir():
-        return _load_hf_dir(path, dtype)
-    if path.suffix == ".gguf":
-        return _load_gguf(path, dtype)
-    raise CheckpointError(f"{path}: expected an HF Llama directory or a .gguf file")
+        params, config, tokenizer = _load_hf_dir(path, dtype)
+    elif path.suffix == ".gguf":
+        params, config, tokenizer = _load_gguf(path, dtype)
+    else:
+        raise CheckpointError(f"{path}: expected an HF Llama directory or a .gguf file")
+    return sharding.place_params(params, config, model_parallel), config, tokenizer
 
 
 def checkpoint_id(path: str | os.PathLike | None = None) -> str:
@@ -73,14 +80,14 @@ def checkpoint_id(path: str | os.PathLike | None = None) -> str:
 
 def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: str,
                   names: dict[str, str]) -> Params:
-    """Build the Flax tree from a getter of HF-layout ([out, in]) tensors named via ``names``."""
-    cast = lambda a: jnp.asarray(np.asarray(a, np.float32), jnp.dtype(dtype))  # noqa: E731
+    """Build the Flax tree, on the host, from a getter of HF-layout ([out, in]) tensors named via ``names``."""
+    cast = lambda a: np.asarray(a, np.float32).astype(jnp.dtype(dtype))  # noqa: E731
 
-    def stacked(template: str, transpose: bool) -> jnp.ndarray:
+    def stacked(template: str, transpose: bool) -> np.ndarray:
         layers = [get(template.format(i=i)) for i in range(config.num_layers)]
         return cast(np.stack([w.T if transpose else w for w in layers]))
 
-    def linear(key: str) -> dict[str, jnp.ndarray]:
+    def linear(key: str) -> dict[str, np.ndarray]:
         if config.qkv_bias and key in ("q_proj", "k_proj", "v_proj"):
             return {"kernel": stacked(names[key], True), "bias": stacked(names[f"{key}_bias"], False)}
         return {"kernel": stacked(names[key], True)}

@@ -10,13 +10,16 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers
 
-# llama.cpp's pre-tokenizer names -> the split HF applies before byte-level BPE.
-_LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+# llama.cpp's pre-tokenizer names -> the split HF applies before byte-level BPE. Llama 3 keeps runs of
+# up to three digits together, Qwen2 (and Qwen3, whose GGUF files say "qwen2") splits every digit.
+_DIGITS = {"llama-bpe": r"\p{N}{1,3}", "llama3": r"\p{N}{1,3}", "qwen2": r"\p{N}"}
+_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|{digits}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+_NFC = ("qwen2",)  # HF's Qwen2 tokenizer NFC-normalises before splitting
 _CONTROL, _USER_DEFINED = 3, 4  # GGUF token_type values of special tokens
 
 
@@ -46,14 +49,21 @@ class Tokenizer:
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
-    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """Render the checkpoint's Jinja chat template the way transformers does."""
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
+                            enable_thinking: bool = False) -> str:
+        """Render the checkpoint's Jinja chat template the way transformers does.
+
+        ``enable_thinking`` is off by default: Qwen3's template then closes an empty ``<think>``
+        block, so evaluation answers directly (its own default would think first); templates
+        that never read the variable render the same either way.
+        """
         if not self.chat_template:
             raise ValueError("this checkpoint has no chat template; use plain prompts (--no-chat)")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error
         template = env.from_string(self.chat_template)
-        return template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._special)
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                               enable_thinking=enable_thinking, **self._special)
 
 
 def _raise_template_error(message: str) -> None:
@@ -70,7 +80,10 @@ def from_gguf_metadata(fields: dict[str, Any], source: str) -> Tokenizer:
     types = fields.get("tokenizer.ggml.token_type", [1] * len(tokens))
     backend = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
                                      fuse_unk=False, byte_fallback=False))
-    backend.pre_tokenizer = _pre_tokenizer(fields.get("tokenizer.ggml.pre", "default"))
+    pre = fields.get("tokenizer.ggml.pre", "default")
+    backend.pre_tokenizer = _pre_tokenizer(pre)
+    if pre in _NFC:
+        backend.normalizer = normalizers.NFC()
     backend.decoder = decoders.ByteLevel()
     special = [t for t, kind in zip(tokens, types) if kind in (_CONTROL, _USER_DEFINED)]
     backend.add_special_tokens(special)
@@ -87,14 +100,14 @@ def _pre_tokenizer(name: str) -> pre_tokenizers.PreTokenizer:
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if name == "smollm":  # SmolLM's tokenizer.json: every digit alone, then GPT-2 byte level
         return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-    if name in ("llama-bpe", "llama3"):
+    if name in _DIGITS:
         return pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(_SPLIT.replace("{digits}", _DIGITS[name])), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
     if name in ("default", "gpt2", "gpt-2"):
         return byte_level
-    raise ValueError(f"unsupported GGUF pre-tokenizer {name!r} (supported: smollm, llama-bpe, gpt2)")
+    raise ValueError(f"unsupported GGUF pre-tokenizer {name!r} (supported: smollm, llama-bpe, qwen2, gpt2)")
 
 
 def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids: Iterable[int]) -> Tokenizer:

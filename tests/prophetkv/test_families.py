@@ -127,15 +127,36 @@ def test_unsupported_model_type_names_it(tmp_path):
 # ----------------------------------------------------------------------------- GGUF, quantised
 
 
-def _random_q4_k(rows: int, cols: int, seed: int) -> np.ndarray:
-    """Valid Q4_K blocks (gguf can dequantise but not quantise K-quants): small f16 d/dmin, random codes."""
-    blocks = np.random.default_rng(seed).integers(0, 256, (rows, cols // 256, 144), dtype=np.uint8)
-    blocks[..., 0:4] = np.frombuffer(np.array([3e-4, 2e-4], np.float16).tobytes(), np.uint8)
+# Where each k-quant block keeps its f16 scale(s), and small values for them (random codes, sane weights).
+_K_QUANT_SCALES = {"Q4_K": (0, (3e-4, 2e-4)), "Q5_K": (0, (2e-4, 2e-4)), "Q6_K": (208, (3e-5,)),
+                   "IQ4_NL": (0, (3e-4,))}
+
+
+def _random_blocks(kind: str, rows: int, cols: int, seed: int) -> np.ndarray:
+    """Valid blocks of a type gguf can dequantise but not quantise: random codes, small f16 scales."""
+    import gguf
+
+    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[kind]]
+    blocks = np.random.default_rng(seed).integers(0, 256, (rows, cols // block, size), dtype=np.uint8)
+    offset, scales = _K_QUANT_SCALES[kind]
+    blocks[..., offset:offset + 2 * len(scales)] = np.frombuffer(np.array(scales, np.float16).tobytes(), np.uint8)
     return blocks.reshape(rows, -1)
 
 
-def _write_quantised_gguf(model, config, family: str, path):
-    """``model``'s weights as GGUF (metadata from ``config``): Q8_0 matrices, a Q4_K ffn_down, F32 vectors.
+def _encode(weight: np.ndarray, kind: str, seed: int) -> np.ndarray:
+    """``weight`` in GGUF type ``kind``: gguf.quants where it can quantise (Q5_0, Q8_0, BF16), numpy's f16/f32,
+    random blocks for the k-quants (gguf.quants raises NotImplementedError for them)."""
+    import gguf
+
+    if kind in ("F32", "F16"):
+        return weight.astype(np.dtype(kind.lower().replace("f", "float")))
+    if kind in _K_QUANT_SCALES:
+        return _random_blocks(kind, *weight.shape, seed)
+    return gguf.quants.quantize(weight, gguf.GGMLQuantizationType[kind])
+
+
+def _write_gguf(model, config, family: str, path, kind_of):
+    """``model``'s weights as GGUF (metadata from ``config``), tensor ``hf_name`` in type ``kind_of(hf_name)``.
 
     Returns the dequantised state dict, the reference weights the loaded model must reproduce.
     """
@@ -159,17 +180,13 @@ def _write_quantised_gguf(model, config, family: str, path):
     dequantised = {}
     for i, (hf_name, tensor) in enumerate(model.state_dict().items()):
         weight = tensor.numpy()
-        if weight.ndim == 1:
-            data, kind = weight, quant.F32
-        elif "down_proj" in hf_name:
-            data, kind = _random_q4_k(*weight.shape, seed=i), quant.Q4_K
-        else:
-            data, kind = gguf.quants.quantize(weight, quant.Q8_0), quant.Q8_0
+        kind = "F32" if weight.ndim == 1 else kind_of(hf_name)
+        data = _encode(weight, kind, seed=i)
         writer.add_tensor(names.get_name(hf_name, try_suffixes=(".weight", ".bias")), data,
-                          raw_dtype=None if kind == quant.F32 else kind)
-        dequantised[hf_name] = torch.from_numpy(
-            weight if kind == quant.F32 else gguf.quants.dequantize(data, kind).reshape(weight.shape).copy()
-        )
+                          raw_dtype=None if kind in ("F32", "F16") else quant[kind])
+        if kind != "IQ4_NL":
+            reference = gguf.quants.dequantize(data, quant[kind]).reshape(weight.shape)
+            dequantised[hf_name] = torch.from_numpy(reference.copy())
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -177,18 +194,49 @@ def _write_quantised_gguf(model, config, family: str, path):
     return dequantised
 
 
-def test_quantised_gguf_matches_its_dequantised_weights(family, tmp_path):
-    """Q8_0 and Q4_K tensors load through gguf's dequantisers: logits equal transformers on those weights."""
+def _check_gguf_matches_dequantised(family, path, kind_of) -> None:
+    """The GGUF's config equals the HF one and its logits equal transformers' on the dequantised weights."""
     name, model, (_, hf_config, _), _ = family
     reference = _hf_model(name)
-    reference.load_state_dict(_write_quantised_gguf(model, hf_config, name, tmp_path / "m.gguf"))
-    params, config, _ = load_checkpoint(tmp_path / "m.gguf")
+    reference.load_state_dict(_write_gguf(model, hf_config, name, path, kind_of))
+    params, config, _ = load_checkpoint(path)
     assert config.rms_norm_eps == pytest.approx(hf_config.rms_norm_eps)  # GGUF stores it as f32
     assert dataclasses.replace(config, rms_norm_eps=hf_config.rms_norm_eps) == hf_config
     engine = Engine(params, config, max_new_tokens=4)
     prompt = make_prompt()
     expected = reference_logits(reference, engine.layout(prompt).tokens().tolist())[-1]
     assert np.abs(engine.prefill(prompt, "full").last_logits - expected).max() <= 1e-4
+
+
+def test_quantised_gguf_matches_its_dequantised_weights(family, tmp_path):
+    """Q8_0 and Q4_K tensors load through gguf's dequantisers: logits equal transformers on those weights."""
+    _check_gguf_matches_dequantised(family, tmp_path / "m.gguf", lambda n: "Q4_K" if "down_proj" in n else "Q8_0")
+
+
+# K-quants need rows of 256 values: only ffn_down (intermediate 256) has them, one type per layer.
+_MIXED_KINDS = {"q_proj": "Q5_0", "k_proj": "F16", "v_proj": "BF16", "o_proj": "Q5_0", "gate_proj": "F16",
+                "up_proj": "BF16", "layers.0.mlp.down_proj": "Q5_K", "layers.1.mlp.down_proj": "Q6_K",
+                "embed_tokens": "BF16", "lm_head": "F16"}
+
+
+def test_other_gguf_types_match_their_dequantised_weights(family, tmp_path):
+    """Q5_0, Q5_K, Q6_K, F16 and BF16 in one file: logits equal transformers on the dequantised weights."""
+    kind_of = lambda n: next(kind for part, kind in _MIXED_KINDS.items() if part in n)  # noqa: E731
+    _check_gguf_matches_dequantised(family, tmp_path / "mixed.gguf", kind_of)
+    import gguf
+
+    kinds = {t.tensor_type.name for t in gguf.GGUFReader(str(tmp_path / "mixed.gguf")).tensors}
+    assert kinds == {"F32", "F16", "BF16", "Q5_0", "Q5_K", "Q6_K"}
+
+
+def test_unsupported_gguf_quantisation_is_one_line_naming_it(family, tmp_path):
+    name, model, (_, hf_config, _), _ = family
+    path = tmp_path / "iq.gguf"
+    _write_gguf(model, hf_config, name, path, lambda n: "IQ4_NL" if "layers.1.mlp.up_proj" in n else "F16")
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "\n" not in message and "blk.1.ffn_up.weight has unsupported type IQ4_NL" in message, message
 
 
 def test_generate_cli_takes_dtype(family, capsys):
