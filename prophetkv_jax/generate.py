@@ -19,7 +19,7 @@ import numpy as np
 
 from cea_jax.cli import ArgumentParser, one_line_errors
 from prophetkv_jax import recompute
-from prophetkv_jax.model import llama
+from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import DTYPES, LlamaConfig
 from prophetkv_jax.model.weights import unstack_layers
 
@@ -186,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text")
     parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="weights, activations and KV cache (bfloat16 halves memory; float32 is the CPU default)")
+    parser.add_argument("--mesh", default="auto", help=sharding.MESH_HELP)
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1:
         parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     check_sampling(args.temperature, args.top_p)
     from prophetkv_jax.model.checkpoint import load_checkpoint
 
-    params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype)
+    params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype, model_parallel=sharding.parse_mesh(args.mesh))
     text = args.prompt if args.no_chat else tokenizer.apply_chat_template([{"role": "user", "content": args.prompt}])
     ids = generate(params, config, tokenizer.encode(text), args.max_new_tokens, tokenizer.eos_ids,
                    temperature=args.temperature, top_p=args.top_p, seed=args.seed)

@@ -39,6 +39,8 @@ def test_prompt_over_context_and_bad_flags_are_refused(default_model):
     (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
     (["--model", "{tmp}/nope"], "nope: no such checkpoint"),
     (["--model", "{tmp}"], "config.json lacks"),  # an HF config without model_type (or any field)
+    (["--mesh", "model=4"], "--mesh model=4: only 1 cpu device"),
+    (["--mesh", "data=2"], "--mesh 'data=2'"),
 ])
 def test_bad_arguments_and_models_are_one_line_errors(tmp_path, capsys, args, message):
     (tmp_path / "config.json").write_text("{}")
