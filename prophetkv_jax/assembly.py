@@ -48,18 +48,36 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
     return SegmentKV(k=np.asarray(k[:, :n]), v=np.asarray(cache.v[:, :n]))
 
 
+@functools.partial(jax.jit, donate_argnames=("k", "v"))
+def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, segment_v: jax.Array,
+                   start: jax.Array) -> tuple[jax.Array, jax.Array]:
+    slots = start + jnp.arange(segment_k.shape[1])  # padding past the capacity is dropped
+    return k.at[:, slots].set(segment_k, mode="drop"), v.at[:, slots].set(segment_v, mode="drop")
+
+
+def _bucketed(x: np.ndarray) -> np.ndarray:
+    """[L, n, KV, hd] zero-padded to ``bucket_size(n)`` rows, fp32: few shapes, so few compiles."""
+    n = x.shape[1]
+    return np.pad(np.asarray(x, np.float32), ((0, 0), (0, llama.bucket_size(n) - n), (0, 0), (0, 0)))
+
+
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:
     """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once.
 
-    Segments are copied to the device as they are and joined there (no host-side copy of the
-    whole cache); keys are rotated in fp32, then the cache takes the config's compute dtype (a
+    Each segment goes to the device as it is (no host-side copy of the whole cache) and is
+    written at its offset; segments are padded to shape buckets first, so a new chunk
+    length compiles nothing inside TTFT, and each one's padding is overwritten by the next
+    segment. Keys are rotated in fp32, then the cache takes the config's compute dtype (a
     bf16 model gets a bf16 cache, as a full prefill does)."""
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
-    empty = jnp.zeros((config.num_layers, capacity - total, config.num_kv_heads, config.head_dim), jnp.float32)
-    k, v = (jnp.concatenate([*(jnp.asarray(getattr(s, name), jnp.float32) for s in segments), empty], axis=1)
-            for name in ("k", "v"))
+    shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
+    k, v = jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+    start = 0
+    for segment in segments:
+        k, v = _write_segment(k, v, _bucketed(segment.k), _bucketed(segment.v), jnp.int32(start))
+        start += segment.length
     positions = jnp.arange(capacity, dtype=jnp.int32)
     dtype = jnp.dtype(config.dtype)
     return llama.KVCache(

@@ -51,6 +51,26 @@ def test_assembled_layer0_kv_equals_full_prefill(engine, params):
     np.testing.assert_array_equal(np.asarray(assembled.valid), np.arange(full.capacity) < c)
 
 
+def test_new_chunk_lengths_compile_nothing_when_assembling(engine):
+    """Assembly runs inside TTFT: chunk lengths that vary within a shape bucket reuse its compiles."""
+    compiles = []
+
+    def count(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        rng = np.random.default_rng(3)
+        for lengths in ((13, 9, 11), (12, 10, 7), (5, 14, 3)):  # all inside the 64-row bucket
+            segments = [engine.segment_kv(rng.integers(0, CONFIG.vocab_size, n)) for n in lengths]
+            compiles.clear()
+            assembly.assemble(CONFIG, segments, 64)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert compiles == []
+
+
 @pytest.mark.parametrize("method", RECOMPUTING)
 def test_full_ratio_reproduces_full_prefill(engine, params, method):
     prompt = make_prompt()
