@@ -1,0 +1,88 @@
+"""Where one ProphetKV request's TTFT goes: assembly, Stage I, top-k, recompute, next to full prefill.
+
+Each phase is timed on its own (``block_until_ready`` between them), after one warm-up
+request, with the engine's own calls in the engine's order. Random tokens; the chunk KVs
+are precomputed first (the store read is not a phase here).
+
+    python benchmarks/prophetkv_phases.py --context 4096 --out benchmarks/results/prophetkv_phases.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from cea_jax.files import atomic_write
+from prophetkv_jax import assembly, recompute, selectors
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.checkpoint import load_checkpoint
+from prophetkv_jax.pipeline import Engine, RagPrompt
+
+PREFIX, QUERY, NEW_TOKENS = 32, 50, 16
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn())
+    return result, time.perf_counter() - start
+
+
+def one_request(engine: Engine, prompt: RagPrompt, ratio: float) -> dict[str, float]:
+    params, config = engine.params, engine.config
+    layout = engine.layout(prompt)
+    tokens, c = layout.tokens(), layout.num_context
+    query = np.arange(c, layout.total)
+    segments = [engine.segment_kv(s) for s in layout.segments[:-1] if len(s)]
+    capacity = llama.bucket_size(layout.total + NEW_TOKENS)
+    cache, assemble_s = timed(lambda: assembly.assemble(config, segments, capacity))
+    (scores, _, cache), stage1_s = timed(
+        lambda: recompute.query_attention(params, config, cache, tokens[c:], query, score_from=c, donate=True))
+    selected, topk_s = timed(lambda: selectors.top_k(selectors.prophetkv_scores(scores)[:c], selectors.budget(ratio, c)))
+    rows = np.concatenate([selected, query]).astype(np.int32)
+    _, recompute_s = timed(lambda: recompute.recompute_rows(params, config, cache, tokens[rows], rows,
+                                                            last_only=True, donate=True)[0])
+    _, full_s = timed(lambda: recompute.recompute_rows(params, config, llama.KVCache.empty(config, capacity), tokens,
+                                                       np.arange(len(tokens)), last_only=True, donate=True)[0])
+    return {"assemble_s": assemble_s, "stage1_s": stage1_s, "topk_s": topk_s, "recompute_s": recompute_s,
+            "recomputed_rows": len(rows), "full_prefill_s": full_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--context", type=int, default=4096)
+    parser.add_argument("--chunk-tokens", type=int, default=512)
+    parser.add_argument("--ratio", type=float, default=0.2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/prophetkv_phases.json")
+    args = parser.parse_args()
+    if args.context <= PREFIX + QUERY + NEW_TOKENS or min(args.chunk_tokens, args.repeats) < 1:
+        parser.error(f"--context must exceed {PREFIX + QUERY + NEW_TOKENS}; --chunk-tokens and --repeats >= 1")
+    params, config, _ = load_checkpoint()
+    rng = np.random.default_rng(0)
+    body = rng.integers(100, config.vocab_size, args.context - PREFIX - QUERY - NEW_TOKENS)
+    prompt = RagPrompt(prefix=rng.integers(100, config.vocab_size, PREFIX),
+                       chunks=tuple(body[i : i + args.chunk_tokens] for i in range(0, len(body), args.chunk_tokens)),
+                       query=rng.integers(100, config.vocab_size, QUERY))
+    engine = Engine(params, config, max_new_tokens=NEW_TOKENS)
+    engine.precompute(prompt)
+    load = os.getloadavg()[0]
+    one_request(engine, prompt, args.ratio)  # compile
+    runs = [one_request(engine, prompt, args.ratio) for _ in range(args.repeats)]
+    best = {key: min(run[key] for run in runs) for key in runs[0]}
+    ttft = best["assemble_s"] + best["stage1_s"] + best["topk_s"] + best["recompute_s"]
+    result = {"context": args.context, "chunk_tokens": args.chunk_tokens, "ratio": args.ratio, "runs": runs,
+              "best": best, "stage1_share_of_best": best["stage1_s"] / ttft,
+              "full_over_prophetkv": best["full_prefill_s"] / ttft,
+              "load_average_1min": {"start": load, "end": os.getloadavg()[0]}}
+    atomic_write(args.out, json.dumps(result, indent=2))
+    print(json.dumps(result["best"]), f"Stage I share {result['stage1_share_of_best']:.1%}",
+          f"full / ProphetKV {result['full_over_prophetkv']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
