@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,7 +25,10 @@ from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine, RagPrompt
 
-PREFIX, QUERY, NEW_TOKENS = 32, 50, 16
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's prompt shape
+from prophetkv_ttft import NEW_TOKENS, PREFIX_TOKENS, make_prompt  # noqa: E402
+
+QUERY = 50
 
 
 def timed(fn):
@@ -60,14 +65,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/prophetkv_phases.json")
     args = parser.parse_args()
-    if args.context <= PREFIX + QUERY + NEW_TOKENS or min(args.chunk_tokens, args.repeats) < 1:
-        parser.error(f"--context must exceed {PREFIX + QUERY + NEW_TOKENS}; --chunk-tokens and --repeats >= 1")
+    if args.context <= PREFIX_TOKENS + QUERY + NEW_TOKENS or min(args.chunk_tokens, args.repeats) < 1:
+        parser.error(f"--context must exceed {PREFIX_TOKENS + QUERY + NEW_TOKENS}; --chunk-tokens and --repeats >= 1")
     params, config, _ = load_checkpoint()
-    rng = np.random.default_rng(0)
-    body = rng.integers(100, config.vocab_size, args.context - PREFIX - QUERY - NEW_TOKENS)
-    prompt = RagPrompt(prefix=rng.integers(100, config.vocab_size, PREFIX),
-                       chunks=tuple(body[i : i + args.chunk_tokens] for i in range(0, len(body), args.chunk_tokens)),
-                       query=rng.integers(100, config.vocab_size, QUERY))
+    prompt = make_prompt(np.random.default_rng(0), config.vocab_size, args.context, args.chunk_tokens, QUERY)
     engine = Engine(params, config, max_new_tokens=NEW_TOKENS)
     engine.precompute(prompt)
     load = os.getloadavg()[0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
 from prophetkv_jax.model.config import LlamaConfig
 
 Params = dict[str, Any]
@@ -88,10 +90,6 @@ def unstack_layers(params: Params) -> Params:
     the layout of ``Llama(config, unrolled=True)``. Inside a jitted function the split is
     one copy of the layer weights, taken once per call."""
     layers = params["layers"]
-    count = len(next(iter(flatten(layers).values())))
-    per_layer = {f"layers_{i}": _index_tree(layers, i) for i in range(count)}
+    count = len(jax.tree.leaves(layers)[0])
+    per_layer = {f"layers_{i}": jax.tree.map(lambda x, i=i: x[i], layers) for i in range(count)}
     return {**{k: v for k, v in params.items() if k != "layers"}, **per_layer}
-
-
-def _index_tree(tree: Params, index: int) -> Params:
-    return {k: _index_tree(v, index) if isinstance(v, dict) else v[index] for k, v in tree.items()}
