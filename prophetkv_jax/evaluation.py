@@ -248,7 +248,8 @@ def main(argv: list[str]) -> int:
             else dict(data_dir=args.data_dir))
     settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos, store_dtype=args.store_dtype,
                     template_version=(ruler if args.task == "ruler" else longbench).TEMPLATE_VERSION, **data)
-    full_settings = run_settings(model_fingerprint(config, params), chunk_tokens=args.chunk_tokens,
+    fingerprint = model_fingerprint(config, params)
+    full_settings = run_settings(fingerprint, chunk_tokens=args.chunk_tokens,
                                  chat=not args.no_chat, max_new_tokens=args.max_new_tokens,
                                  context_tokens=args.context, **settings)
     try:  # before the slow part: a mismatch is known from the records alone
@@ -261,7 +262,7 @@ def main(argv: list[str]) -> int:
         max_new = min(max_new, args.max_new_tokens)
     store = ChunkStore(args.store, dtype=args.store_dtype)
     engine = Engine(params, config, store, chunk_bos_id=tokenizer.bos_id if args.chunk_bos else None,
-                    max_new_tokens=max(max_new, fidelity.ANSWER_POSITIONS))
+                    max_new_tokens=max(max_new, fidelity.ANSWER_POSITIONS), fingerprint=fingerprint)
     records = evaluate_samples(engine, tokenizer, samples, runs_for(args.methods, args.ratios), score_sample,
                                out_dir, chunk_tokens=args.chunk_tokens, chat=not args.no_chat,
                                max_new_tokens=args.max_new_tokens, context_tokens=args.context, settings=settings)

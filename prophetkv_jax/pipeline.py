@@ -72,13 +72,15 @@ class Engine:
 
     def __init__(
         self, params: llama.Params, config: LlamaConfig, store: ChunkStore | None = None,
-        *, chunk_bos_id: int | None = None, max_new_tokens: int = 64,
+        *, chunk_bos_id: int | None = None, max_new_tokens: int = 64, fingerprint: str | None = None,
     ) -> None:
+        """``fingerprint``: ``model_fingerprint(config, params)`` when the caller already computed it
+        (it hashes every weight byte, ~0.7 s for the default model); computed here otherwise."""
         self.params, self.config = params, config
         self.store = store if store is not None else ChunkStore()
         self.chunk_bos_id = chunk_bos_id
         self.max_new_tokens = max_new_tokens
-        self.fingerprint = model_fingerprint(config, params)
+        self.fingerprint = fingerprint if fingerprint is not None else model_fingerprint(config, params)
         self.mesh = sharding.mesh_of(params)  # weights split over devices: caches follow them
 
     def _placed(self, cache: llama.KVCache) -> llama.KVCache:
