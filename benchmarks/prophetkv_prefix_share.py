@@ -18,11 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from cea_jax.files import atomic_write
-from prophetkv_jax.evaluation import DEFAULT_RULER_TASKS, load_samples, parse_args
+from prophetkv_jax.evaluation import DEFAULT_RULER_TASKS, load_samples, parse_args, sample_prompt
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine
-from prophetkv_jax.prompts import build_rag_prompt
-from prophetkv_jax.store import ChunkStore
 
 SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv")
 TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the README run's seven
@@ -58,19 +56,17 @@ def main() -> None:
                             str(args.samples), "--context", str(args.context)])
     params, config, tokenizer = load_checkpoint(eval_args.model)
     samples = load_samples(eval_args, tokenizer)
-    engine = Engine(params, config, ChunkStore(None), max_new_tokens=args.max_new_tokens)
+    engine = Engine(params, config, max_new_tokens=args.max_new_tokens)
     rows = []
     for sample in tqdm(samples, desc="oracle + four selectors", unit="sample"):
-        budget = min(args.max_new_tokens, sample.max_new_tokens)
-        prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
-                                  sample.answer_prefix, args.chunk_tokens, chat=True,
-                                  max_prompt_tokens=args.context - budget)
+        prompt, _ = sample_prompt(tokenizer, sample, chunk_tokens=args.chunk_tokens,
+                                  max_new_tokens=args.max_new_tokens, context_tokens=args.context)
         engine.precompute(prompt)
         rows.append({"task": sample.task, "index": sample.index, **share_record(engine, prompt, args.ratio)})
     metrics = [key for key in rows[0] if key not in ("task", "index")]
     groups = {"all": rows, **{task: [r for r in rows if r["task"] == task] for task in dict.fromkeys(r["task"] for r in rows)}}
     means = {name: {m: float(np.mean([r[m] for r in group])) for m in metrics} for name, group in groups.items()}
-    atomic_write(args.out, json.dumps({"settings": vars(args) | {"out": str(args.out)}, "means": means, "rows": rows}, indent=1))
+    atomic_write(args.out, json.dumps({"settings": vars(args) | {"out": str(args.out), "model": engine.fingerprint}, "means": means, "rows": rows}, indent=1))
     for name, mean in means.items():
         print(name, {k: round(v, 3) for k, v in mean.items()})
 

@@ -110,6 +110,17 @@ def run_settings(fingerprint: str, *, chunk_tokens: int, chat: bool, max_new_tok
             "context": context_tokens, **more}
 
 
+def sample_prompt(tokenizer: Any, sample: Sample, *, chunk_tokens: int, chat: bool = True,
+                  max_new_tokens: int | None = None, context_tokens: int | None = None) -> tuple[RagPrompt, int]:
+    """A sample's RAG prompt and its answer budget; with ``context_tokens`` an over-long prompt is
+    cut in the middle to leave room for the answer."""
+    budget = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
+    prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
+                              sample.answer_prefix, chunk_tokens, chat=chat and sample.extra.get("chat", True),
+                              max_prompt_tokens=None if context_tokens is None else context_tokens - budget)
+    return prompt, budget
+
+
 def evaluate_samples(
     engine: Engine, tokenizer: Any, samples: list[Sample], runs: list[tuple[str, float | None]],
     score_fn, out_dir: Path, *, chunk_tokens: int, chat: bool = True, show_progress: bool = True,
@@ -135,10 +146,8 @@ def evaluate_samples(
     pending = [(s, todo) for s, todo in pending if todo]
     bar = tqdm(total=sum(len(todo) for _, todo in pending), desc="prefill+decode", unit="run", disable=not show_progress)
     for sample, todo in pending:
-        budget = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
-        prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
-                                  sample.answer_prefix, chunk_tokens, chat=chat and sample.extra.get("chat", True),
-                                  max_prompt_tokens=None if context_tokens is None else context_tokens - budget)
+        prompt, budget = sample_prompt(tokenizer, sample, chunk_tokens=chunk_tokens, chat=chat,
+                                       max_new_tokens=max_new_tokens, context_tokens=context_tokens)
         for record in _score_sample(engine, tokenizer, sample, prompt, todo, budget, score_fn):
             record.update(settings=settings, settings_digest=digest)
             run_records.append_record(path, record)
