@@ -1,9 +1,15 @@
 """Chunk encoding and cache assembly: position-independent chunk KVs, RoPE applied once.
 
-A chunk is encoded alone at local positions 0..n-1 and kept with its keys *un*-rotated,
-so that at request time the stored chunks can be concatenated in retrieval order and
-rotated exactly once, at their global positions (rotating a stored rotated key again
-would be the double-RoPE bug the ProphetKV paper warns about).
+A chunk is encoded alone at local positions 0..n-1 and kept with its keys as the layer
+computed them, before RoPE, so that at request time the stored chunks can be laid out in
+retrieval order and rotated exactly once, at their global positions (rotating a stored
+rotated key again would be the double-RoPE bug the ProphetKV paper warns about). Nothing
+is un-rotated, so a bf16 entry is the very bf16 value a full prefill would start from.
+
+Assembly is device work only: each segment (a device array, or a host array that goes to
+the device once, in its own dtype) is rotated at its offset in fp32 and written into the
+cache in the compute dtype by one jitted, cache-donating call. Segments travel padded to
+``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing.
 """
 
 from __future__ import annotations
@@ -16,73 +22,69 @@ import numpy as np
 
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
-from prophetkv_jax.store import SegmentKV
+from prophetkv_jax.store import EntrySpec, SegmentKV
+
+SEGMENT_ROW_STEP = 64
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _unrotate_keys(k: jax.Array, positions: jax.Array, config: LlamaConfig) -> jax.Array:
-    cos, sin = llama.rope_tables(positions, config)
-    return jax.vmap(lambda layer_k: llama.apply_rope(layer_k, (cos, -sin)))(k)
+def segment_rows(n: int) -> int:
+    """Rows a stored segment of n tokens occupies: n rounded up to a multiple of 64."""
+    return max(SEGMENT_ROW_STEP, -(-n // SEGMENT_ROW_STEP) * SEGMENT_ROW_STEP)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _rotate_keys(k: jax.Array, positions: jax.Array, config: LlamaConfig) -> jax.Array:
-    rope = llama.rope_tables(positions, config)
-    return jax.vmap(lambda layer_k: llama.apply_rope(layer_k, rope))(k)
+def segment_spec(config: LlamaConfig, n: int, dtype: str) -> EntrySpec:
+    """The shape, length and dtype a stored n-token segment of this model must have."""
+    return EntrySpec((config.num_layers, segment_rows(n), config.num_kv_heads, config.head_dim), n, dtype)
 
 
-def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray) -> SegmentKV:
-    """Prefill one segment on its own (local positions) and return its K without RoPE, and V."""
+@functools.partial(jax.jit, static_argnames=("rows", "dtype"))
+def _segment_kv(cache: llama.KVCache, raw_k: jax.Array, n: jax.Array, rows: int, dtype: str):
+    keep = (jnp.arange(rows) < n)[None, :, None, None]  # padding rows are zeros, never garbage
+    as_stored = lambda x: jnp.where(keep, x[:, :rows], 0).astype(dtype)  # noqa: E731
+    return as_stored(raw_k), as_stored(cache.v)
+
+
+def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray, dtype: str | None = None) -> SegmentKV:
+    """Prefill one segment on its own (local positions) and return its pre-RoPE K and V as
+    device arrays of ``segment_rows(n)`` rows in ``dtype`` (default: the compute dtype)."""
     tokens = np.asarray(tokens, np.int32)
     n = tokens.size
     if n == 0:
         raise ValueError("cannot encode an empty segment")
     capacity = llama.bucket_size(n)
-    rows, positions, slots = llama.pad_rows(tokens, np.arange(n), np.arange(n), capacity)
-    no_logits = np.zeros((1,), np.int32)  # only the cache is wanted: skip the LM head
-    _, cache = llama.forward(
-        params, rows, positions, llama.KVCache.empty(config, capacity), slots, config, no_logits,
-        donate=True,
-    )
-    k = _unrotate_keys(cache.k, jnp.arange(capacity), config)
-    return SegmentKV(k=np.asarray(k[:, :n]), v=np.asarray(cache.v[:, :n]))
+    padded = np.pad(tokens, (0, capacity - n))
+    cache, raw_k = llama.encode(params, padded, llama.KVCache.empty(config, capacity), config)
+    k, v = _segment_kv(cache, raw_k, np.int32(n), segment_rows(n), dtype or config.dtype)
+    return SegmentKV(k=k, v=v, num_tokens=n)
 
 
-@functools.partial(jax.jit, donate_argnames=("k", "v"))
-def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, segment_v: jax.Array,
-                   start: jax.Array) -> tuple[jax.Array, jax.Array]:
-    slots = start + jnp.arange(segment_k.shape[1])  # padding past the capacity is dropped
-    return k.at[:, slots].set(segment_k, mode="drop"), v.at[:, slots].set(segment_v, mode="drop")
-
-
-def _bucketed(x: np.ndarray) -> np.ndarray:
-    """[L, n, KV, hd] zero-padded to ``bucket_size(n)`` rows, fp32: few shapes, so few compiles."""
-    n = x.shape[1]
-    return np.pad(np.asarray(x, np.float32), ((0, 0), (0, llama.bucket_size(n) - n), (0, 0), (0, 0)))
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("k", "v"))
+def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, segment_v: jax.Array, start: jax.Array,
+                   config: LlamaConfig) -> tuple[jax.Array, jax.Array]:
+    """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V into the cache."""
+    slots = start + jnp.arange(segment_k.shape[1], dtype=jnp.int32)  # padding past the capacity is dropped
+    rope = llama.rope_tables(slots, config)
+    rotated = jax.vmap(lambda layer_k: llama.apply_rope(layer_k, rope))(segment_k.astype(k.dtype))
+    return k.at[:, slots].set(rotated, mode="drop"), v.at[:, slots].set(segment_v.astype(v.dtype), mode="drop")
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:
-    """Concatenate segments in order into one cache, slot i = global position i, RoPE applied once.
+    """Lay segments out in order in one cache, slot i = global position i, RoPE applied once.
 
-    Each segment goes to the device as it is (no host-side copy of the whole cache) and is
-    written at its offset; segments are padded to shape buckets first, so a new chunk
-    length compiles nothing inside TTFT, and each one's padding is overwritten by the next
-    segment. Keys are rotated in fp32, then the cache takes the config's compute dtype (a
-    bf16 model gets a bf16 cache, as a full prefill does)."""
+    Every call is asynchronous device work: host segments are transferred first, all at
+    once (so the copies overlap the writes), then each one is written at its offset; a
+    segment's padding rows land where the next segment (or the query) overwrites them.
+    """
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
+    on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
+    dtype = jnp.dtype(config.dtype)
     shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
-    k, v = jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+    k, v = jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
     start = 0
-    for segment in segments:
-        k, v = _write_segment(k, v, _bucketed(segment.k), _bucketed(segment.v), jnp.int32(start))
+    for segment, (segment_k, segment_v) in zip(segments, on_device):
+        k, v = _write_segment(k, v, segment_k, segment_v, np.int32(start), config)
         start += segment.length
     positions = jnp.arange(capacity, dtype=jnp.int32)
-    dtype = jnp.dtype(config.dtype)
-    return llama.KVCache(
-        k=_rotate_keys(k, positions, config).astype(dtype),
-        v=v.astype(dtype),
-        positions=positions,
-        valid=positions < total,
-    )
+    return llama.KVCache(k=k, v=v, positions=positions, valid=positions < total)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import assemble, encode_segment
+from prophetkv_jax.assembly import assemble, encode_segment, segment_spec
 from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
@@ -103,12 +103,19 @@ class Engine:
             )
         return layout
 
+    @property
+    def store_dtype(self) -> str:
+        """The dtype chunk KVs are stored in: the store's own, else the model's compute dtype."""
+        return self.store.dtype or self.config.dtype
+
     def segment_kv(self, tokens: np.ndarray) -> SegmentKV:
-        """The stored KV of one segment, computed and stored on a miss."""
-        key = chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, self.store.dtype)
-        entry = self.store.get(key)
+        """The stored KV of one segment, computed and stored on a miss (or on a stored entry that
+        does not fit this model and chunk)."""
+        dtype = self.store_dtype
+        key = chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype)
+        entry = self.store.get(key, expect=segment_spec(self.config, len(tokens), dtype))
         if entry is None:
-            entry = encode_segment(self.params, self.config, tokens)
+            entry = encode_segment(self.params, self.config, tokens, dtype)
             self.store.put(key, entry)
         return entry
 
@@ -132,7 +139,7 @@ class Engine:
             tokens = layout.tokens()
             logits, cache = recompute.recompute_rows(
                 self.params, self.config, self._placed(llama.KVCache.empty(self.config, capacity)),
-                tokens, np.arange(len(tokens)), last_only=True, donate=True,
+                tokens, np.arange(len(tokens)), last_only=True, donate=True, causal_prefix=True,
             )
             selected = np.arange(layout.num_context)
         else:

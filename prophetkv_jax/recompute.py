@@ -35,17 +35,21 @@ def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: i
 def recompute_rows(
     params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
     tokens: np.ndarray, positions: np.ndarray, min_rows: int = 64, last_only: bool = False,
-    donate: bool = False,
+    donate: bool = False, causal_prefix: bool = False,
 ) -> tuple[np.ndarray, llama.KVCache]:
     """Carry rows through every layer, scattering their K/V into ``cache``; logits of the rows
     (of the last row only with ``last_only``, all a prefill needs).
 
     Rows are padded to a shape bucket of at least ``min_rows`` (1 when decoding). With
     ``donate`` the cache is updated in its own buffers and must not be used again.
+    ``causal_prefix`` (a full prefill: positions 0..n-1) lets accelerators use a causal kernel.
     """
     n = len(tokens)
+    if causal_prefix and not np.array_equal(positions, np.arange(n)):
+        raise ValueError("causal_prefix needs the rows at positions 0..n-1 in order")
     rows, pos, slots = _padded(tokens, positions, cache.capacity, min_rows)
-    logits, cache = llama.forward(params, rows, pos, cache, slots, config, _last_row(n, last_only), donate)
+    logits, cache = llama.forward(
+        params, rows, pos, cache, slots, config, _last_row(n, last_only), donate, causal_prefix)
     return logits if last_only else logits[:n], cache
 
 

@@ -15,8 +15,15 @@ scores together, where the blocked path needs a second pass over the keys for th
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+
+log = logging.getLogger(__name__)
 
 # Below every real logit; masked entries are also zeroed explicitly, so its size never leaks.
 _MASKED = -1e30
@@ -160,13 +167,74 @@ def few_rows_attention(
     return out, (probs * row_weight).sum(axis=(0, 1))
 
 
-def fused_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, row_positions: jax.Array,
-    key_positions: jax.Array, key_valid: jax.Array,
-) -> jax.Array:
-    """The backend's fused attention (cuDNN flash attention on GPU where it takes this mask).
+KERNELS = ("blocked", "cudnn_causal", "cudnn_masked", "xla_masked")
+_GPU_BACKENDS = ("gpu", "cuda", "rocm")
 
-    Used on GPU/TPU when no Stage-I scores are wanted; rows see the same slots as above.
+
+def choose_kernel(
+    backend: str, dtype: str, head_dim: int, *, wants_scores: bool, causal_prefix: bool,
+    cudnn_works: Callable[[str, int], bool] | None = None,
+) -> str:
+    """The attention kernel for one forward pass (one of ``KERNELS``).
+
+    * ``blocked`` (``blocked_attention``): CPU, fp32, Stage I and the oracle (they need the
+      attention probabilities), and any GPU shape cuDNN refuses;
+    * ``cudnn_causal``: cuDNN's fused attention with ``is_causal`` over the first T slots, for rows
+      that are positions 0..T-1 written to slots 0..T-1 (a full prefill, a chunk encoded alone);
+    * ``cudnn_masked``: cuDNN with an additive mask from global positions, for rows at scattered
+      positions (selective recomputation, the query segment, decoding);
+    * ``xla_masked``: ``jax.nn.dot_product_attention`` with ``implementation="xla"`` on TPU,
+      the path TPUs have always taken here (not yet measured against ``blocked`` there).
+    ``cudnn_works(dtype, head_dim)`` defaults to a one-time compile probe of cuDNN on this machine.
     """
-    mask = (key_positions[None, :] <= row_positions[:, None]) & key_valid[None, :]
-    return jax.nn.dot_product_attention(q[None], k[None], v[None], mask=mask[None, None])[0]
+    if wants_scores or backend == "cpu":
+        return "blocked"
+    if backend == "tpu":
+        return "xla_masked"
+    if backend not in _GPU_BACKENDS or dtype not in ("bfloat16", "float16") or head_dim % 8:
+        return "blocked"
+    if not (cudnn_works or _cudnn_works)(dtype, head_dim):
+        return "blocked"
+    return "cudnn_causal" if causal_prefix else "cudnn_masked"
+
+
+@functools.lru_cache(maxsize=None)
+def _cudnn_works(dtype: str, head_dim: int) -> bool:
+    """Compile a tiny causal and a tiny biased cuDNN attention once; False (with a warning) if either fails."""
+    q = jax.ShapeDtypeStruct((1, 128, 4, head_dim), jnp.dtype(dtype))
+    kv = jax.ShapeDtypeStruct((1, 128, 2, head_dim), jnp.dtype(dtype))
+    bias = jax.ShapeDtypeStruct((1, 1, 128, 128), jnp.dtype(dtype))
+    try:
+        jax.jit(functools.partial(jax.nn.dot_product_attention, is_causal=True, implementation="cudnn")).lower(
+            q, kv, kv).compile()
+        jax.jit(lambda q, k, v, b: jax.nn.dot_product_attention(q, k, v, bias=b, implementation="cudnn")).lower(
+            q, kv, kv, bias).compile()
+    except Exception as err:  # noqa: BLE001 - any refusal means: keep the blocked kernel
+        log.warning("cuDNN fused attention unavailable for %s, head_dim %d (%s); using blocked attention",
+                    dtype, head_dim, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return False
+    return True
+
+
+def mask_bias(row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array, dtype: Any) -> jax.Array:
+    """Additive mask [1, 1, T, S]: 0 where a row sees a slot (key position <= row position, slot valid)."""
+    seen = (key_positions[None, :] <= row_positions[:, None]) & key_valid[None, :]
+    blocked = jnp.asarray(-0.7 * jnp.finfo(dtype).max, dtype)  # finite: a row seeing nothing stays finite
+    return jnp.where(seen, jnp.zeros((), dtype), blocked)[None, None]
+
+
+# jax.nn.dot_product_attention's implementation per fused kernel (tests run the cuDNN ones' wiring with "xla").
+IMPLEMENTATION = {"cudnn_causal": "cudnn", "cudnn_masked": "cudnn", "xla_masked": "xla"}
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, kernel: str, bias: jax.Array | None) -> jax.Array:
+    """q [T, H, hd] over one layer's k, v [S, KV, hd] with a fused kernel from ``choose_kernel``.
+
+    ``cudnn_causal`` reads only the first T slots (the rows are positions 0..T-1); the masked
+    kernels take ``mask_bias`` of the rows against every slot.
+    """
+    if kernel == "cudnn_causal":
+        rows = q.shape[0]
+        return jax.nn.dot_product_attention(
+            q[None], k[None, :rows], v[None, :rows], is_causal=True, implementation=IMPLEMENTATION[kernel])[0]
+    return jax.nn.dot_product_attention(q[None], k[None], v[None], bias=bias, implementation=IMPLEMENTATION[kernel])[0]

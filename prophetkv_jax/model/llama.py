@@ -12,6 +12,7 @@ place; the jitted entry points can donate the cache (``donate=True``) so no call
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prophetkv_jax.model.attention import blocked_attention, fused_attention
+from prophetkv_jax.model.attention import blocked_attention, choose_kernel, fused_attention, mask_bias
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.weights import Params
 
@@ -128,15 +129,15 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(c.rms_norm_eps)
             self.k_norm = RMSNorm(c.rms_norm_eps)
 
-    def project(self, x: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """q [T, H, hd] and k [T, KV, hd] rotated at the rows' positions; v [T, KV, hd]."""
+    def project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q [T, H, hd], k [T, KV, hd] before RoPE, and v [T, KV, hd]."""
         c, rows = self.config, x.shape[0]
         q = self.q_proj(x).reshape(rows, c.num_heads, c.head_dim)
         k = self.k_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
         v = self.v_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
         if c.qk_norm:  # over head_dim, per head, before RoPE
             q, k = self.q_norm(q), self.k_norm(k)
-        return apply_rope(q, rope), apply_rope(k, rope), v
+        return q, k, v
 
     def output(self, attended: jax.Array) -> jax.Array:
         return self.o_proj(attended.reshape(attended.shape[0], -1))
@@ -164,25 +165,31 @@ class Rows:
     key_positions: jax.Array  # [S] the cache's slot positions, these rows registered
     key_valid: jax.Array  # [S]
     score_rows: jax.Array | None  # [T] Stage-I weight per row, or None
+    bias: jax.Array | None  # [1, 1, T, S] additive mask for the masked fused kernels, else None
+    kernel: str = dataclasses.field(metadata={"static": True})  # attention.choose_kernel's choice
+    raw_keys: bool = dataclasses.field(default=False, metadata={"static": True})  # hand back pre-RoPE K
 
 
 def prepare_rows(
     cache: KVCache, positions: jax.Array, write_slots: jax.Array, config: LlamaConfig,
-    score_rows: jax.Array | None = None,
+    score_rows: jax.Array | None = None, causal_prefix: bool = False, raw_keys: bool = False,
 ) -> tuple[KVCache, Rows]:
-    """Register the rows' positions in their slots; negative slots (padding) write nothing."""
+    """Register the rows' positions in their slots (negative slots, padding, write nothing) and
+    choose the attention kernel; ``causal_prefix``: the rows are positions 0..T-1 in slots 0..T-1."""
     targets = jnp.where(write_slots < 0, cache.capacity, write_slots)
     cache = dataclasses.replace(
         cache,
         positions=cache.positions.at[targets].set(positions.astype(jnp.int32), mode="drop"),
         valid=cache.valid.at[targets].set(True, mode="drop"),
     )
-    rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows)
+    kernel = choose_kernel(
+        jax.default_backend(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
+        causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity,
+    )
+    bias = mask_bias(positions, cache.positions, cache.valid, cache.k.dtype) if kernel.endswith("masked") else None
+    rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows,
+                bias, kernel, raw_keys)
     return cache, rows
-
-
-def _use_fused_attention(rows: Rows) -> bool:
-    return rows.score_rows is None and jax.default_backend() in ("gpu", "tpu")
 
 
 class DecoderLayer(nn.Module):
@@ -201,24 +208,26 @@ class DecoderLayer(nn.Module):
     ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array | None]:
         """Write the rows' K/V into slice ``layer`` of the stacks in place, attend over it."""
         h, k_stack, v_stack = carry
-        q, k, v = self.qkv(h, rows.rope)
+        q, raw_k, v = self.attn.project(self.attn_norm(h))
+        q, k = apply_rope(q, rows.rope), apply_rope(raw_k, rows.rope)
         k_stack = k_stack.at[layer, rows.targets].set(k.astype(k_stack.dtype), mode="drop")
         v_stack = v_stack.at[layer, rows.targets].set(v.astype(v_stack.dtype), mode="drop")
-        if _use_fused_attention(rows):
-            attended, scores = fused_attention(
-                q, k_stack[layer], v_stack[layer], rows.positions, rows.key_positions, rows.key_valid
-            ), None
-        else:
+        if rows.kernel == "blocked":
             attended, scores = blocked_attention(
                 q, k_stack, v_stack, layer, rows.positions, rows.key_positions, rows.key_valid,
                 rows.score_rows,
             )
+        else:
+            attended, scores = fused_attention(q, k_stack[layer], v_stack[layer], rows.kernel, rows.bias), None
         h = h + self.attn.output(attended)
         h = h + self.mlp(self.mlp_norm(h))
-        return (h, k_stack, v_stack), scores
+        per_layer = {"scores": scores, "raw_keys": raw_k if rows.raw_keys else None}
+        return (h, k_stack, v_stack), per_layer
 
     def qkv(self, h: jax.Array, rope: Rope) -> tuple[jax.Array, jax.Array, jax.Array]:
-        return self.attn.project(self.attn_norm(h), rope)
+        """Fresh q, k rotated by ``rope``, and v, without touching a cache (CacheBlend's check layer)."""
+        q, k, v = self.attn.project(self.attn_norm(h))
+        return apply_rope(q, rope), apply_rope(k, rope), v
 
 
 class LMHead(nn.Module):
@@ -262,27 +271,35 @@ class Llama(nn.Module):
 
     def __call__(
         self, tokens: jax.Array, positions: jax.Array, cache: KVCache, write_slots: jax.Array,
-        score_rows: jax.Array | None = None, logits_rows: jax.Array | None = None,
+        score_rows: jax.Array | None = None, logits_rows: jax.Array | None = None, causal_prefix: bool = False,
     ) -> tuple[jax.Array, KVCache, jax.Array | None]:
-        cache, rows = prepare_rows(cache, positions, write_slots, self.config, score_rows)
+        cache, rows = prepare_rows(cache, positions, write_slots, self.config, score_rows, causal_prefix)
         layers = jnp.arange(self.config.num_layers)
-        h, cache, scores = self.run_layers(self.embed(tokens), cache, rows, layers)
+        h, cache, per_layer = self.run_layers(self.embed(tokens), cache, rows, layers)
         if logits_rows is not None:
             h = h[logits_rows]
-        return self.logits(h), cache, scores
+        return self.logits(h), cache, per_layer["scores"]
+
+    def encode(self, tokens: jax.Array, cache: KVCache) -> tuple[KVCache, jax.Array]:
+        """Rows 0..T-1 of one segment alone: its cache and its keys before RoPE [L, T, KV, hd]."""
+        positions = jnp.arange(tokens.shape[0], dtype=jnp.int32)
+        cache, rows = prepare_rows(cache, positions, positions, self.config, causal_prefix=True, raw_keys=True)
+        _, cache, per_layer = self.run_layers(self.embed(tokens), cache, rows, jnp.arange(self.config.num_layers))
+        return cache, per_layer["raw_keys"]
 
     def run_layers(
         self, h: jax.Array, cache: KVCache, rows: Rows, layers: jax.Array
-    ) -> tuple[jax.Array, KVCache, jax.Array | None]:
-        """Carry rows through the cache layers ``layers``; per-layer Stage-I scores [len, S]."""
+    ) -> tuple[jax.Array, KVCache, dict[str, jax.Array | None]]:
+        """Carry rows through the cache layers ``layers``; per layer [len, ...]: the Stage-I scores
+        (with ``rows.score_rows``) and the keys before RoPE (with ``rows.raw_keys``), else None."""
         if self.unrolled:  # every layer, in order (the decode loop)
-            carry, scores = (h, cache.k, cache.v), None
+            carry = (h, cache.k, cache.v)
             for index, layer in enumerate(self.layers):
                 carry, _ = layer(carry, jnp.int32(index), rows)
-            h, k, v = carry
+            (h, k, v), per_layer = carry, {"scores": None, "raw_keys": None}
         else:
-            (h, k, v), scores = self.layers((h, cache.k, cache.v), layers, rows)
-        return h, dataclasses.replace(cache, k=k, v=v), scores
+            (h, k, v), per_layer = self.layers((h, cache.k, cache.v), layers, rows)
+        return h, dataclasses.replace(cache, k=k, v=v), per_layer
 
     def embed_tokens(self, tokens: jax.Array) -> jax.Array:
         return self.embed(tokens)
@@ -306,11 +323,12 @@ def layer_qkv(
     return DecoderLayer(config).apply({"params": layer_params}, h, rope, method=DecoderLayer.qkv)
 
 
-def _forward(params, tokens, positions, cache, write_slots, config, score_rows, logits_rows):
-    return Llama(config).apply({"params": params}, tokens, positions, cache, write_slots, score_rows, logits_rows)
+def _forward(params, tokens, positions, cache, write_slots, config, score_rows, logits_rows, causal_prefix=False):
+    return Llama(config).apply(
+        {"params": params}, tokens, positions, cache, write_slots, score_rows, logits_rows, causal_prefix)
 
 
-_STATIC = ("config",)
+_STATIC = ("config", "causal_prefix")
 _forward_jit = jax.jit(_forward, static_argnames=_STATIC)
 _forward_donating = jax.jit(_forward, static_argnames=_STATIC, donate_argnames=("cache",))
 
@@ -318,7 +336,7 @@ _forward_donating = jax.jit(_forward, static_argnames=_STATIC, donate_argnames=(
 def forward(
     params: Params, tokens: jax.Array, positions: jax.Array, cache: KVCache,
     write_slots: jax.Array, config: LlamaConfig, logits_rows: jax.Array | None = None,
-    donate: bool = False,
+    donate: bool = False, causal_prefix: bool = False,
 ) -> tuple[jax.Array, KVCache]:
     """Run rows (tokens at global positions) through the model, writing their K/V into the cache.
 
@@ -327,11 +345,19 @@ def forward(
     (row indices) limits the LM head to the rows whose logits are wanted: for a 49K
     vocabulary the head costs a fifth of a prefill when applied to every row. With
     ``donate`` the caller hands over ``cache`` (it must not be used again) and the update
-    happens in its buffers instead of a copy.
+    happens in its buffers instead of a copy. ``causal_prefix`` promises that the rows are
+    positions 0..T-1 written to slots 0..T-1 (a full prefill): accelerators then use a plain
+    causal fused kernel instead of a position mask.
     """
     run = _forward_donating if donate else _forward_jit
-    logits, cache, _ = run(params, tokens, positions, cache, write_slots, config, None, logits_rows)
+    logits, cache, _ = run(params, tokens, positions, cache, write_slots, config, None, logits_rows, causal_prefix)
     return logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("cache",))
+def encode(params: Params, tokens: jax.Array, cache: KVCache, config: LlamaConfig) -> tuple[KVCache, jax.Array]:
+    """``Llama.encode``: a segment prefilled alone into ``cache`` (donated), with its pre-RoPE keys."""
+    return Llama(config).apply({"params": params}, tokens, cache, method="encode")
 
 
 def forward_with_scores(

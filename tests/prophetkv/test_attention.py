@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from prophetkv_jax.model.attention import blocked_attention, fused_attention
+from prophetkv_jax.model import attention
+from prophetkv_jax.model.attention import blocked_attention, choose_kernel, fused_attention, mask_bias
 
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 8
 
@@ -79,10 +80,61 @@ def test_padding_rows_stay_finite_and_leave_real_rows_alone(few_rows):
     np.testing.assert_allclose(np.asarray(scores), np.asarray(alone_scores), atol=1e-6)
 
 
-def test_fused_path_sees_the_same_slots():
-    """The GPU/TPU path (jax.nn.dot_product_attention, XLA on CPU here) with the same position mask."""
+@pytest.mark.parametrize(
+    ("backend", "dtype", "head_dim", "scores", "prefix", "cudnn", "expected"),
+    [
+        ("cpu", "bfloat16", 128, False, True, True, "blocked"),  # CPU keeps the blocked path
+        ("gpu", "bfloat16", 128, False, True, True, "cudnn_causal"),  # full prefill
+        ("gpu", "bfloat16", 128, False, False, True, "cudnn_masked"),  # recomputed rows
+        ("gpu", "float16", 64, False, False, True, "cudnn_masked"),
+        ("gpu", "bfloat16", 128, True, False, True, "blocked"),  # Stage I needs the probabilities
+        ("gpu", "float32", 128, False, True, True, "blocked"),  # cuDNN has no fp32 kernel
+        ("gpu", "bfloat16", 100, False, True, True, "blocked"),  # head_dim not a multiple of 8
+        ("gpu", "bfloat16", 128, False, True, False, "blocked"),  # the cuDNN probe failed
+        ("cuda", "bfloat16", 128, False, True, True, "cudnn_causal"),
+        ("tpu", "bfloat16", 128, False, True, True, "xla_masked"),  # TPU: today's path
+        ("tpu", "bfloat16", 128, True, False, True, "blocked"),
+    ],
+)
+def test_kernel_choice(backend, dtype, head_dim, scores, prefix, cudnn, expected):
+    assert choose_kernel(backend, dtype, head_dim, wants_scores=scores, causal_prefix=prefix,
+                         cudnn_works=lambda *_: cudnn) == expected
+
+
+@pytest.fixture
+def xla_for_cudnn(monkeypatch):
+    """Run the cuDNN kernels' wiring (slicing, causal flag, bias) through XLA on this CPU."""
+    monkeypatch.setattr(attention, "IMPLEMENTATION", dict.fromkeys(attention.IMPLEMENTATION, "xla"))
+
+
+@pytest.mark.parametrize("kernel", ["cudnn_masked", "xla_masked"])
+def test_masked_fused_kernels_see_the_same_slots(kernel, xla_for_cudnn):
     q, k, v, row_pos, key_pos, key_valid = case(48, 128, 5, True)
     seen = ((key_pos[None, :] <= row_pos[:, None]) & key_valid[None, :]).any(1)
-    out = jax.jit(fused_attention)(q, k[1], v[1], row_pos, key_pos, key_valid)
+    bias = mask_bias(row_pos, key_pos, key_valid, np.float32)
+    out = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], kernel, bias)
     ref_out, _ = dense_reference(q, k[1], v[1], row_pos, key_pos, key_valid, np.zeros(48, np.float32))
     np.testing.assert_allclose(np.asarray(out)[seen], ref_out[seen], atol=1e-5)
+
+
+def test_causal_fused_kernel_reads_only_the_rows_own_slots(xla_for_cudnn):
+    """Rows 0..T-1 over a longer cache: later slots (here non-zero garbage) must not leak in."""
+    q, k, v, row_pos, key_pos, key_valid = case(64, 128, 3, False)
+    out = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], "cudnn_causal", None)
+    ref_out, _ = dense_reference(q, k[1], v[1], np.arange(64), np.arange(128), np.ones(128, bool),
+                                 np.zeros(64, np.float32))
+    np.testing.assert_allclose(np.asarray(out), ref_out, atol=1e-5)
+
+
+@pytest.mark.skipif(jax.default_backend() not in ("gpu", "cuda"), reason="needs a GPU with cuDNN")
+@pytest.mark.parametrize("kernel", ["cudnn_causal", "cudnn_masked"])
+def test_cudnn_kernels_equal_blocked_attention_on_the_gpu(kernel):
+    rows, slots = 256, 512
+    q, k, v, row_pos, key_pos, key_valid = case(rows, slots, 11, kernel == "cudnn_masked")
+    if kernel == "cudnn_causal":
+        row_pos, key_pos, key_valid = np.arange(rows), np.arange(slots), np.ones(slots, bool)
+    q, k, v = (jax.numpy.asarray(x, jax.numpy.bfloat16) for x in (q, k, v))
+    bias = mask_bias(row_pos, key_pos, key_valid, jax.numpy.bfloat16)
+    out = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], kernel, bias)
+    ref, _ = blocked(q, k, v, row_pos, key_pos, key_valid, None, 64, 64)
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2)

@@ -1,6 +1,9 @@
 """The ProphetKV engine on a tiny random Llama: assembly, the shared kernel, every method."""
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -8,7 +11,7 @@ from prophetkv_jax import assembly, recompute, selectors
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
 from prophetkv_jax.pipeline import Engine, RagPrompt
-from prophetkv_jax.store import ChunkStore
+from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key
 
 CONFIG = tiny_config(num_layers=3, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64))
 RECOMPUTING = ("cacheblend", "epic", "kvshare", "prophetkv")
@@ -36,18 +39,28 @@ def full_prefill(params, tokens):
     return np.asarray(logits), cache
 
 
-def test_assembled_layer0_kv_equals_full_prefill(engine, params):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_assembled_layer0_kv_equals_full_prefill(params, dtype):
+    """Layer-0 K/V depend on the token alone, so assembly must reproduce full prefill's: keys are
+    stored before RoPE (never rotated and un-rotated) and rotated once, in fp32 math."""
+    config = dataclasses.replace(CONFIG, dtype=dtype)
+    engine = Engine(params, config, max_new_tokens=8)
     layout = engine.layout(make_prompt())
-    _, full = full_prefill(params, layout.tokens())
+    cache = llama.KVCache.empty(config, llama.bucket_size(layout.total))
+    _, full = recompute.recompute_rows(params, config, cache, layout.tokens(), np.arange(layout.total))
     segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
-    assembled = assembly.assemble(CONFIG, segments, full.capacity)
+    assert {s.dtype for s in segments} == {dtype}  # a bf16 model's entries are bf16 end to end
+    assembled = assembly.assemble(config, segments, full.capacity)
     c = layout.num_context
-    # V never sees RoPE: bit-exact. K was un-rotated then rotated once: rounding only.
+    assert assembled.k.dtype == full.k.dtype == jnp.dtype(dtype)
     np.testing.assert_array_equal(np.asarray(assembled.v[0, :c]), np.asarray(full.v[0, :c]))
-    np.testing.assert_allclose(np.asarray(assembled.k[0, :c]), np.asarray(full.k[0, :c]), atol=2e-6)
+    # The same pre-RoPE key rotated by the same fp32 math (XLA may fuse it differently: 1e-7 in fp32,
+    # where the old un-rotate/rotate round trip cost 2e-6; nothing that survives rounding to bf16).
+    k, k_full = np.asarray(assembled.k[0, :c], np.float32), np.asarray(full.k[0, :c], np.float32)
+    np.testing.assert_allclose(k, k_full, rtol=0, atol=1e-7 if dtype == "float32" else 0)
     # A twice-rotated key (the bug the paper warns about) would be far off.
-    twice = assembly._rotate_keys(assembled.k, np.arange(full.capacity), CONFIG)
-    assert np.abs(np.asarray(twice[0, 6:c]) - np.asarray(full.k[0, 6:c])).max() > 1e-2
+    twice = llama.apply_rope(assembled.k[0], llama.rope_tables(jnp.arange(full.capacity), config))
+    assert np.abs(np.asarray(twice[6:c], np.float32) - np.asarray(full.k[0, 6:c], np.float32)).max() > 1e-2
     np.testing.assert_array_equal(np.asarray(assembled.valid), np.arange(full.capacity) < c)
 
 
@@ -244,3 +257,47 @@ def test_corrupt_store_entry_is_recomputed(params, tmp_path):
         path.write_bytes(bytes(data))
     second = Engine(params, CONFIG, ChunkStore(tmp_path), max_new_tokens=8)
     np.testing.assert_allclose(second.prefill(prompt, "naive").last_logits, expected, atol=1e-6)
+
+
+def test_a_stored_entry_that_does_not_fit_the_model_is_recomputed_not_served(params, tmp_path):
+    """An entry under the right key but of the wrong shape (e.g. written by a buggy or older
+    writer) must never reach the cache: the engine refuses it and encodes the chunk again."""
+    prompt = make_prompt(7)
+    clean = Engine(params, CONFIG, max_new_tokens=8)
+    expected = clean.prefill(prompt, "naive").last_logits
+    store = ChunkStore(tmp_path)
+    engine = Engine(params, CONFIG, store, max_new_tokens=8)
+    chunk = np.asarray(prompt.chunks[0], np.int32)
+    key = chunk_key(engine.fingerprint, chunk, False, engine.store_dtype)
+    good = clean.segment_kv(chunk)
+    store.put(key, SegmentKV(good.k[:, :, :1], good.v[:, :, :1], good.length))  # one KV head missing
+    np.testing.assert_allclose(engine.prefill(prompt, "naive").last_logits, expected, atol=1e-6)
+    assert engine.segment_kv(chunk).k.shape == good.k.shape
+
+
+def test_fused_kernels_wired_into_the_model_give_the_blocked_results(params, monkeypatch):
+    """The accelerator kernels (run through XLA here) in every pass: full prefill (causal over rows
+    0..T-1), the recompute kernel and CacheBlend's layer split (masked); Stage I stays blocked."""
+    from prophetkv_jax.model import attention
+
+    # Two configs equal but for an unused field: each traces afresh (no compiled program is shared).
+    config, fused_config = (dataclasses.replace(CONFIG, max_position_embeddings=CONFIG.max_position_embeddings + i)
+                            for i in (1, 2))
+    prompt, methods = make_prompt(8), ("full", "cacheblend", "prophetkv")
+    blocked = Engine(params, config, max_new_tokens=8)
+    expected = {m: blocked.prefill(prompt, m, 0.3) for m in methods}
+    chosen = []
+
+    def accelerator_choice(backend, dtype, head_dim, *, wants_scores, causal_prefix):
+        kernel = "blocked" if wants_scores else ("cudnn_causal" if causal_prefix else "cudnn_masked")
+        chosen.append(kernel)
+        return kernel
+
+    monkeypatch.setattr(attention, "IMPLEMENTATION", dict.fromkeys(attention.IMPLEMENTATION, "xla"))
+    monkeypatch.setattr(llama, "choose_kernel", accelerator_choice)
+    fused = Engine(params, fused_config, max_new_tokens=8)
+    for method in methods:
+        result = fused.prefill(prompt, method, 0.3)
+        np.testing.assert_array_equal(result.selected, expected[method].selected)
+        np.testing.assert_allclose(result.last_logits, expected[method].last_logits, atol=2e-5)
+    assert {"cudnn_causal", "cudnn_masked", "blocked"} <= set(chosen)

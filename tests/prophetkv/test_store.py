@@ -5,10 +5,12 @@ import multiprocessing
 import os
 import signal
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
+from prophetkv_jax.store import ChunkStore, EntrySpec, SegmentKV, chunk_key, model_fingerprint
 
 
 def segment(seed: int, length: int = 5) -> SegmentKV:
@@ -31,13 +33,75 @@ def test_key_depends_on_every_field():
                 chunk_key("fp", np.arange(4), False, "float16")}) == 5
 
 
-@pytest.mark.parametrize(("dtype", "atol"), [("float32", 0.0), ("float16", 2e-3), ("bfloat16", 2e-2)])
-def test_round_trip_through_disk(tmp_path, dtype, atol):
-    entry = segment(0)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_round_trip_through_disk_keeps_dtype_bits_and_length(tmp_path, dtype):
+    entry = SegmentKV(*(np.asarray(x, jnp.dtype(dtype)) for x in (segment(0).k, segment(0).v)), num_tokens=3)
     ChunkStore(tmp_path, dtype=dtype).put("a" * 64, entry)
     loaded = ChunkStore(tmp_path, dtype=dtype).get("a" * 64)  # fresh store: memory is empty
-    np.testing.assert_allclose(loaded.k, entry.k, atol=atol, rtol=atol)
-    np.testing.assert_allclose(loaded.v, entry.v, atol=atol, rtol=atol)
+    assert (loaded.dtype, loaded.length) == (dtype, 3)  # bf16 stays bf16: no conversion on the way
+    np.testing.assert_array_equal(np.asarray(loaded.k), np.asarray(jnp.asarray(entry.k)))
+    np.testing.assert_array_equal(np.asarray(loaded.v), np.asarray(jnp.asarray(entry.v)))
+
+
+def test_a_store_with_a_dtype_refuses_entries_of_another():
+    with pytest.raises(ValueError, match="holds float16 entries, got float32"):
+        ChunkStore(dtype="float16").put(key(1), segment(1))
+
+
+def test_memory_tiers_return_the_stored_objects():
+    device_entry = SegmentKV(jnp.asarray(segment(1).k), jnp.asarray(segment(1).v))
+    store = ChunkStore()
+    store.put(key(1), device_entry)
+    assert store.get(key(1)) is device_entry
+    host_only = ChunkStore(max_device_bytes=0)
+    host_entry = segment(2)
+    host_only.put(key(2), host_entry)
+    assert host_only.get(key(2)) is host_entry
+
+
+def test_a_host_hit_is_promoted_to_the_device_tier_once():
+    store = ChunkStore()
+    store.put(key(1), segment(1))  # a host array enters the host tier
+    assert store.memory_bytes() == {"device": 0, "host": segment(1).nbytes}
+    promoted = store.get(key(1))
+    assert isinstance(promoted.k, jax.Array) and store.get(key(1)) is promoted
+    np.testing.assert_array_equal(np.asarray(promoted.k), segment(1).k)
+    assert store.memory_bytes() == {"device": segment(1).nbytes, "host": segment(1).nbytes}
+
+
+def test_device_evictions_move_to_host_and_host_evictions_are_reported_once(caplog):
+    size = segment(1).nbytes
+    store = ChunkStore(max_device_bytes=2 * size, max_host_bytes=2 * size)
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+        for n in range(1, 6):
+            store.put(key(n), SegmentKV(jnp.asarray(segment(n).k), jnp.asarray(segment(n).v)))
+    assert store.memory_bytes() == {"device": 2 * size, "host": 2 * size} and store.dropped == 1
+    assert store.get(key(1)) is None  # the least recently used left both tiers
+    assert isinstance(store.get(key(2)).k, jax.Array)  # demoted to host, promoted back on the hit
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "fits no tier" in messages[0] and "--store-host-gib" in messages[0]
+
+
+def test_with_a_disk_tier_nothing_is_reported_as_dropped(tmp_path, caplog):
+    size = segment(1).nbytes
+    store = ChunkStore(tmp_path, max_device_bytes=size, max_host_bytes=size)
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+        for n in range(1, 5):
+            store.put(key(n), segment(n))
+    assert store.dropped == 0 and not caplog.records
+    np.testing.assert_array_equal(store.get(key(1)).k, segment(1).k)  # from disk
+
+
+def test_an_entry_of_the_wrong_shape_is_refused_and_removed(tmp_path, caplog):
+    store = ChunkStore(tmp_path)
+    store.put(key(1), segment(1, length=5))
+    spec = EntrySpec((2, 6, 2, 4), 6, "float32")  # the chunk has 6 tokens: the entry is not its KV
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+        assert store.get(key(1), expect=spec) is None
+        assert ChunkStore(tmp_path).get(key(1), expect=spec) is None  # gone from disk too
+    assert not store.path_for(key(1)).exists() and store.memory_bytes() == {"device": 0, "host": 0}
+    assert "does not fit this chunk and model" in caplog.records[0].getMessage()
+    assert store.get(key(1), expect=EntrySpec((2, 5, 2, 4), 5, "float32")) is None  # a miss now
 
 
 def test_corrupt_byte_is_reported_once_and_the_entry_dropped(tmp_path, caplog):
@@ -144,6 +208,26 @@ def test_a_path_that_resolves_outside_the_root_is_refused(tmp_path):
     with pytest.raises(ValueError, match="outside the store root"):
         store.put("ab" + "0" * 62, segment(1))
     assert not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_eviction_and_cleanup_never_follow_a_link_out_of_the_root(tmp_path):
+    root, outside = tmp_path / "store", tmp_path / "elsewhere"
+    outside.mkdir()
+    precious = outside / f"{key(9)}.safetensors"
+    precious.write_text("precious")
+    old_temp = outside / "old.tmp"
+    old_temp.write_text("precious")
+    for path in (precious, old_temp):
+        os.utime(path, (1, 1))  # the oldest file, and a temporary an hour stale, if they were inside
+    store = ChunkStore(root, max_disk_bytes=1)
+    (root / "cd").symlink_to(outside)  # a linked folder ...
+    (root / "ef").mkdir()
+    (root / "ef" / f".{key(8)}.safetensors.x.tmp").symlink_to(old_temp)  # ... and a linked temporary
+    for n in (1, 2):
+        store.put(key(n), segment(n))
+    assert precious.read_text() == old_temp.read_text() == "precious"
+    assert sorted(p.name for p in outside.iterdir()) == sorted([precious.name, old_temp.name])
+    assert not store.path_for(key(1)).exists() and store.path_for(key(2)).exists()  # the cap still applies inside
 
 
 def _unusable_root(tmp_path, kind):
