@@ -34,15 +34,16 @@ from prophetkv_jax.model.config import DTYPES, LlamaConfig
 DEFAULT_OUT = os.path.join("benchmarks", "results", "llama_prefill.json")
 
 
-def prefill_flops(config: LlamaConfig, tokens: int) -> float:
-    """Useful FLOPs of a T-token prefill: 2 per multiply-add, causal attention counted once."""
+def prefill_flops(config: LlamaConfig, tokens: int, head_rows: int | None = None) -> float:
+    """Useful FLOPs of a T-token prefill: 2 per multiply-add, causal attention counted once;
+    the LM head on ``head_rows`` rows (default: every row)."""
     c = config
     linear_per_token = c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim  # q, k, v
     linear_per_token += c.num_heads * c.head_dim * c.hidden_size  # o
     linear_per_token += 3 * c.hidden_size * c.intermediate_size  # gate, up, down
     causal_pairs = tokens * (tokens + 1) / 2
     attention = 2 * 2 * causal_pairs * c.num_heads * c.head_dim  # scores and weighted values
-    head = 2 * tokens * c.hidden_size * c.vocab_size
+    head = 2 * (tokens if head_rows is None else head_rows) * c.hidden_size * c.vocab_size
     return c.num_layers * (2 * tokens * linear_per_token + attention) + head
 
 
@@ -73,7 +74,8 @@ def project_prefill(params, config: LlamaConfig, ids: np.ndarray) -> Callable[[]
 
     def run() -> None:  # a fresh cache per request, donated
         cache = llama.KVCache.empty(config, capacity)
-        logits, new_cache = llama.forward(params, tokens, positions, cache, slots, config, donate=True)
+        logits, new_cache = llama.forward(params, tokens, positions, cache, slots, config, donate=True,
+                                          causal_prefix=True)
         jax.block_until_ready((logits, new_cache))
 
     return run

@@ -8,8 +8,9 @@ is un-rotated, so a bf16 entry is the very bf16 value a full prefill would start
 
 Assembly is device work only: each segment (a device array, or a host array that goes to
 the device once, in its own dtype) is rotated at its offset in fp32 and written into the
-cache in the compute dtype by one jitted, cache-donating call. Segments travel padded to
-``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing.
+cache in the compute dtype by one jitted, cache-donating call (``dynamic_update_slice`` in
+place). Segments travel padded to ``segment_rows`` buckets, so a new mix of chunk lengths
+compiles nothing.
 """
 
 from __future__ import annotations
@@ -58,14 +59,48 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
     return SegmentKV(k=k, v=v, num_tokens=n)
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnames=("k", "v"))
+def padded_end(segments: list[SegmentKV]) -> int:
+    """The last slot (exclusive) any segment's padded rows reach when laid out in order."""
+    ends, start = [0], 0
+    for segment in segments:
+        ends.append(start + segment.k.shape[1])
+        start += segment.length
+    return max(ends)
+
+
+@functools.lru_cache(maxsize=8)
+def _rope_table(config: LlamaConfig, length: int) -> llama.Rope:
+    """cos/sin [length, hd] for positions 0..length-1, computed once on the device (XLA would
+    otherwise recompute the cosines inside every element of the rotation it fuses them into)."""
+    return jax.jit(lambda: llama.rope_tables(jnp.arange(length, dtype=jnp.int32), config))()
+
+
+def _as_bits(x: jax.Array) -> jax.Array:
+    """16-bit floats as uint16: XLA:CPU copies those as integers, but converts bf16 element by element."""
+    return jax.lax.bitcast_convert_type(x, jnp.uint16) if x.dtype.itemsize == 2 else x
+
+
+def _from_bits(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _zeros(shape: tuple[int, ...], dtype: str) -> jax.Array:
+    dtype = jnp.dtype(dtype)
+    return _from_bits(jnp.zeros(shape, jnp.uint16 if dtype.itemsize == 2 else dtype), dtype)
+
+
+@functools.partial(jax.jit, donate_argnames=("k", "v"))
 def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, segment_v: jax.Array, start: jax.Array,
-                   config: LlamaConfig) -> tuple[jax.Array, jax.Array]:
-    """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V into the cache."""
-    slots = start + jnp.arange(segment_k.shape[1], dtype=jnp.int32)  # padding past the capacity is dropped
-    rope = llama.rope_tables(slots, config)
+                   table: llama.Rope) -> tuple[jax.Array, jax.Array]:
+    """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V in place."""
+    rows = segment_k.shape[1]
+    rope = tuple(jax.lax.dynamic_slice_in_dim(t, start, rows) for t in table)
     rotated = jax.vmap(lambda layer_k: llama.apply_rope(layer_k, rope))(segment_k.astype(k.dtype))
-    return k.at[:, slots].set(rotated, mode="drop"), v.at[:, slots].set(segment_v.astype(v.dtype), mode="drop")
+    at = (0, start, 0, 0)
+    values = _as_bits(segment_v.astype(v.dtype))
+    return (jax.lax.dynamic_update_slice(k, rotated, at),
+            _from_bits(jax.lax.dynamic_update_slice(_as_bits(v), values, at), v.dtype))
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:
@@ -73,18 +108,20 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> l
 
     Every call is asynchronous device work: host segments are transferred first, all at
     once (so the copies overlap the writes), then each one is written at its offset; a
-    segment's padding rows land where the next segment (or the query) overwrites them.
+    segment's padding rows land where the next segment (or the query) overwrites them. The
+    cache holds at least ``capacity`` slots, a bucket more when the last padding needs them.
     """
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
+    capacity = max(capacity, llama.bucket_size(padded_end(segments)))
     on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
-    dtype = jnp.dtype(config.dtype)
     shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
-    k, v = jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+    k, v = _zeros(shape, config.dtype), _zeros(shape, config.dtype)
+    table = _rope_table(config, capacity)
     start = 0
     for segment, (segment_k, segment_v) in zip(segments, on_device):
-        k, v = _write_segment(k, v, segment_k, segment_v, np.int32(start), config)
+        k, v = _write_segment(k, v, segment_k, segment_v, np.int32(start), table)
         start += segment.length
     positions = jnp.arange(capacity, dtype=jnp.int32)
     return llama.KVCache(k=k, v=v, positions=positions, valid=positions < total)

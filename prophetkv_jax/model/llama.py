@@ -86,11 +86,17 @@ def rope_tables(positions: jax.Array, config: LlamaConfig) -> Rope:
 
 
 def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
-    """Rotate x [T, heads, hd] by its rows' angles."""
-    cos, sin = (t[:, None, :] for t in rope)
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return (x.astype(jnp.float32) * cos + rotated.astype(jnp.float32) * sin).astype(x.dtype)
+    """Rotate x [T, heads, hd] by its rows' angles (HF's rotate-half), in fp32, back to x's dtype.
+
+    The two halves are a size-2 axis, so rotate-half is a reversal of that axis with the sign
+    folded into sin: the same products and sums as concatenating (-x2, x1), which XLA:CPU runs
+    about twice as slowly.
+    """
+    rows, half = x.shape[0], x.shape[-1] // 2
+    cos, sin = (t.reshape(rows, 1, 2, half) for t in rope)
+    sin = sin * jnp.array([-1.0, 1.0], jnp.float32)[:, None]
+    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], 2, half)
+    return (pairs * cos + pairs[..., ::-1, :] * sin).reshape(x.shape).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- modules

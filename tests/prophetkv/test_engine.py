@@ -59,9 +59,9 @@ def test_assembled_layer0_kv_equals_full_prefill(params, dtype):
     k, k_full = np.asarray(assembled.k[0, :c], np.float32), np.asarray(full.k[0, :c], np.float32)
     np.testing.assert_allclose(k, k_full, rtol=0, atol=1e-7 if dtype == "float32" else 0)
     # A twice-rotated key (the bug the paper warns about) would be far off.
-    twice = llama.apply_rope(assembled.k[0], llama.rope_tables(jnp.arange(full.capacity), config))
+    twice = llama.apply_rope(assembled.k[0], llama.rope_tables(jnp.arange(assembled.capacity), config))
     assert np.abs(np.asarray(twice[6:c], np.float32) - np.asarray(full.k[0, 6:c], np.float32)).max() > 1e-2
-    np.testing.assert_array_equal(np.asarray(assembled.valid), np.arange(full.capacity) < c)
+    np.testing.assert_array_equal(np.asarray(assembled.valid), np.arange(assembled.capacity) < c)
 
 
 def test_new_chunk_lengths_compile_nothing_when_assembling(engine):

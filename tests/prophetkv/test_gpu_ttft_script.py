@@ -29,15 +29,20 @@ def test_refuses_cpu_in_one_line_unless_asked_with_a_tiny_scale(argv, capsys):
     assert err.count("\n") == 1 and "refusing to run on CPU" in err
 
 
-def test_cpu_smoke_run_times_both_methods(tmp_path):
+def test_cpu_smoke_run_times_every_row_and_phase(tmp_path):
     out = tmp_path / "ttft.json"
     assert script.main(["--allow-cpu", "--scale", "0.02", "--contexts", "384", "--chunk-tokens", "64",
-                        "--repeats", "1", "--out", str(out)]) == 0
+                        "--repeats", "1", "--matmul-sizes", "256", "--out", str(out)]) == 0
     payload = json.loads(out.read_text())
     config = script.scaled_config(0.02)
     assert not shape_mismatches(script.random_params(config), config)
     assert payload["config"]["num_layers"] == config.num_layers == 2 and payload["config"]["dtype"] == "bfloat16"
-    full, prophet = payload["results"]
-    assert (full["method"], prophet["method"], prophet["ratio"]) == ("full", "prophetkv", 0.2)
-    assert full["ttft_s"] > 0 and prophet["speedup_vs_full"] == pytest.approx(full["ttft_s"] / prophet["ttft_s"])
-    assert prophet["kv_cache_dtype"] == "bfloat16"
+    assert payload["matmul_peak_tflops"] > 0 and any("transformers row skipped" in n for n in payload["notes"])
+    full, device, host = payload["results"]
+    assert [r["method"] for r in (full, device, host)] == ["full", "prophetkv_device_tier", "prophetkv_host_tier"]
+    assert 0 < full["share_of_matmul_peak"] and full["speedup_vs_fastest_full"] == 1.0
+    for row in (device, host):
+        assert row["ratio"] == 0.2 and row["kv_cache_dtype"] == "bfloat16"
+        assert row["speedup_vs_fastest_full"] == pytest.approx(full["ttft_s"] / row["ttft_s"])
+        assert set(row["phases_s"]) == set(script.PHASES) and 0 < row["assembly_share"] < 1
+    assert (tmp_path / "ttft.md").read_text().count("| 384 |") == 3

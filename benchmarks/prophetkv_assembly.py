@@ -1,0 +1,125 @@
+"""Cache assembly against a plain host memcpy of the same bytes, side by side in one run.
+
+Assembly lays the stored chunk KVs of one request out in a cache and rotates the keys at
+their global positions: at best it costs a copy of those bytes. This times ``assemble`` on
+an 8B-width KV layout (8 KV heads x head_dim 128, Llama-3.1-8B's) with the layers scaled
+down, for chunk KVs held in the device tier and in the host tier, next to NumPy copying the
+same segments into one preallocated array. Rounds alternate the contenders, so load from
+other processes hits all alike; the best round of each is kept.
+
+    python benchmarks/prophetkv_assembly.py --out benchmarks/results/prophetkv_assembly.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cea_jax.files import atomic_write
+from prophetkv_jax import assembly
+from prophetkv_jax.model import llama
+from prophetkv_jax.store import SegmentKV
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the 8B shape
+from gpu_ttft_8b import LLAMA_31_8B  # noqa: E402
+
+
+def segments_for(config, tokens: int, chunk: int, seed: int = 0) -> list[SegmentKV]:
+    """Device-resident chunk KVs of ``tokens`` tokens in ``chunk``-token segments, as the engine stores them."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, tokens, chunk):
+        n = min(chunk, tokens - start)
+        shape = (config.num_layers, assembly.segment_rows(n), config.num_kv_heads, config.head_dim)
+        k, v = (jnp.asarray(rng.standard_normal(shape, np.float32), config.dtype) for _ in range(2))
+        out.append(SegmentKV(k, v, n))
+    return out
+
+
+def memcpy_baseline(segments: list[SegmentKV], capacity: int) -> Callable[[], None]:
+    """NumPy copying each host segment's rows into its place in one preallocated [2, L, S, KV, hd] array."""
+    host = [(np.asarray(s.k), np.asarray(s.v), s.length) for s in segments]
+    target = np.empty((2, host[0][0].shape[0], capacity, *host[0][0].shape[2:]), host[0][0].dtype)
+
+    def run() -> None:
+        start = 0
+        for k, v, n in host:
+            target[0, :, start:start + n] = k[:, :n]
+            target[1, :, start:start + n] = v[:, :n]
+            start += n
+
+    return run
+
+
+def best_of(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Each contender once to warm up, then ``rounds`` interleaved rounds; all times kept."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def measure(dtype: str, layers: int, tokens: int, chunk: int, rounds: int) -> dict:
+    config = dataclasses.replace(LLAMA_31_8B, num_layers=layers, dtype=dtype)
+    device = segments_for(config, tokens, chunk)
+    host = [SegmentKV(np.asarray(s.k), np.asarray(s.v), s.length) for s in device]
+    capacity = llama.bucket_size(tokens + 64)
+    runs = {
+        "assemble_device_tier": lambda: jax.block_until_ready(assembly.assemble(config, device, capacity)),
+        "assemble_host_tier": lambda: jax.block_until_ready(assembly.assemble(config, host, capacity)),
+        "host_memcpy": memcpy_baseline(device, capacity),
+    }
+    times = best_of(runs, rounds)
+    best = {name: min(t) for name, t in times.items()}
+    kv_bytes = 2 * layers * tokens * config.num_kv_heads * config.head_dim * jnp.dtype(dtype).itemsize
+    return {
+        "dtype": dtype, "layers": layers, "tokens": tokens, "chunk_tokens": chunk, "kv_bytes": kv_bytes,
+        "seconds": times, "best_s": best,
+        "device_tier_over_memcpy": best["assemble_device_tier"] / best["host_memcpy"],
+        "host_tier_over_memcpy": best["assemble_host_tier"] / best["host_memcpy"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=16384)
+    parser.add_argument("--chunk-tokens", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=4, help="layers of the 8B KV layout kept (32 in the model)")
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/prophetkv_assembly.json")
+    args = parser.parse_args(argv)
+    if min(args.tokens, args.chunk_tokens, args.layers, args.rounds) < 1:
+        parser.error("--tokens, --chunk-tokens, --layers and --rounds must be positive")
+    load = os.getloadavg()[0]
+    results = [measure(d, args.layers, args.tokens, args.chunk_tokens, args.rounds) for d in args.dtypes.split(",")]
+    payload = {"device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
+               "load_average_1min": {"start": load, "end": os.getloadavg()[0]}, "results": results}
+    atomic_write(Path(args.out), json.dumps(payload, indent=2))
+    for r in results:
+        print(f"{r['dtype']:9s} {r['kv_bytes'] / 2**20:.0f} MiB: memcpy {r['best_s']['host_memcpy']:.3f}s, "
+              f"assemble from device tier {r['best_s']['assemble_device_tier']:.3f}s "
+              f"({r['device_tier_over_memcpy']:.2f}x), from host tier {r['best_s']['assemble_host_tier']:.3f}s "
+              f"({r['host_tier_over_memcpy']:.2f}x)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
