@@ -205,18 +205,20 @@ def write_outputs(records: list[dict[str, Any]], out_dir: Path, settings: dict[s
     """summary.json, results.md and (with several ratios) ratio_sweep.png, each written atomically.
 
     Failed records (``error``) are left out of every number and counted in ``summary["failed"]``
-    and in a table under the others."""
+    and in a table under the others; the returned summary also holds the plot path and that Markdown."""
     scored, failed = run_records.split_failed(records)
     summary = report.summarize(scored)
     summary["settings"] = settings
     summary["failed"] = run_records.failure_counts(failed)
     with run_records.naming_file(out_dir / "summary.json"):
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
+    table = report.markdown(summary) + run_records.failure_note(summary["failed"], len(records))
     with run_records.naming_file(out_dir / "results.md"):
-        atomic_write(out_dir / "results.md", report.markdown(summary) + run_records.failure_note(summary["failed"], len(records)))
+        atomic_write(out_dir / "results.md", table)
     with run_records.naming_file(out_dir / "ratio_sweep.png"):
         plotted = report.plot_ratio_sweep(summary, out_dir / "ratio_sweep.png")
     summary["plot"] = str(out_dir / "ratio_sweep.png") if plotted else None
+    summary["markdown"] = table
     return summary
 
 
@@ -298,7 +300,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> int:
                                out_dir, chunk_tokens=args.chunk_tokens, chat=not args.no_chat,
                                max_new_tokens=args.max_new_tokens, context_tokens=args.context, settings=settings)
     summary = write_outputs(records, out_dir, dict(vars(args)))
-    print(report.markdown(summary))
+    print(summary["markdown"])
     print(f"wrote {out_dir / 'results.md'}, {out_dir / 'summary.json'}"
           + (f", {summary['plot']}" if summary["plot"] else ""))
     failed = sum(c["records"] for c in summary["failed"])
