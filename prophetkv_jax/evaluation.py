@@ -145,16 +145,16 @@ def evaluate_samples(
     pending = [(s, [(m, p) for m, p in runs if record_key(s.task, s.index, m, p) not in done]) for s in samples]
     pending = [(s, todo) for s, todo in pending if todo]
     bar = tqdm(total=sum(len(todo) for _, todo in pending), desc="prefill+decode", unit="run", disable=not show_progress)
-    for sample, todo in pending:
-        prompt, budget = sample_prompt(tokenizer, sample, chunk_tokens=chunk_tokens, chat=chat,
-                                       max_new_tokens=max_new_tokens, context_tokens=context_tokens)
-        for record in _score_sample(engine, tokenizer, sample, prompt, todo, budget, score_fn):
-            record.update(settings=settings, settings_digest=digest)
-            run_records.append_record(path, record)
-            records.append(record)
-            bar.update()
-        bar.set_postfix_str(f"{sample.task} #{sample.index}")
-    bar.close()
+    with bar:  # closed on any exit, so an error or Ctrl-C line is the last one printed
+        for sample, todo in pending:
+            prompt, budget = sample_prompt(tokenizer, sample, chunk_tokens=chunk_tokens, chat=chat,
+                                           max_new_tokens=max_new_tokens, context_tokens=context_tokens)
+            for record in _score_sample(engine, tokenizer, sample, prompt, todo, budget, score_fn):
+                record.update(settings=settings, settings_digest=digest)
+                run_records.append_record(path, record)
+                records.append(record)
+                bar.update()
+            bar.set_postfix_str(f"{sample.task} #{sample.index}")
     wanted = {record_key(s.task, s.index, m, p) for s in samples for m, p in runs}
     return [r for r in records if r["key"] in wanted]
 
@@ -180,7 +180,7 @@ def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPro
         closeness = fidelity.compare(
             reference, fidelity.answer_log_probs(engine.params, engine.config, result, full_tokens))
         overlap = None
-        if method not in report.RATIO_FREE:
+        if method not in report.RATIO_FREE and not closeness.error:
             if ratio not in oracles:
                 oracles[ratio] = engine.oracle(prompt, ratio)
             overlap = fidelity.oracle_overlap(result.selected, oracles[ratio])
@@ -196,17 +196,29 @@ def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPro
             "recomputed": int(len(result.selected)), "context_tokens": int(result.num_context),
             "prompt_tokens": int(result.next_position),
         })
+        if closeness.error:  # nothing was measured: a failure of the record, never agreement
+            records[-1] = run_records.mark_failed(records[-1], closeness.error)
     return records
 
 
 def write_outputs(records: list[dict[str, Any]], out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """summary.json, results.md and (with several ratios) ratio_sweep.png, each written atomically."""
-    summary = report.summarize(records)
+    """summary.json, results.md and (with several ratios) ratio_sweep.png, each written atomically.
+
+    Failed records (``error``) are left out of every number and counted in ``summary["failed"]``
+    and in a table under the others; the returned summary also holds the plot path and that Markdown."""
+    scored, failed = run_records.split_failed(records)
+    summary = report.summarize(scored)
     summary["settings"] = settings
-    atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
-    table = report.markdown(summary)
-    atomic_write(out_dir / "results.md", table)
-    summary["plot"] = str(out_dir / "ratio_sweep.png") if report.plot_ratio_sweep(summary, out_dir / "ratio_sweep.png") else None
+    summary["failed"] = run_records.failure_counts(failed)
+    with run_records.naming_file(out_dir / "summary.json"):
+        atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
+    table = report.markdown(summary) + run_records.failure_note(summary["failed"], len(records))
+    with run_records.naming_file(out_dir / "results.md"):
+        atomic_write(out_dir / "results.md", table)
+    with run_records.naming_file(out_dir / "ratio_sweep.png"):
+        plotted = report.plot_ratio_sweep(summary, out_dir / "ratio_sweep.png")
+    summary["plot"] = str(out_dir / "ratio_sweep.png") if plotted else None
+    summary["markdown"] = table
     return summary
 
 
@@ -242,7 +254,20 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
 
 
 def main(argv: list[str]) -> int:
+    """Ctrl-C ends in one line saying how much is saved (exit 130); every record written stays valid."""
     args = parse_args(argv)
+    out_dir = Path(args.out)
+    try:
+        run_records.check_writable(out_dir)  # before the model loads, not after the first sample's compute
+        return _run(args, out_dir)
+    except KeyboardInterrupt:
+        path = out_dir / "records.jsonl"
+        saved = len(run_records.load_records(path))
+        sys.stderr.write(f"evaluate.py: interrupted: {saved} record(s) saved in {path}; the same command resumes\n")
+        return 130
+
+
+def _run(args: argparse.Namespace, out_dir: Path) -> int:
     from prophetkv_jax.tasks import longbench, ruler
     from prophetkv_jax.tasks.metrics import score_sample
     from prophetkv_jax.model.checkpoint import load_checkpoint
@@ -252,7 +277,6 @@ def main(argv: list[str]) -> int:
     params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype, model_parallel=args.mesh)
     if args.context > config.max_position_embeddings:
         refuse(f"--context {args.context} exceeds the model's {config.max_position_embeddings} positions")
-    out_dir = Path(args.out)
     data = (dict(haystack_dir=args.haystack_dir, squad=args.squad, hotpotqa=args.hotpotqa) if args.task == "ruler"
             else dict(data_dir=args.data_dir))
     settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos, store_dtype=args.store_dtype,
@@ -276,7 +300,11 @@ def main(argv: list[str]) -> int:
                                out_dir, chunk_tokens=args.chunk_tokens, chat=not args.no_chat,
                                max_new_tokens=args.max_new_tokens, context_tokens=args.context, settings=settings)
     summary = write_outputs(records, out_dir, dict(vars(args)))
-    print(report.markdown(summary))
+    print(summary["markdown"])
     print(f"wrote {out_dir / 'results.md'}, {out_dir / 'summary.json'}"
           + (f", {summary['plot']}" if summary["plot"] else ""))
+    failed = sum(c["records"] for c in summary["failed"])
+    if failed:
+        raise FloatingPointError(f"{failed} of {len(records)} records failed (non-finite logits); they are kept in "
+                                 f"{out_dir / 'records.jsonl'} with an error field and left out of every mean")
     return 0

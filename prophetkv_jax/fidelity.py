@@ -23,8 +23,9 @@ ANSWER_POSITIONS = 16  # the first 16 answer positions are compared
 
 @dataclasses.dataclass(frozen=True)
 class Fidelity:
-    kl: float  # mean over positions of KL(full || method), in nats
-    top1_agreement: float  # share of positions whose argmax equals full prefill's
+    kl: float | None  # mean over positions of KL(full || method), in nats; None when ``error``
+    top1_agreement: float | None  # share of positions whose argmax equals full prefill's; None when ``error``
+    error: str | None = None  # why nothing could be measured (non-finite logits), else None
 
 
 def answer_log_probs(
@@ -53,16 +54,25 @@ def answer_log_probs(
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float64 (KL of near-equal distributions needs the precision)."""
+    """Row-wise log-softmax in float64 (KL of near-equal distributions needs the precision).
+    Non-finite logits give NaN rows, quietly: ``compare`` turns them into a failed record."""
     x = np.asarray(logits, np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = x - x.max(axis=-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def compare(reference: np.ndarray, method: np.ndarray) -> Fidelity:
-    """KL(reference || method) averaged over positions, and argmax agreement, from log-probs."""
+    """KL(reference || method) averaged over positions, and argmax agreement, from log-probs.
+
+    Non-finite log-probs on either side measure nothing: argmax of NaN rows agrees with
+    itself, so they yield a Fidelity with ``error`` set and no numbers, never agreement.
+    """
     if reference.shape != method.shape:
         raise ValueError(f"log-prob shapes differ: {reference.shape} vs {method.shape}")
+    for side, log_probs in (("full prefill", reference), ("this method", method)):
+        if not np.isfinite(log_probs).all():
+            return Fidelity(kl=None, top1_agreement=None, error=f"non-finite logits from {side}")
     kl = np.sum(np.exp(reference) * (reference - method), axis=-1)
     agree = np.argmax(reference, axis=-1) == np.argmax(method, axis=-1)
     return Fidelity(kl=float(np.mean(kl)), top1_agreement=float(np.mean(agree)))

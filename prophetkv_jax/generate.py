@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 from typing import Iterable
 
@@ -42,10 +43,18 @@ def pick_token(logits: np.ndarray, temperature: float, top_p: float, key: jax.Ar
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
-    if temperature < 0:
-        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {temperature}")
+    """Written so NaN fails every comparison: NaN is refused, never taken for a valid setting."""
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def check_finite_logits(logits: np.ndarray) -> None:
+    """Non-finite logits decode as token 0 over and over: an answer that looks like one. Refuse instead."""
+    if not np.isfinite(logits).all():
+        raise FloatingPointError("the model's logits are not finite (NaN/inf) for this prompt; its weights or "
+                                 "--dtype overflow make every answer meaningless")
 
 
 def _next_token(logits: jax.Array, key: jax.Array, greedy: bool, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
@@ -120,6 +129,7 @@ def decode_from_cache(
     The caller's cache stays intact (the loop runs on a copy) unless ``donate`` hands it over.
     """
     check_sampling(temperature, top_p)
+    check_finite_logits(last_logits)
     _check_room([next_position], max_new_tokens, cache.capacity)
     key, sub = jax.random.split(jax.random.PRNGKey(seed))
     first = pick_token(last_logits, temperature, top_p, sub)

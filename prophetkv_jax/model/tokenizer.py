@@ -12,6 +12,8 @@ from typing import Any, Iterable
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers
 
+from cea_jax.cli import one_line
+
 # llama.cpp's pre-tokenizer names -> the split HF applies before byte-level BPE. Llama 3 keeps runs of
 # up to three digits together, Qwen2 (and Qwen3, whose GGUF files say "qwen2") splits every digit.
 _DIGITS = {"llama-bpe": r"\p{N}{1,3}", "llama3": r"\p{N}{1,3}", "qwen2": r"\p{N}"}
@@ -27,11 +29,13 @@ class Tokenizer:
     """Text <-> ids, BOS/EOS ids and the checkpoint's chat template."""
 
     def __init__(self, backend: HFTokenizer, *, bos_id: int | None, eos_ids: Iterable[int],
-                 chat_template: str | None, bos_token: str = "", eos_token: str = "") -> None:
+                 chat_template: str | None, bos_token: str = "", eos_token: str = "",
+                 template_source: str = "the chat template") -> None:
         self.backend = backend
         self.bos_id = bos_id
         self.eos_ids = frozenset(int(i) for i in eos_ids)
         self.chat_template = chat_template
+        self.template_source = template_source  # the file it came from, named when it fails
         self._special = {"bos_token": bos_token, "eos_token": eos_token}
 
     @property
@@ -55,19 +59,25 @@ class Tokenizer:
 
         ``enable_thinking`` is off by default: Qwen3's template then closes an empty ``<think>``
         block, so evaluation answers directly (its own default would think first); templates
-        that never read the variable render the same either way.
+        that never read the variable render the same either way. A template that fails (syntax,
+        an undefined name, the sandbox refusing an attribute, its own ``raise_exception``) is a
+        ValueError naming the file it came from.
         """
         if not self.chat_template:
             raise ValueError("this checkpoint has no chat template; use plain prompts (--no-chat)")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_template_error
-        template = env.from_string(self.chat_template)
-        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               enable_thinking=enable_thinking, **self._special)
+        try:
+            template = env.from_string(self.chat_template)
+            return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                   enable_thinking=enable_thinking, **self._special)
+        except Exception as err:  # the template is the checkpoint's code: any error it raises is bad input
+            raise ValueError(f"{self.template_source}: chat template failed ({type(err).__name__}: "
+                             f"{one_line(err)}); fix it or use plain prompts (--no-chat)") from err
 
 
 def _raise_template_error(message: str) -> None:
-    raise ValueError(f"chat template error: {message}")
+    raise ValueError(f"raise_exception({message!r})")
 
 
 def from_gguf_metadata(fields: dict[str, Any], source: str) -> Tokenizer:
@@ -93,6 +103,7 @@ def from_gguf_metadata(fields: dict[str, Any], source: str) -> Tokenizer:
         backend, bos_id=bos, eos_ids=[] if eos is None else [eos],
         chat_template=fields.get("tokenizer.chat_template"),
         bos_token=tokens[bos] if bos is not None else "", eos_token=tokens[eos] if eos is not None else "",
+        template_source=f"{source} (tokenizer.chat_template)",
     )
 
 
@@ -110,10 +121,15 @@ def _pre_tokenizer(name: str) -> pre_tokenizers.PreTokenizer:
     raise ValueError(f"unsupported GGUF pre-tokenizer {name!r} (supported: smollm, llama-bpe, qwen2, gpt2)")
 
 
-def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids: Iterable[int]) -> Tokenizer:
-    """An HF checkpoint's tokenizer.json plus the template and special tokens of tokenizer_config.json."""
-    backend = HFTokenizer.from_file(tokenizer_json)
-    bos_token, eos_token = (_token_text(tokenizer_config.get(k)) for k in ("bos_token", "eos_token"))
+def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids: Iterable[int],
+                  config_source: str = "tokenizer_config.json") -> Tokenizer:
+    """An HF checkpoint's tokenizer.json plus the template and special tokens of tokenizer_config.json
+    (``config_source``: where that dict was read, named in errors)."""
+    try:
+        backend = HFTokenizer.from_file(tokenizer_json)
+    except Exception as err:  # the Rust tokenizers library raises plain Exception for a damaged file
+        raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({one_line(err)})") from err
+    bos_token, eos_token = (_token_text(tokenizer_config.get(k), config_source, k) for k in ("bos_token", "eos_token"))
     bos_id = backend.token_to_id(bos_token) if bos_token else None
     eos = set(eos_ids)
     if eos_token and backend.token_to_id(eos_token) is not None:
@@ -122,8 +138,11 @@ def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids
     if isinstance(template, list):  # several named templates: the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     return Tokenizer(backend, bos_id=bos_id, eos_ids=eos, chat_template=template,
-                     bos_token=bos_token or "", eos_token=eos_token or "")
+                     bos_token=bos_token or "", eos_token=eos_token or "", template_source=config_source)
 
 
-def _token_text(value: Any) -> str | None:
-    return value.get("content") if isinstance(value, dict) else value
+def _token_text(value: Any, source: str, key: str) -> str | None:
+    text = value.get("content") if isinstance(value, dict) else value
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"{source}: {key} must be a string or an object with content, got {value!r}")
+    return text

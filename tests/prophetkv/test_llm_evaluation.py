@@ -98,7 +98,8 @@ def test_loop_writes_records_tables_plot_and_resumes(engine, tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "named"), [
-    (["--ratios", "0.2,1.5"], "--ratios"), (["--methods", "prophetkv,magic"], "--methods"),
+    (["--ratios", "0.2,1.5"], "--ratios"), (["--ratios", "nan"], "--ratios"), (["--ratios", "inf"], "--ratios"),
+    (["--methods", "prophetkv,magic"], "--methods"),
     (["--max-new-tokens", "0"], "--max-new-tokens"), (["--max-new-tokens", "-1"], "--max-new-tokens"),
     (["--context", "0"], "--context"), (["--samples", "x"], "--samples"),
 ])
