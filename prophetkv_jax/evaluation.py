@@ -25,6 +25,7 @@ from prophetkv_jax.model import sharding
 from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.prompts import build_rag_prompt
+from prophetkv_jax.store import DEFAULT_DEVICE_BYTES, DEFAULT_HOST_BYTES, GIB, STORE_DTYPES
 
 DEFAULT_RULER_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multivalue", "niah_multiquery", "vt", "fwe")
 
@@ -56,7 +57,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="HF Llama directory or .gguf file (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     parser.add_argument("--store", default=None, help="persistent chunk-KV store directory (default: in memory)")
-    parser.add_argument("--store-dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    parser.add_argument("--store-dtype", default=None, choices=STORE_DTYPES,
+                        help="precision of the stored chunk KVs (default: the model's --dtype)")
+    parser.add_argument("--store-device-gib", type=float, default=DEFAULT_DEVICE_BYTES / GIB,
+                        help="chunk store's accelerator-memory tier cap (GiB; 0 serves chunk KVs from host RAM)")
+    parser.add_argument("--store-host-gib", type=float, default=DEFAULT_HOST_BYTES / GIB,
+                        help="chunk store's host-RAM tier cap (GiB)")
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="weights, activations and KV cache (bfloat16 halves memory; float32 is the CPU default)")
     parser.add_argument("--mesh", default="auto", help=sharding.MESH_HELP)
@@ -74,6 +80,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.mesh = sharding.parse_mesh(args.mesh)
     except ValueError as err:
         parser.error(str(err))
+    if not min(args.store_device_gib, args.store_host_gib) >= 0:  # NaN fails too
+        parser.error("--store-device-gib and --store-host-gib must be >= 0")
     try:
         args.ratios = [selectors.check_ratio(float(r)) for r in args.ratios.split(",")]
     except ValueError as err:
@@ -279,7 +287,8 @@ def _run(args: argparse.Namespace, out_dir: Path) -> int:
         refuse(f"--context {args.context} exceeds the model's {config.max_position_embeddings} positions")
     data = (dict(haystack_dir=args.haystack_dir, squad=args.squad, hotpotqa=args.hotpotqa) if args.task == "ruler"
             else dict(data_dir=args.data_dir))
-    settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos, store_dtype=args.store_dtype,
+    settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos,
+                    store_dtype=args.store_dtype or config.dtype,  # what the engine stores chunk KVs in
                     template_version=(ruler if args.task == "ruler" else longbench).TEMPLATE_VERSION, **data)
     fingerprint = model_fingerprint(config, params)
     full_settings = run_settings(fingerprint, chunk_tokens=args.chunk_tokens,
@@ -293,7 +302,8 @@ def _run(args: argparse.Namespace, out_dir: Path) -> int:
     max_new = max(s.max_new_tokens for s in samples)
     if args.max_new_tokens is not None:
         max_new = min(max_new, args.max_new_tokens)
-    store = ChunkStore(args.store, dtype=args.store_dtype)
+    store = ChunkStore(args.store, dtype=args.store_dtype, max_device_bytes=int(args.store_device_gib * GIB),
+                       max_host_bytes=int(args.store_host_gib * GIB))
     engine = Engine(params, config, store, chunk_bos_id=tokenizer.bos_id if args.chunk_bos else None,
                     max_new_tokens=max(max_new, fidelity.ANSWER_POSITIONS), fingerprint=fingerprint)
     records = evaluate_samples(engine, tokenizer, samples, runs_for(args.methods, args.ratios), score_sample,

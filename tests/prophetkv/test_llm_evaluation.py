@@ -102,6 +102,8 @@ def test_loop_writes_records_tables_plot_and_resumes(engine, tmp_path):
     (["--methods", "prophetkv,magic"], "--methods"),
     (["--max-new-tokens", "0"], "--max-new-tokens"), (["--max-new-tokens", "-1"], "--max-new-tokens"),
     (["--context", "0"], "--context"), (["--samples", "x"], "--samples"),
+    (["--store-host-gib", "-1"], "--store-host-gib"), (["--store-device-gib", "nan"], "--store-device-gib"),
+    (["--store-dtype", "int8"], "--store-dtype"),
 ])
 def test_cli_rejects_bad_arguments_in_one_line_with_exit_code_2(argv, named, capsys):
     with pytest.raises(SystemExit) as stop:
