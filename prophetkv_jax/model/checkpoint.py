@@ -9,6 +9,7 @@ both formats produce the same HF-layout weights.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -25,6 +26,7 @@ from prophetkv_jax.model.checkpoint_checks import (
     CheckpointError, check_all_read, check_layers, finite, inside_folder, positive_float, positive_int,
 )
 from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
+from prophetkv_jax.model.llama import rope_inv_freq
 from prophetkv_jax.model.weights import Params
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -330,6 +332,10 @@ def _load_gguf(path: Path, dtype: str):
             raise CheckpointError(f"{path}: tensor {name} has unsupported type {tensor.tensor_type.name} "
                                   f"(supported: {', '.join(_GGUF_WEIGHT_TYPES)})")
     config = _config_from_gguf(fields, tensors, path, dtype, arch)
+    if "rope_freqs.weight" in tensors:  # llama.cpp's form of Llama-3 RoPE scaling
+        factors = finite(gguf.quants.dequantize(tensors["rope_freqs.weight"].data, tensors["rope_freqs.weight"]
+                                                .tensor_type), path, "rope_freqs.weight")
+        config = dataclasses.replace(config, rope_scaling=_llama3_scaling_from_factors(factors, config, path))
     permuted = arch == "llama"
 
     def read(name: str) -> np.ndarray:
@@ -343,8 +349,26 @@ def _load_gguf(path: Path, dtype: str):
             weight = _unpermute_rotary(weight, heads)
         return weight
 
-    params = _assemble(read, tensors, path, config, dtype, _GGUF_NAMES, r"blk\.(\d+)\.", f"GGUF {arch}.block_count")
+    params = _assemble(read, tensors, path, config, dtype, _GGUF_NAMES, r"blk\.(\d+)\.", f"GGUF {arch}.block_count",
+                       ignorable=("rope_freqs.weight",) if config.rope_scaling else ())
     return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
+
+
+def _llama3_scaling_from_factors(factors: np.ndarray, config: LlamaConfig, path: Path) -> RopeScaling:
+    """The Llama-3 RoPE scaling whose per-frequency divisors are ``factors`` (llama.cpp stores them
+    as ``rope_freqs.weight``): the largest divisor is the scaling factor; the other three parameters
+    are those of every Llama-3.x release. Anything else is refused rather than approximated."""
+    factors = np.asarray(factors, np.float64).reshape(-1)
+    if factors.shape != (config.head_dim // 2,):
+        raise CheckpointError(f"{path}: rope_freqs.weight has {factors.size} values, expected head_dim / 2 = "
+                              f"{config.head_dim // 2}")
+    scaling = RopeScaling(float(factors.max()), 1.0, 4.0, 8192)
+    unscaled = rope_inv_freq(dataclasses.replace(config, rope_scaling=None))
+    implied = unscaled / rope_inv_freq(dataclasses.replace(config, rope_scaling=scaling))
+    if not np.allclose(factors, implied, rtol=1e-4):
+        raise CheckpointError(f"{path}: rope_freqs.weight is not Llama-3 RoPE scaling (factor {scaling.factor:g}, "
+                              "low/high frequency factors 1/4, original context 8192); no other form is supported")
+    return scaling
 
 
 def _config_from_gguf(

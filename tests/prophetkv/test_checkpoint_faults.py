@@ -69,6 +69,34 @@ def test_a_tensor_the_config_has_no_place_for_is_refused(tmp_path, capsys):
         refused(capsys, path))
 
 
+def _llama3_factors(theta: float, head_dim: int, factor: float = 8.0) -> np.ndarray:
+    """llama.cpp's rope_freqs.weight for Llama-3 scaling, from the reference formula (HF's)."""
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2) / head_dim)
+    wavelen = 2 * np.pi / inv_freq
+    smooth = np.clip((8192 / wavelen - 1.0) / (4.0 - 1.0), 0, 1)
+    scaled = np.where(wavelen > 8192, inv_freq / factor, (1 - smooth) * inv_freq / factor + smooth * inv_freq)
+    return (inv_freq / scaled).astype(np.float32)
+
+
+def test_gguf_rope_freqs_of_llama3_scaling_load_as_that_scaling(tmp_path):
+    from prophetkv_jax.model.checkpoint import load_checkpoint
+    from prophetkv_jax.model.config import RopeScaling
+
+    factors = _llama3_factors(500000.0, HF_CONFIG["head_dim"])
+    assert factors.min() == 1.0 and factors.max() == 8.0 and ((factors > 1) & (factors < 8)).any()  # all 3 bands
+    path = write_gguf(tmp_path / "m.gguf", rope_freq_base=500000.0,
+                      edit=lambda t: t.update({"rope_freqs.weight": factors}))
+    _, config, _ = load_checkpoint(str(path))
+    assert config.rope_scaling == RopeScaling(8.0, 1.0, 4.0, 8192) and config.rope_theta == 500000.0
+
+
+def test_gguf_rope_freqs_of_another_form_are_refused(tmp_path, capsys):
+    factors = np.full(HF_CONFIG["head_dim"] // 2, 2.0, np.float32)
+    path = write_gguf(tmp_path / "m.gguf", rope_freq_base=500000.0,
+                      edit=lambda t: t.update({"rope_freqs.weight": factors}))
+    assert "rope_freqs.weight is not Llama-3 RoPE scaling" in refused(capsys, path)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("num_attention_heads", 0, "num_attention_heads must be a positive integer, got 0"),
     ("num_key_value_heads", 0, "num_key_value_heads must be a positive integer, got 0"),

@@ -92,7 +92,8 @@ def gguf_name(hf_name: str) -> str:
 
 
 def write_gguf(path: Path, *, block_count: int | None = None, layers: int | None = None,
-               edit: Callable[[dict[str, np.ndarray]], None] | None = None, chat_template: str | None = None) -> Path:
+               edit: Callable[[dict[str, np.ndarray]], None] | None = None, chat_template: str | None = None,
+               rope_freq_base: float | None = None) -> Path:
     """A llama GGUF file (F32 tensors, a byte-level BPE vocabulary) with ``block_count`` in its
     metadata and ``layers`` layers of tensors (both default to HF_CONFIG's)."""
     import gguf
@@ -110,6 +111,8 @@ def write_gguf(path: Path, *, block_count: int | None = None, layers: int | None
     writer.add_head_count_kv(c["num_key_value_heads"])
     writer.add_key_length(c["head_dim"])
     writer.add_layer_norm_rms_eps(c["rms_norm_eps"])
+    if rope_freq_base is not None:
+        writer.add_rope_freq_base(rope_freq_base)
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list(["a", "b", "ab"] + [f"x{i}" for i in range(VOCAB - 3)])
     writer.add_token_merges(["a b"])
