@@ -84,6 +84,22 @@ def _from_bits(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     return jax.lax.bitcast_convert_type(x, dtype) if x.dtype != dtype else x
 
 
+def _widen(x: jax.Array) -> jax.Array:
+    """To fp32; bf16 by shifting its bits into the high half (exact, and ~4x XLA:CPU's convert)."""
+    if x.dtype != jnp.bfloat16:
+        return x.astype(jnp.float32)
+    return jax.lax.bitcast_convert_type(_as_bits(x).astype(jnp.uint32) << 16, jnp.float32)
+
+
+def _narrow(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """fp32 to ``dtype``; to bf16 by integer round-to-nearest-even, bit for bit XLA's convert, NaN kept."""
+    if dtype != jnp.bfloat16:
+        return x.astype(dtype)
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return _from_bits(jnp.where(jnp.isnan(x), jnp.uint32(0x7FC0), rounded).astype(jnp.uint16), dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("shape", "dtype"))
 def _zeros(shape: tuple[int, ...], dtype: str) -> jax.Array:
     dtype = jnp.dtype(dtype)
@@ -96,11 +112,11 @@ def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, segment_v: 
     """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V in place."""
     rows = segment_k.shape[1]
     rope = tuple(jax.lax.dynamic_slice_in_dim(t, start, rows) for t in table)
-    rotated = jax.vmap(lambda layer_k: llama.apply_rope(layer_k, rope))(segment_k.astype(k.dtype))
+    rotated = _narrow(jax.vmap(lambda layer_k: llama.rotate(layer_k, rope))(_widen(segment_k)), k.dtype)
+    values = segment_v if segment_v.dtype == v.dtype else _narrow(_widen(segment_v), v.dtype)
     at = (0, start, 0, 0)
-    values = _as_bits(segment_v.astype(v.dtype))
-    return (jax.lax.dynamic_update_slice(k, rotated, at),
-            _from_bits(jax.lax.dynamic_update_slice(_as_bits(v), values, at), v.dtype))
+    return (_from_bits(jax.lax.dynamic_update_slice(_as_bits(k), _as_bits(rotated), at), k.dtype),
+            _from_bits(jax.lax.dynamic_update_slice(_as_bits(v), _as_bits(values), at), v.dtype))
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> llama.KVCache:

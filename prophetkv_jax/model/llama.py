@@ -85,8 +85,8 @@ def rope_tables(positions: jax.Array, config: LlamaConfig) -> Rope:
     return jnp.cos(angles), jnp.sin(angles)
 
 
-def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
-    """Rotate x [T, heads, hd] by its rows' angles (HF's rotate-half), in fp32, back to x's dtype.
+def rotate(x: jax.Array, rope: Rope) -> jax.Array:
+    """Rotate fp32 x [T, heads, hd] by its rows' angles (HF's rotate-half), in fp32.
 
     The two halves are a size-2 axis, so rotate-half is a reversal of that axis with the sign
     folded into sin: the same products and sums as concatenating (-x2, x1), which XLA:CPU runs
@@ -95,8 +95,13 @@ def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
     rows, half = x.shape[0], x.shape[-1] // 2
     cos, sin = (t.reshape(rows, 1, 2, half) for t in rope)
     sin = sin * jnp.array([-1.0, 1.0], jnp.float32)[:, None]
-    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], 2, half)
-    return (pairs * cos + pairs[..., ::-1, :] * sin).reshape(x.shape).astype(x.dtype)
+    pairs = x.reshape(*x.shape[:-1], 2, half)
+    return (pairs * cos + pairs[..., ::-1, :] * sin).reshape(x.shape)
+
+
+def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
+    """``rotate`` for x of any float dtype: fp32 math, the result back in x's dtype."""
+    return rotate(x.astype(jnp.float32), rope).astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------- modules
