@@ -1,7 +1,8 @@
 """The CPU benchmarks at two commits, side by side in one run: did a change make CPU slower?
 
-Each contender is a checkout (the working tree, and ``--base`` checked out into a temporary git
-worktree) whose own benchmark scripts run with that checkout first on ``PYTHONPATH``: prefill vs
+Each contender is a commit (``--base``, and ``--head``: HEAD by default) checked out into a temporary
+git worktree, so edits made while it runs change nothing; its own benchmark scripts run with that
+checkout first on ``PYTHONPATH``: prefill vs
 transformers (``llama_prefill.py``), TTFT of full prefill and ProphetKV@0.2 at 4K
 (``prophetkv_ttft.py``), and greedy decoding (``llama_decode.py``). Rounds alternate the order of
 the two checkouts, so load from other processes hits both alike; every number is kept.
@@ -58,6 +59,7 @@ def run_one(tree: Path, label: str, name: str, scratch: Path, round_index: int) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the commit to compare the working tree with")
+    parser.add_argument("--head", default="HEAD", help="the commit that should not be slower")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--benchmarks", default=",".join(BENCHMARKS))
     parser.add_argument("--out", default="benchmarks/results/cpu_before_after.json")
@@ -65,23 +67,25 @@ def main(argv: list[str] | None = None) -> int:
     names = args.benchmarks.split(",")
     if args.rounds < 1 or not set(names) <= set(BENCHMARKS):
         parser.error(f"--rounds must be >= 1 and --benchmarks a subset of {','.join(BENCHMARKS)}")
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    commits = {side: subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+               for side, rev in (("base", args.base), ("head", args.head))}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        base_tree = Path(scratch) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.base],
-                       check=True, capture_output=True)
+        trees = [(f"{side} {commit}", Path(scratch) / side) for side, commit in commits.items()]
         try:
-            trees = [(f"base {args.base}", base_tree), (f"head {head}", ROOT)]
+            for (_, tree), commit in zip(trees, commits.values()):
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
+                               check=True, capture_output=True)
             for round_index in range(args.rounds):
                 for name in names:
                     for label, tree in (trees if round_index % 2 == 0 else trees[::-1]):
                         rows.append(run_one(tree, label, name, Path(scratch), round_index))
                         print(json.dumps(rows[-1]), flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
-    atomic_write(Path(args.out), json.dumps({"base": args.base, "head": head, "rows": rows}, indent=2))
+            for _, tree in trees:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    atomic_write(Path(args.out), json.dumps({**commits, "rows": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0
 
