@@ -216,8 +216,9 @@ class DecoderLayer(nn.Module):
 
     def __call__(
         self, carry: tuple[jax.Array, jax.Array, jax.Array], layer: jax.Array, rows: Rows
-    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array | None]:
-        """Write the rows' K/V into slice ``layer`` of the stacks in place, attend over it."""
+    ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], dict[str, jax.Array | None]]:
+        """Write the rows' K/V into slice ``layer`` of the stacks in place, attend over it; per layer,
+        the Stage-I scores and the keys before RoPE when ``rows`` asks for them."""
         h, k_stack, v_stack = carry
         q, raw_k, v = self.attn.project(self.attn_norm(h))
         q, k = apply_rope(q, rows.rope), apply_rope(raw_k, rows.rope)
