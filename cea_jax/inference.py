@@ -39,6 +39,14 @@ def predictor(config: ModelConfig):
     return predict
 
 
+def abstract_params(config: ModelConfig) -> Any:
+    """The model's parameters as ShapeDtypeStructs (no memory, no compilation): what a checkpoint must hold."""
+    model = build_model(config)
+    key = jax.random.key(0)
+    sample = jax.ShapeDtypeStruct((1, MULTIPLE, MULTIPLE, 3), jnp.float32)
+    return jax.eval_shape(lambda x: model.init({"params": key, "router": key}, x), sample)
+
+
 def restore_batch(config: ModelConfig, params: Any, images: np.ndarray,
                   return_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Restore uint8 [B, H, W, 3] images of any size (reflect-padded to MULTIPLE, cropped back)."""
