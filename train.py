@@ -2,7 +2,9 @@
 
 With no other argument this trains the tiny CEA model on the embedded data (scikit-image
 photos, AIO-3 degradations synthesised online) in a few minutes on a laptop CPU.
-Re-running the same command resumes from the latest checkpoint in ``--workdir``;
+Re-running the same command resumes from the latest checkpoint in ``--workdir`` (other
+training settings are refused unless ``--allow-changed-settings``; config.json keeps the
+settings of each step range), and a second train.py on the same folder is refused;
 ``python evaluate.py --task aio3 --workdir DIR`` and
 ``python -m cea_jax.restore in.png out.png --workdir DIR`` then use it.
 """
@@ -55,6 +57,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], type=_override, metavar="KEY=VALUE",
                    help="override a model config field (repeatable), e.g. --set rank=4 --set num_blocks=[1,1,1,1]")
     _add_setting_flags(p)
+    p.add_argument("--allow-changed-settings", action="store_true",
+                   help="resume with settings other than the run's so far (config.json keeps both, per step range)")
     p.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize()")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     spec.config()  # validate the overrides before any work
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    row = train(args.workdir, spec, config, progress=not args.no_progress)
+    row = train(args.workdir, spec, config, progress=not args.no_progress,
+                allow_changed_settings=args.allow_changed_settings)
     if row.get("interrupted"):
         print(f"stopped at step {row['step']}; run the same command again to resume", file=sys.stderr)
         return 130

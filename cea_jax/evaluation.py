@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cea_jax import metrics, mixing, viz
+from cea_jax.cli import ArgumentParser
 from cea_jax.data import catalog
 from cea_jax.data.io import BadImageError, DataLayoutError
 from cea_jax.files import atomic_write
@@ -35,8 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=catalog.EVAL_TASKS)
     p.add_argument("--workdir", help="train.py --workdir (uses its latest checkpoint)")
     p.add_argument("--checkpoint", help="a specific step folder, DIR/checkpoints/STEP")

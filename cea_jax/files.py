@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -49,11 +52,52 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, durable: bool = Fal
 
 
 def append_jsonl(path: str | os.PathLike, row: dict[str, Any], durable: bool = True) -> None:
-    """Append one JSON line; ``durable`` flushes it to disk first (an interrupted run loses at most it)."""
+    """Append one JSON line, starting on a fresh line; ``durable`` flushes it to disk first.
+
+    A process killed mid-append leaves a torn last line without its newline; the next row
+    then starts on a line of its own instead of being glued to (and lost with) the torn one.
+    The row is written with one ``write`` call on an ``O_APPEND`` descriptor, so rows of
+    concurrent writers never interleave.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    line = (json.dumps(row) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        if os.write(fd, line) != len(line):
+            raise OSError(f"{path}: short write (disk full?)")
         if durable:
-            f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, in order ([] if it does not exist).
+
+    Lines that are not a JSON object (a row torn by a killed process, stray bytes) are
+    skipped and reported in one warning naming the file, so one bad line never costs the
+    rows around it.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows, bad = [], []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        log.warning("%s: skipped %d unreadable line(s) (line %s; a write cut off by a killed process?)",
+                    path, len(bad), ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else ""))
+    return rows

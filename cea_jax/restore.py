@@ -1,8 +1,12 @@
 """Restore your own image: ``python -m cea_jax.restore in.png out.png --workdir DIR``.
 
-The whole image is restored at once (reflect-padded to a multiple of 16 and cropped
-back, so the output has the input's size). ``--maps maps.png`` also draws CEA's
-per-component affinity maps for the image.
+An image of at most TILE x TILE pixels (``--tile``, default 1024, about 1 megapixel) is
+restored at once (reflect-padded to a multiple of 16 and cropped back, so the output has
+the input's size). A larger one is restored in overlapping TILE x TILE tiles blended
+across ``--tile-overlap`` pixels, so memory stays that of one tile (about 2 GB for the
+tiny preset, 6 GB for the paper preset on CPU) whatever the image size. ``--maps
+maps.png`` also draws CEA's per-component affinity maps (for an image restored whole).
+Input and output are 8-bit RGB; 16-bit images are refused (convert them first).
 """
 
 from __future__ import annotations
@@ -11,29 +15,51 @@ import argparse
 import sys
 
 from cea_jax import viz
-from cea_jax.cli import ArgumentParser, one_line_errors
+from cea_jax.cli import ArgumentParser, UsageError, one_line_errors
 from cea_jax.data.io import read_rgb, write_png
 from cea_jax.data.degrade import to_uint8
-from cea_jax.inference import restore_batch
+from cea_jax.inference import MULTIPLE, restore_batch, restore_tiled
 from cea_jax.workdir import WorkdirError, load_params
 
 
-@one_line_errors("python -m cea_jax.restore")
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     p = ArgumentParser(prog="python -m cea_jax.restore", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="degraded 8-bit RGB image (PNG, JPEG, ...)")
     p.add_argument("output", help="where to write the restored PNG")
     p.add_argument("--workdir", help="train.py --workdir (latest checkpoint)")
     p.add_argument("--checkpoint", help="a specific step folder, DIR/checkpoints/STEP")
     p.add_argument("--maps", help="also write CEA's affinity maps to this PNG")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    image = read_rgb(args.input)  # a bad or oversized image fails before the model loads
+    p.add_argument("--tile", type=int, default=1024,
+                   help="images over TILE x TILE pixels are restored in TILE x TILE tiles (multiple of 16; default 1024)")
+    p.add_argument("--tile-overlap", type=int, help="pixels shared by neighbouring tiles (default: TILE/16, 64)")
+    args = p.parse_args(argv)
+    if args.tile < 4 * MULTIPLE or args.tile % MULTIPLE:
+        raise UsageError(f"--tile must be a multiple of {MULTIPLE} and >= {4 * MULTIPLE}, got {args.tile}")
+    if args.tile_overlap is None:
+        args.tile_overlap = args.tile // 16
+    if not 0 <= args.tile_overlap < args.tile // 2:
+        raise UsageError(f"--tile-overlap must be in [0, {args.tile // 2}), got {args.tile_overlap}")
+    return args
+
+
+@one_line_errors("python -m cea_jax.restore")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    image = read_rgb(args.input)  # a bad image fails before the model loads
+    tiled = image.shape[0] * image.shape[1] > args.tile ** 2
+    if args.maps and tiled:
+        raise UsageError(f"--maps needs an image restored whole (at most {args.tile}x{args.tile} pixels, see --tile); "
+                         f"{args.input} is {image.shape[1]}x{image.shape[0]}")
     config, params, _ = load_params(args.workdir, args.checkpoint)
     if args.maps and config.variant != "cea":
         raise WorkdirError(f"--maps needs a cea model; {args.workdir or args.checkpoint} is {config.variant!r}")
-    restored, maps = restore_batch(config, params, image[None], return_maps=bool(args.maps))
-    write_png(args.output, to_uint8(restored[0]))
+    if tiled:
+        restored, maps = restore_tiled(config, params, image, args.tile, args.tile_overlap), None
+    else:
+        batch, maps = restore_batch(config, params, image[None], return_maps=bool(args.maps))
+        restored = batch[0]
+    write_png(args.output, to_uint8(restored))
     if args.maps:
         viz.save_affinity_maps(args.maps, image, maps)
     print(f"wrote {args.output}" + (f" and {args.maps}" if args.maps else ""))

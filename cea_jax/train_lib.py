@@ -34,9 +34,11 @@ from tqdm.auto import tqdm
 from cea_jax import metrics, workdir as wd
 from cea_jax.configs import ModelConfig
 from cea_jax.data import catalog, pipeline
-from cea_jax.files import append_jsonl
+from cea_jax.checkpoint_saves import check_saves, save_errors, saving
+from cea_jax.files import append_jsonl, read_jsonl
 from cea_jax.inference import predictor
 from cea_jax.models import build_model
+from cea_jax.run_lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,12 @@ class TrainConfig:
             raise ValueError("keep_checkpoints must be >= 1 and val_crop >= 16")
         if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
             raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
+
+
+# Settings that do not change what the model learns: a resumed run may change them freely
+# (any other change needs train(..., allow_changed_settings=True) and is kept in config.json's history).
+FREE_ON_RESUME = frozenset({"checkpoint_every", "keep_checkpoints", "log_every", "val_every", "val_images",
+                            "val_crop", "tfds_data_dir"})
 
 
 def learning_rate(config: TrainConfig) -> optax.Schedule:
@@ -236,34 +244,13 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
     return result
 
 
-def _check_resume(workdir: Path, spec: wd.ModelSpec) -> None:
-    if workdir.exists() and not workdir.is_dir():
-        raise wd.WorkdirError(f"{workdir}: is a file; --workdir needs a folder (new or from train.py)")
-    config_path = workdir / wd.CONFIG_FILE
-    if config_path.is_file():
-        saved, _ = wd.load_run_config(workdir)
-        if saved != spec:
-            raise wd.WorkdirError(
-                f"{workdir} holds a run of {saved.to_json()}, not {spec.to_json()}; use another --workdir"
-            )
-
-
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
     and a half-written last row left by a killed process."""
     if not path.is_file():
         return
-
-    def keep(line: str) -> bool:
-        try:
-            return json.loads(line).get("step", 0) <= step
-        except json.JSONDecodeError:
-            return False
-
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if keep(line)]
-    if len(kept) != len(lines):
-        wd.atomic_write(path, "".join(line + "\n" for line in kept))
+    kept = [row for row in read_jsonl(path) if row.get("step", 0) <= step]
+    wd.atomic_write(path, "".join(json.dumps(row) + "\n" for row in kept), durable=True)
 
 
 def _check_finite(values: dict[str, float], step: int) -> None:
@@ -272,11 +259,13 @@ def _check_finite(values: dict[str, float], step: int) -> None:
         raise FloatingPointError(f"{', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}; lower --lr")
 
 
-def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress: bool = True,
+          allow_changed_settings: bool = False) -> dict[str, Any]:
     """Train (or resume) the model of ``spec`` in ``workdir``; returns the last metrics row.
 
-    Re-running with the same arguments continues from the newest intact checkpoint.
-    Data workers and the checkpoint manager are closed on every exit path.
+    Re-running with the same arguments continues from the newest intact checkpoint; other
+    settings (but FREE_ON_RESUME) are refused unless ``allow_changed_settings``. The folder
+    is locked for the run. Data workers and the checkpoint manager are closed on every exit path.
     """
     workdir = Path(workdir)
     mesh = make_mesh()
@@ -286,28 +275,28 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
             f"batch_size {config.batch_size} must be divisible by the {len(mesh.devices.flat)} devices "
             f"and {n_hosts} hosts"
         )
-    _check_resume(workdir, spec)
-    model_config = spec.config()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if host == 0:
-        wd.save_run_config(workdir, spec, dataclasses.asdict(config))
-
-    data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
-    source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
-                                  skip_bad=config.skip_bad, mix_prob=config.mix_prob, mix_feather=config.mix_feather)
-    dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
-                                     batch_size=config.batch_size // n_hosts, workers=config.workers,
-                                     shard_index=host, shard_count=n_hosts)
+    settings, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
     with contextlib.ExitStack() as cleanup:
+        if host == 0:
+            cleanup.enter_context(run_lock(workdir))
+        wd.check_resume(workdir, spec, settings, defaults, FREE_ON_RESUME, allow_changed_settings)
+        model_config = spec.config()
+        data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
+        source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
+                                      skip_bad=config.skip_bad, mix_prob=config.mix_prob,
+                                      mix_feather=config.mix_feather)
+        dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
+                                         batch_size=config.batch_size // n_hosts, workers=config.workers,
+                                         shard_index=host, shard_count=n_hosts)
         data_iter = iter(dataset)
         cleanup.callback(data_iter.close)
         val_records = validation_records(config)
-        manager = wd.checkpoint_manager(workdir, config.keep_checkpoints)
-        cleanup.callback(manager.close)
+        manager = cleanup.enter_context(saving(wd.checkpoint_manager(workdir, config.keep_checkpoints)))
         abstract_state, create_state = state_initializer(model_config, config, mesh)
         state = wd.restore_checkpoint(manager, abstract_state, data_iter)
         start = 0 if state is None else int(state["step"])
-        if host == 0:
+        if host == 0:  # only now: a refused or failed restore leaves config.json as it was
+            wd.save_run_config(workdir, spec, settings, start, defaults)
             _drop_rows_after(workdir / "metrics.jsonl", start)
         # Read the first batch before compiling anything, so bad data fails in seconds.
         batch = next(data_iter) if start < config.steps else None
@@ -359,10 +348,13 @@ def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Me
                     if host == 0:
                         append_jsonl(metrics_path, {"step": step, **val})
                 if step % config.checkpoint_every == 0 and step < config.steps:
-                    wd.save_checkpoint(manager, step, state, data_iter)
+                    with save_errors(manager):
+                        wd.save_checkpoint(manager, step, state, data_iter)
+                check_saves(manager)  # a failed background save stops the run here
         if manager.latest_step() != step:
-            wd.save_checkpoint(manager, step, state, data_iter)
-        manager.wait_until_finished()
+            with save_errors(manager):
+                wd.save_checkpoint(manager, step, state, data_iter)
+        check_saves(manager, wait=True)
     finally:
         bar.close()
     row["interrupted"] = step < config.steps

@@ -6,10 +6,15 @@ state, ``digest`` a SHA-256 per state tensor), ``DIR/metrics.jsonl``. evaluate.p
 restore.py need only ``--workdir`` (or ``--checkpoint DIR/checkpoints/<step>``) to
 rebuild the exact model.
 
+``config.json`` also keeps the history of training settings per step range
+(``history``: ``[{"from_step": N, "train": {...}}, ...]``); one written before histories
+existed (a single ``train``) reads as a one-entry history from step 0.
+
 Checkpoints restore into abstract targets carrying the current devices' shardings, so a
-run saved on a TPU slice loads on a laptop. A step that cannot be read or whose tensors
-do not match their digest is skipped with a warning for the newest step that does;
-non-finite weights are an error, never a silent NaN model.
+run saved on a TPU slice loads on a laptop. A step that cannot be read, whose tensors
+do not match their digest or whose parameters are not those of the model in
+``config.json`` (another program's checkpoint, another variant) is skipped with a warning
+for the newest step that is fine; non-finite weights are an error, never a silent NaN model.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
 from cea_jax.files import atomic_write
+from cea_jax.inference import abstract_params
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +79,90 @@ class ModelSpec:
         return cls(data["preset"], data["variant"], tuple(data["overrides"].items()))
 
 
-def save_run_config(workdir: Path, model: ModelSpec, train: dict[str, Any]) -> None:
-    """Write config.json (the resolved ModelConfig is included for people reading it)."""
-    payload = {"model": model.to_json(), "train": train, "resolved_model": dataclasses.asdict(model.config())}
-    atomic_write(Path(workdir) / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+def _json(value: Any) -> Any:
+    """``value`` as config.json gives it back (tuples as lists)."""
+    return json.loads(json.dumps(value))
 
 
-def load_run_config(workdir: Path) -> tuple[ModelSpec, dict[str, Any]]:
-    """(model spec, training settings) saved by train.py in ``workdir``."""
+def _read_payload(workdir: Path) -> dict[str, Any]:
     path = Path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise WorkdirError(f"{path}: not found; is {workdir} a train.py --workdir?")
     try:
         payload = json.loads(path.read_text())
-        return ModelSpec.from_json(payload["model"]), payload["train"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        ModelSpec.from_json(payload["model"])
+        if not isinstance(payload["train"], dict):
+            raise TypeError("'train' is not an object")
+        return payload
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise WorkdirError(f"{path}: unreadable run config ({err})") from None
+
+
+def load_run_config(workdir: Path) -> tuple[ModelSpec, dict[str, Any]]:
+    """(model spec, training settings now in force) saved by train.py in ``workdir``."""
+    payload = _read_payload(workdir)
+    return ModelSpec.from_json(payload["model"]), payload["train"]
+
+
+def settings_history(workdir: Path) -> list[dict[str, Any]]:
+    """``[{"from_step": N, "train": settings}, ...]``, oldest first: the settings each step range ran with."""
+    payload = _read_payload(workdir)
+    return payload.get("history") or [{"from_step": 0, "train": payload["train"]}]
+
+
+def setting_changes(saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> dict[str, tuple]:
+    """{name: (saved, current)} for each setting of ``current`` that differs from ``saved``.
+
+    A setting ``saved`` lacks (added to the code after that run started) counts as its default.
+    """
+    current = _json(current)
+    return {k: (saved.get(k, _json(defaults.get(k))), v) for k, v in current.items()
+            if saved.get(k, _json(defaults.get(k))) != v}
+
+
+def save_run_config(workdir: Path, model: ModelSpec, train: dict[str, Any], from_step: int = 0,
+                    defaults: dict[str, Any] | None = None) -> None:
+    """Write config.json: the model, the settings in force from ``from_step`` on, and their history.
+
+    History entries from ``from_step`` on are replaced (those steps run again); ``train`` is
+    appended unless it equals the entry still in force. The resolved ModelConfig is included
+    for people reading the file.
+    """
+    history = settings_history(workdir) if (Path(workdir) / CONFIG_FILE).is_file() else []
+    history = [entry for entry in history if entry["from_step"] < from_step]
+    if not history or setting_changes(history[-1]["train"], train, defaults or {}):
+        history.append({"from_step": from_step, "train": train})
+    payload = {"model": model.to_json(), "train": train, "history": history,
+               "resolved_model": dataclasses.asdict(model.config())}
+    atomic_write(Path(workdir) / CONFIG_FILE, json.dumps(payload, indent=2, sort_keys=True) + "\n", durable=True)
+
+
+def check_resume(workdir: Path, spec: ModelSpec, train: dict[str, Any], defaults: dict[str, Any],
+                 free: Collection[str] = (), allow_changed: bool = False) -> None:
+    """Refuse (WorkdirError) to train in ``workdir`` when that would mix two runs, before writing anything.
+
+    Refused: checkpoints without config.json (another program's, or a run whose config was
+    lost); a run of another model; a run trained with other settings, unless ``allow_changed``
+    (settings named in ``free`` do not change what is learnt and may change).
+    """
+    workdir = Path(workdir)
+    if not (workdir / CONFIG_FILE).is_file():
+        root = workdir / CHECKPOINTS
+        if root.is_dir() and any(root.iterdir()):
+            raise WorkdirError(f"{root} holds checkpoints but {workdir / CONFIG_FILE} is missing (not a train.py run, "
+                               "or its config was deleted); use another --workdir")
+        return
+    saved, saved_train = load_run_config(workdir)
+    if saved != spec:
+        raise WorkdirError(f"{workdir} holds a run of {saved.to_json()}, not {spec.to_json()}; use another --workdir")
+    changed = {k: v for k, v in setting_changes(saved_train, train, defaults).items() if k not in free}
+    if not changed:
+        return
+    text = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    if not allow_changed:
+        raise WorkdirError(f"{workdir} was trained with other settings ({text}); resume with the saved ones "
+                           f"(see {CONFIG_FILE}), or add --allow-changed-settings to go on with these")
+    log.warning("%s: going on with changed settings (%s); %s records them", workdir, text, CONFIG_FILE)
 
 
 def _manager(root: Path, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
@@ -162,23 +237,52 @@ def _verified_restore(manager: ocp.CheckpointManager, step: int, abstract_state:
     bad = [name for name, array in _host_leaves(state)
            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all()]
     if bad:
-        raise WorkdirError(f"checkpoint step {step} holds non-finite weights ({bad[0]}); "
+        raise WorkdirError(f"{manager.directory}: checkpoint step {step} holds non-finite weights ({bad[0]}); "
                            "resume from an earlier --checkpoint or retrain with a lower --lr")
     return state
 
 
+def _layout(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {_leaf_name(path): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _saved_state_metadata(manager: ocp.CheckpointManager, step: int, expected_params: Any) -> Any:
+    """The step's saved state metadata; CorruptCheckpoint unless its params have ``expected_params``' names and shapes.
+
+    Read before any tensor: another program's checkpoint, or a checkpoint of another
+    variant, is told apart from the model config.json describes without loading it.
+    """
+    try:
+        tree = manager.item_metadata(step)["state"].tree
+    except Exception as err:  # a damaged metadata file is a damaged step
+        raise CorruptCheckpoint(f"checkpoint step {step} has unreadable metadata ({type(err).__name__})") from None
+    if not isinstance(tree, dict) or "params" not in tree:
+        raise CorruptCheckpoint(f"checkpoint step {step} holds no model parameters (not written by train.py)")
+    saved, wanted = _layout(tree["params"]), _layout(expected_params)
+    differ = sorted(name for name in saved.keys() | wanted.keys() if saved.get(name) != wanted.get(name))
+    if differ:
+        raise CorruptCheckpoint(f"checkpoint step {step} holds another model than {CONFIG_FILE} describes "
+                                f"({len(differ)} parameters differ, e.g. {differ[0]})")
+    return tree
+
+
 def restore_newest_valid(manager: ocp.CheckpointManager, abstract_state: Any | None = None,
-                         data_iterator: Any = None, steps: list[int] | None = None) -> tuple[Any, int] | None:
+                         data_iterator: Any = None, steps: list[int] | None = None,
+                         expected_params: Any = None) -> tuple[Any, int] | None:
     """(state, step) of the newest step that reads back intact, warning about each skipped one; None if none.
 
     ``abstract_state`` carries the target shardings; None builds one from the checkpoint's
-    own metadata, placed on the default device (for inference).
+    own metadata, placed on the default device (for inference). A step whose parameters are
+    not shaped as ``abstract_state["params"]`` (or ``expected_params``) is skipped like a damaged one.
     """
     steps = sorted(manager.all_steps() if steps is None else steps, reverse=True)
+    expected = abstract_state["params"] if abstract_state is not None else expected_params
     problems = []
     for step in steps:
         try:
-            target = abstract_state if abstract_state is not None else _abstract_from_metadata(manager, step)
+            tree = _saved_state_metadata(manager, step, expected) if expected is not None else None
+            target = abstract_state if abstract_state is not None else _abstract_from_metadata(manager, step, tree)
             return _verified_restore(manager, step, target, data_iterator), step
         except CorruptCheckpoint as err:
             problems.append(str(err))
@@ -208,12 +312,13 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state: Any, data
     return found[0]
 
 
-def _abstract_from_metadata(manager: ocp.CheckpointManager, step: int) -> Any:
+def _abstract_from_metadata(manager: ocp.CheckpointManager, step: int, tree: Any = None) -> Any:
     """The saved state's shapes and dtypes as ShapeDtypeStructs on this process's default device."""
-    try:
-        tree = manager.item_metadata(step)["state"].tree
-    except Exception as err:  # a damaged metadata file is a damaged step
-        raise CorruptCheckpoint(f"checkpoint step {step} has unreadable metadata ({type(err).__name__})") from None
+    if tree is None:
+        try:
+            tree = manager.item_metadata(step)["state"].tree
+        except Exception as err:  # a damaged metadata file is a damaged step
+            raise CorruptCheckpoint(f"checkpoint step {step} has unreadable metadata ({type(err).__name__})") from None
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
 
@@ -246,9 +351,11 @@ def load_params(workdir: str | None = None, checkpoint: str | None = None) -> tu
     """
     run_dir, step_dir = resolve_checkpoint(workdir, checkpoint)
     spec, _ = load_run_config(run_dir)
+    config = spec.config()
     manager = _manager(step_dir.parent, ocp.CheckpointManagerOptions(read_only=True, create=False))
     try:
-        state, step = restore_newest_valid(manager, steps=[int(step_dir.name)] if checkpoint else None)
+        state, step = restore_newest_valid(manager, steps=[int(step_dir.name)] if checkpoint else None,
+                                           expected_params=abstract_params(config))
     finally:
         manager.close()
-    return spec.config(), state["params"], step
+    return config, state["params"], step

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cea_jax.files import append_jsonl
+from cea_jax.files import append_jsonl, read_jsonl
 from prophetkv_jax.report import ratio_label
 
 
@@ -38,16 +38,10 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 def load_records(path: Path) -> list[dict[str, Any]]:
     """Records written so far, first copy of each key only; a line cut off by an interrupted
-    write is dropped."""
-    if not path.exists():
-        return []
+    write is skipped (with one warning)."""
     records, seen = [], set()
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and record.get("key") not in seen:
+    for record in read_jsonl(path):
+        if record.get("key") not in seen:
             seen.add(record.get("key"))
             records.append(record)
     return records

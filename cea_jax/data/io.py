@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,8 +34,10 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
     Grayscale files are rejected unless ``allow_gray`` (then replicated to RGB, as the
     official loaders do for BSD400); images with an alpha channel, palette images with
     transparency and 16-bit images are always rejected, since silently flattening them
-    would change the pixels the metrics compare. Images over PIL's ``MAX_IMAGE_PIXELS``
-    are rejected from their header, before any pixel is decoded (decompression bombs).
+    would change the pixels the metrics compare (PIL itself would quietly cut a 16-bit RGB
+    PNG to 8 bits, so its header's sample layout is checked before decoding). Images over
+    PIL's ``MAX_IMAGE_PIXELS`` are rejected from their header, before any pixel is decoded
+    (decompression bombs).
     """
     path = Path(path)
     try:
@@ -42,6 +45,8 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
         with img:
+            if img.mode.startswith("I;16") or any(";16" in _raw_mode(tile) for tile in img.tile):
+                raise BadImageError(f"{path}: 16-bit image; expected 8-bit RGB (save it with 8 bits per channel)")
             img.load()
             mode = img.mode
             if mode == "P":
@@ -66,6 +71,12 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise BadImageError(f"{path}: cannot read image ({err})") from None
     return array
+
+
+def _raw_mode(tile: Any) -> str:
+    """The sample layout a decoder tile reads (e.g. ``RGB;16B`` for a 16-bit RGB PNG), '' if none."""
+    args = tile[3]
+    return args if isinstance(args, str) else str(args[0]) if isinstance(args, tuple) and args else ""
 
 
 def check_pair(degraded: np.ndarray, clean: np.ndarray, degraded_path: object, clean_path: object) -> None:

@@ -6,6 +6,7 @@ compiled and trained once per test session.
 """
 
 import atexit
+import json
 import functools
 import shutil
 import tempfile
@@ -77,3 +78,19 @@ def trained_run() -> tuple[Path, dict]:
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     workdir = root / "run"
     return workdir, train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
+
+
+def train_command(workdir, spec=SMALL_SPEC, config=SMALL_TRAIN) -> list[str]:
+    """train.py flags that train ``spec`` with ``config`` in ``workdir`` (the shared run's command)."""
+    flags = ["--workdir", str(workdir), "--no-progress"]
+    for field, value in vars(config).items():
+        if value is True:
+            flags.append("--" + field.replace("_", "-"))
+        elif value is not None and value is not False:
+            flags += ["--" + field.replace("_", "-"), str(value)]
+    return flags + [f"--set={k}={json.dumps(v)}" for k, v in spec.overrides]
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path, with its bytes (to show nothing was written)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}

@@ -57,6 +57,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     (["--workdir", "x"], "the following arguments are required: --task"),
     (["--task", "aio3", "--workdir", "{tmp}/notes.txt"], "notes.txt/config.json: not found"),
     (["--task", "aio3", "--checkpoint", "{tmp}/notes.txt"], "notes.txt: not a checkpoint step folder"),
+    (["--task", "aio3", "--bogus"], "unrecognized arguments: --bogus (see evaluate.py --help)"),  # not the usage
+    (["--task", "aio3", "--max-images", "x"], "argument --max-images: invalid int value: 'x'"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, capsys, args, message):
     (tmp_path / "notes.txt").write_text("")

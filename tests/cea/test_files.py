@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cea_jax.files import append_jsonl, atomic_path, atomic_write
+from cea_jax.files import append_jsonl, atomic_path, atomic_write, read_jsonl
 
 
 def test_atomic_write_text_and_bytes_create_folders(tmp_path):
@@ -31,3 +31,32 @@ def test_append_jsonl_adds_one_line_per_row(tmp_path):
     append_jsonl(path, {"step": 1})
     append_jsonl(path, {"step": 2, "name": "x"}, durable=False)
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"step": 1}, {"step": 2, "name": "x"}]
+
+
+def test_an_append_after_a_torn_last_line_starts_a_fresh_line_and_keeps_its_record(tmp_path, caplog):
+    path = tmp_path / "records.jsonl"
+    append_jsonl(path, {"key": "a"})
+    with open(path, "a") as f:  # a process killed mid-append: no closing brace, no newline
+        f.write('{"key": "b", "kl": 0.1')
+    append_jsonl(path, {"key": "c"})
+    assert path.read_text().splitlines()[-1] == '{"key": "c"}'
+    with caplog.at_level("WARNING", logger="cea_jax.files"):
+        assert read_jsonl(path) == [{"key": "a"}, {"key": "c"}]
+    assert caplog.text.count("records.jsonl: skipped 1 unreadable line(s) (line 2") == 1
+
+
+def test_read_jsonl_skips_blank_lines_and_invalid_bytes_and_reads_a_missing_file_as_empty(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert read_jsonl(path) == []
+    path.write_bytes(b'{"step": 1}\n\n{"step": \xff\n[1, 2]\n{"step": 2}\n')
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+
+
+def test_prophetkv_records_survive_a_torn_line(tmp_path):
+    from prophetkv_jax import run_records
+
+    path = tmp_path / "records.jsonl"
+    run_records.append_record(path, {"key": "a"})
+    path.write_bytes(path.read_bytes() + b'{"key": "b", "k')
+    run_records.append_record(path, {"key": "c"})
+    assert [r["key"] for r in run_records.load_records(path)] == ["a", "c"]

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 import evaluate as evaluate_cli
 import train as train_cli
-from cea_jax import train_lib, workdir as wd
+from cea_jax import restore, train_lib, workdir as wd
 from cea_jax.data import catalog, pipeline
 
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, trained_run
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, snapshot, train_command, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 FOUR_DEVICE_TRAIN = dataclasses.replace(SMALL_TRAIN, batch_size=4)
@@ -27,7 +29,7 @@ SAVE_ON_FOUR_DEVICES = r"""
 import dataclasses, sys
 from pathlib import Path
 import jax, numpy as np
-from cea_jax import train_lib, workdir as wd
+from cea_jax import restore, train_lib, workdir as wd
 from cea_jax.data import catalog, pipeline
 sys.path.insert(0, "tests/cea")
 from data_helpers import SMALL_SPEC, SMALL_TRAIN
@@ -165,6 +167,12 @@ def test_non_finite_weights_are_an_error_naming_the_step(tmp_path, capsys):
     code = evaluate_cli.main(["--task", "aio3", "--workdir", str(workdir), "--out", str(tmp_path / "e")])
     assert code == 2 and "non-finite" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()  # no table of NaNs
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    code = restore.main([str(image), str(tmp_path / "out.png"), "--workdir", str(workdir)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "out.png").exists()
+    assert f"{workdir.absolute() / wd.CHECKPOINTS}: checkpoint step 42 holds non-finite weights (params." in err
 
 
 @pytest.mark.slow
@@ -206,3 +214,109 @@ def test_finite_weights_that_restore_to_nan_exit_2_not_0(tmp_path, capsys):
                               "--max-images", "1", "--grid", "0", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "restores to non-finite values" in err and "step 43" in err
+
+
+def test_resuming_with_other_settings_is_refused_in_one_line_and_writes_nothing(tmp_path, capsys):
+    workdir = _copy_run(tmp_path)
+    before = snapshot(workdir)
+    code = train_cli.main([*train_command(workdir), "--lr", "0.001", "--seed", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "was trained with other settings (lr 0.0002 -> 0.001, seed 0 -> 3)" in err
+    assert err.rstrip().endswith("or add --allow-changed-settings to go on with these")
+    assert snapshot(workdir) == before
+
+
+def test_allowed_setting_changes_are_kept_per_step_range(tmp_path, capsys):
+    workdir = _copy_run(tmp_path)
+    assert train_cli.main([*train_command(workdir), "--lr", "0.001", "--allow-changed-settings"]) == 0, \
+        capsys.readouterr().err
+    changed = {**dataclasses.asdict(SMALL_TRAIN), "lr": 0.001}
+    assert wd.settings_history(workdir) == [{"from_step": 0, "train": dataclasses.asdict(SMALL_TRAIN)},
+                                            {"from_step": SMALL_TRAIN.steps, "train": changed}]
+    assert wd.load_run_config(workdir)[1] == changed
+    # The new settings are now the run's: the same command resumes without the flag.
+    assert train_cli.main([*train_command(workdir), "--lr", "0.001"]) == 0
+    assert len(wd.settings_history(workdir)) == 2
+
+
+def test_a_config_json_without_history_still_resumes(tmp_path, capsys):
+    """Run folders written before histories existed hold one ``train`` entry: a one-entry history."""
+    workdir = _copy_run(tmp_path)
+    payload = json.loads((workdir / wd.CONFIG_FILE).read_text())
+    del payload["history"]
+    (workdir / wd.CONFIG_FILE).write_text(json.dumps(payload))
+    old = dataclasses.asdict(SMALL_TRAIN)
+    assert wd.settings_history(workdir) == [{"from_step": 0, "train": old}]
+    assert train_cli.main(train_command(workdir)) == 0, capsys.readouterr().err
+    assert wd.settings_history(workdir) == [{"from_step": 0, "train": old}]
+    # Logging/checkpoint cadence does not change what is learnt: free to change, still recorded.
+    assert train_cli.main([*train_command(workdir), "--log-every", "2"]) == 0, capsys.readouterr().err
+    assert wd.settings_history(workdir)[1] == {"from_step": SMALL_TRAIN.steps, "train": {**old, "log_every": 2}}
+
+
+def test_a_setting_added_to_the_code_later_counts_as_its_default():
+    saved = {"lr": 0.1}
+    assert wd.setting_changes(saved, {"lr": 0.1, "new_knob": None}, {"new_knob": None}) == {}
+    assert wd.setting_changes(saved, {"lr": 0.1, "new_knob": 2}, {"new_knob": None}) == {"new_knob": (None, 2)}
+
+
+def _foreign_checkpoint(workdir: Path, state: dict) -> None:
+    """A checkpoint another orbax program wrote as DIR/checkpoints/1 (with a 'state' item, as ours)."""
+    manager = ocp.CheckpointManager(workdir.absolute() / wd.CHECKPOINTS, item_names=("state",))
+    try:
+        manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        manager.wait_until_finished()
+    finally:
+        manager.close()
+
+
+def test_train_refuses_a_folder_holding_another_programs_checkpoints_before_writing(tmp_path, capsys):
+    workdir = tmp_path / "theirs"
+    _foreign_checkpoint(workdir, {"w": np.ones(3, np.float32)})
+    before = snapshot(workdir)
+    code = train_cli.main(train_command(workdir))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"holds checkpoints but {workdir / wd.CONFIG_FILE} is missing" in err
+    assert snapshot(workdir) == before  # no config.json, no lock file left
+
+
+@pytest.mark.parametrize(("state", "message"), [
+    ({"w": np.ones(3, np.float32)}, "checkpoint step 1 holds no model parameters (not written by train.py)"),
+    ({"params": {"w": np.ones(3, np.float32)}}, "checkpoint step 1 holds another model than config.json describes"),
+])
+def test_inference_on_another_programs_checkpoint_is_one_line(tmp_path, capsys, state, message):
+    workdir = tmp_path / "theirs"
+    _foreign_checkpoint(workdir, state)
+    shutil.copy(trained_run()[0] / wd.CONFIG_FILE, workdir)  # as an older train.py left it before refusing
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    for main, args in ((evaluate_cli.main, ["--task", "aio3", "--workdir", str(workdir)]),
+                       (restore.main, [str(image), str(tmp_path / "out.png"), "--workdir", str(workdir)])):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out.png").exists() and not (workdir / "eval").exists()
+
+
+def _without_adapters(state):
+    def strip(tree):
+        return {k: strip(v) for k, v in tree.items() if not k.startswith("adapter_")} if isinstance(tree, dict) else tree
+    return {**state, "params": strip(state["params"])}
+
+
+def test_evaluate_falls_back_past_a_newest_step_of_another_variant(tmp_path, capsys, caplog):
+    workdir = _copy_run(tmp_path)
+    _add_step(workdir, SMALL_TRAIN.steps + 1, _without_adapters)  # a plain backbone's parameters
+    out = tmp_path / "eval"
+    with caplog.at_level(logging.WARNING, logger="cea_jax.workdir"):
+        code = evaluate_cli.main(["--task", "aio3", "--workdir", str(workdir), "--out", str(out),
+                                  "--max-images", "1", "--grid", "0", "--no-progress"])
+    assert code == 0 and "Traceback" not in capsys.readouterr().err
+    assert f"checkpoint step {SMALL_TRAIN.steps + 1} holds another model" in caplog.text and "falling back" in caplog.text
+    assert json.loads((out / "results.json").read_text())["step"] == SMALL_TRAIN.steps
+    step_dir = workdir / wd.CHECKPOINTS / str(SMALL_TRAIN.steps + 1)
+    code = evaluate_cli.main(["--task", "aio3", "--checkpoint", str(step_dir), "--out", str(tmp_path / "e2")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "holds another model than config.json describes" in err

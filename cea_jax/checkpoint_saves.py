@@ -1,0 +1,97 @@
+"""Checkpoint saves that fail (a full disk, a lost mount) stop training with one line.
+
+Orbax writes a checkpoint's arrays in background threads while training goes on. When
+such a write fails, orbax logs a traceback from each of its threads (hundreds of lines)
+and the error only surfaces at the next save, after more steps whose work would be lost
+with it. Here the run checks for a failed save after every step, stops at once with one
+line naming the folder and the newest checkpoint that was written, and orbax's own error
+logs are left out (the one line carries their cause). A failed save leaves only a
+``STEP.orbax-checkpoint-tmp`` folder, which the next save of that step replaces, so the
+previous checkpoints stay restorable and the same command resumes from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+from cea_jax.cli import one_line
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; training stopped."""
+
+
+class _DropOrbaxErrors(logging.Filter):
+    """Drop orbax's ERROR records (tracebacks of its save threads); the run reports the cause itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or "orbax" not in record.pathname
+
+
+def _written_steps(directory: Path) -> list[int]:
+    """Steps whose checkpoint was finalised (orbax renames a step's folder to its number when complete)."""
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def _save_failed(manager: ocp.CheckpointManager, err: BaseException) -> CheckpointSaveError:
+    directory = Path(manager.directory)
+    cause = err.strerror if isinstance(err, OSError) and err.strerror else one_line(err).rsplit(": ", 1)[-1]
+    steps = _written_steps(directory)
+    kept = (f"step {steps[-1]} is the newest checkpoint and the same command resumes from it" if steps
+            else "no checkpoint was written")
+    return CheckpointSaveError(f"{directory}: a checkpoint could not be written ({cause[:200]}); "
+                               f"training stopped, {kept}")
+
+
+@contextlib.contextmanager
+def save_errors(manager: ocp.CheckpointManager) -> Iterator[None]:
+    """Turn any error of the block (a save, or a wait for one) into CheckpointSaveError.
+
+    ``manager.save`` first waits for the previous save, so it is where a failed background
+    write often surfaces.
+    """
+    try:
+        yield
+    except Exception as err:  # orbax and TensorStore raise many types (ValueError for ENOSPC)
+        raise _save_failed(manager, err) from None
+
+
+def check_saves(manager: ocp.CheckpointManager, wait: bool = False) -> None:
+    """Raise CheckpointSaveError if a background save failed (``wait``: wait for the pending one first).
+
+    Without ``wait`` this never blocks: a save still being written is checked on a later call.
+    (Orbax's own ``check_for_errors`` misses these failures: its finalising thread takes the error.)
+    """
+    with save_errors(manager):
+        if wait or not manager.is_saving_in_progress():
+            manager.wait_until_finished()  # re-raises the error of a finished save that failed
+
+
+@contextlib.contextmanager
+def saving(manager: ocp.CheckpointManager) -> Iterator[ocp.CheckpointManager]:
+    """Use ``manager`` for the block and close it after; orbax's error logs are dropped meanwhile.
+
+    Closing waits for a pending save: its failure is raised as CheckpointSaveError, unless
+    the block already failed (then the block's error is the one reported).
+    """
+    absl_logger = logging.getLogger("absl")
+    quiet = _DropOrbaxErrors()
+    absl_logger.addFilter(quiet)
+    try:
+        try:
+            yield manager
+        except BaseException:
+            with contextlib.suppress(Exception):
+                manager.close()
+            raise
+        try:
+            manager.close()
+        except Exception as err:
+            raise _save_failed(manager, err) from None
+    finally:
+        absl_logger.removeFilter(quiet)
