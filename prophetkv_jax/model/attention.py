@@ -172,13 +172,14 @@ _GPU_BACKENDS = ("gpu", "cuda", "rocm")
 
 
 def choose_kernel(
-    backend: str, dtype: str, head_dim: int, *, wants_scores: bool, causal_prefix: bool,
+    backend: str, dtype: str, head_dim: int, *, wants_scores: bool, causal_prefix: bool, rows: int = FEW_ROWS + 1,
     cudnn_works: Callable[[str, int], bool] | None = None,
 ) -> str:
-    """The attention kernel for one forward pass (one of ``KERNELS``).
+    """The attention kernel for one forward pass (one of ``KERNELS``) over ``rows`` query rows.
 
     * ``blocked`` (``blocked_attention``): CPU, fp32, Stage I and the oracle (they need the
-      attention probabilities), and any GPU shape cuDNN refuses;
+      attention probabilities), up to ``FEW_ROWS`` rows (decoding: its one-pass path, no mask
+      to build), and any GPU shape cuDNN refuses;
     * ``cudnn_causal``: cuDNN's fused attention with ``is_causal`` over the first T slots, for rows
       that are positions 0..T-1 written to slots 0..T-1 (a full prefill, a chunk encoded alone);
     * ``cudnn_masked``: cuDNN with an additive mask from global positions, for rows at scattered
@@ -187,7 +188,7 @@ def choose_kernel(
       the path TPUs have always taken here (not yet measured against ``blocked`` there).
     ``cudnn_works(dtype, head_dim)`` defaults to a one-time compile probe of cuDNN on this machine.
     """
-    if wants_scores or backend == "cpu":
+    if wants_scores or backend == "cpu" or rows <= FEW_ROWS:
         return "blocked"
     if backend == "tpu":
         return "xla_masked"

@@ -195,7 +195,7 @@ def prepare_rows(
     )
     kernel = choose_kernel(
         jax.default_backend(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
-        causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity,
+        causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity, rows=positions.shape[0],
     )
     bias = mask_bias(positions, cache.positions, cache.valid, cache.k.dtype) if kernel.endswith("masked") else None
     rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows,

@@ -97,8 +97,16 @@ def test_padding_rows_stay_finite_and_leave_real_rows_alone(few_rows):
     ],
 )
 def test_kernel_choice(backend, dtype, head_dim, scores, prefix, cudnn, expected):
-    assert choose_kernel(backend, dtype, head_dim, wants_scores=scores, causal_prefix=prefix,
+    assert choose_kernel(backend, dtype, head_dim, wants_scores=scores, causal_prefix=prefix, rows=1024,
                          cudnn_works=lambda *_: cudnn) == expected
+
+
+@pytest.mark.parametrize("backend", ["gpu", "tpu"])
+def test_few_rows_keep_the_one_pass_kernel(backend):
+    """Decoding (1 row) and short recomputations take the few-rows path, not a fused kernel."""
+    choose = lambda rows: choose_kernel(backend, "bfloat16", 128, wants_scores=False, causal_prefix=False,  # noqa: E731
+                                        rows=rows, cudnn_works=lambda *_: True)
+    assert choose(1) == choose(attention.FEW_ROWS) == "blocked" != choose(attention.FEW_ROWS + 1)
 
 
 @pytest.fixture
