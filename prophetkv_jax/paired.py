@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 
 ALPHA = 0.05
+# Differences below this are float noise (p = 1 reproduces full prefill to KL < 1e-10) and count as ties.
+NOISE = 1e-9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Paired:
     @classmethod
     def of(cls, diffs: np.ndarray, rounds: int = 4000, seed: int = 0) -> "Paired":
         diffs = np.asarray(diffs, np.float64)
+        diffs = np.where(np.abs(diffs) < NOISE, 0.0, diffs)
         draws = np.random.default_rng(seed).choice(diffs, (rounds, diffs.size)).mean(axis=1)
         return cls(diffs, draws)
 

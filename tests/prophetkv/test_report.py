@@ -90,6 +90,8 @@ def test_wilcoxon_is_the_exact_signed_rank_test_and_ignores_ties():
     comparison = paired.Paired.of(np.array([0.3, 0.1, 0.2, 0.6, 0.5, 0.4, 0.0, 0.0]))
     assert comparison.wilcoxon_p() == pytest.approx(2 / 2**6)
     assert paired.Paired.of(np.zeros(5)).wilcoxon_p() == 1.0
+    noise = paired.Paired.of(np.array([-1e-11, -2e-12, -3e-11, -1e-12, -5e-12, -4e-11, -6e-11]))  # p = 1 vs p = 1
+    assert noise.wilcoxon_p() == 1.0 and noise.summary()["negative"] == 0
     stats = comparison.summary()
     assert (stats["positive"], stats["negative"]) == (6, 0) and stats["mean"] == pytest.approx(2.1 / 8)
 
