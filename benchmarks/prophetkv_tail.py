@@ -3,13 +3,15 @@
 For every prompt of a RULER run where ProphetKV's KL(full || method) exceeds the best of CacheBlend,
 EPIC and KVShare by more than ``--gap`` nats, and for contrast one typical prompt of the same run and
 task each (the gap nearest that task's median), this rebuilds the prompt and measures:
-- where ProphetKV's budget went: the prefix segment (exact already), the rows of the needles that
-  answer the query, other needles (multikey distractors), each chunk's first row, the rest;
-- its overlap with the oracle (top-k of the query's attention in a true full prefill), over all rows
+- where each selector's budget went (both ProphetKV forms, CacheBlend, EPIC, KVShare, the oracle): the
+  prefix segment (exact already), the answer's value tokens inside its needles, the rest of those
+  needles, other needles (multikey distractors), each chunk's first row, the rest; and which share of
+  the answer's value tokens each recomputes;
+- their overlap with the oracle (top-k of the query's attention in a true full prefill), over all rows
   and over chunk rows only;
 - Stage I's score concentration: normalised entropy, the share of the score mass its top-k holds, the
-  mass on the prefix and on chunks' first rows;
-- chunk-only ProphetKV's KL on the same prompt.
+  mass per row category;
+- each method's KL, and how much of it sits at its worst answer position.
 Prompts are rebuilt with the run's settings; a run made with TEMPLATE_VERSION 2 (the committed
 ruler_1024 / ruler_2048) gets that version's key pool back. The recomputed ProphetKV KL must equal
 the record's. Rows are appended to ``OUT.rows.jsonl`` as they finish, so a stopped run resumes.
@@ -39,7 +41,9 @@ from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.tasks import ruler
 
 BASELINES = ("cacheblend", "epic", "kvshare")
-CATEGORIES = ("prefix", "answer_needle", "other_needle", "chunk_first", "rest")
+CATEGORIES = ("prefix", "answer_value", "answer_needle", "other_needle", "chunk_first", "rest")
+VALUE = CATEGORIES.index("answer_value")
+SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
 
 
 def gaps(records: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
@@ -76,7 +80,7 @@ def legacy_key_pool() -> list[str]:
 
 
 def row_categories(prompt: RagPrompt, sample, tokenizer) -> np.ndarray:
-    """Each context row's category (index into CATEGORIES) from the needles' character spans."""
+    """Each context row's category (index into CATEGORIES) from the needles' and answers' character spans."""
     prefix, context = len(prompt.prefix), np.concatenate(prompt.chunks)
     pieces = [tokenizer.decode([int(t)]) for t in context]
     text = "".join(pieces)
@@ -91,6 +95,10 @@ def row_categories(prompt: RagPrompt, sample, tokenizer) -> np.ndarray:
         at = text.find(needle)
         while at >= 0:
             kinds[(starts[1:] > at) & (starts[:-1] < at + len(needle))] = kind
+            for value in answers if kind == CATEGORIES.index("answer_needle") else ():
+                where = needle.find(value)
+                if where >= 0:
+                    kinds[(starts[1:] > at + where) & (starts[:-1] < at + where + len(value))] = VALUE
             at = text.find(needle, at + 1)
     return np.concatenate([np.full(prefix, CATEGORIES.index("prefix")), kinds])
 
@@ -98,6 +106,12 @@ def row_categories(prompt: RagPrompt, sample, tokenizer) -> np.ndarray:
 def breakdown(rows: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
     """Share of ``rows`` in each category."""
     return {name: float(np.mean(kinds[rows] == i)) if len(rows) else 0.0 for i, name in enumerate(CATEGORIES)}
+
+
+def coverage(rows: np.ndarray, kinds: np.ndarray, category: str) -> float | None:
+    """Share of the rows of ``category`` that ``rows`` holds (None when there are none)."""
+    mine = np.flatnonzero(kinds == CATEGORIES.index(category))
+    return float(np.isin(mine, rows).mean()) if mine.size else None
 
 
 def concentration(alpha: np.ndarray, selected: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
@@ -123,8 +137,16 @@ def query_scores(engine: Engine, prompt: RagPrompt, oracle: bool) -> np.ndarray:
     return selectors.prophetkv_scores(scores)[:c]
 
 
+def selection(rows: np.ndarray, kinds: np.ndarray, oracle: np.ndarray, oracle_chunks: np.ndarray) -> dict[str, Any]:
+    """Where a set of rows sits, how much of the answer it covers, and its overlap with the oracle."""
+    return {"budget": breakdown(rows, kinds), "answer_value_covered": coverage(rows, kinds, "answer_value"),
+            "answer_needle_covered": coverage(rows, kinds, "answer_needle"),
+            "oracle_overlap": fidelity.oracle_overlap(rows, oracle),
+            "oracle_overlap_chunks": fidelity.oracle_overlap(rows, oracle_chunks)}
+
+
 def measure(engine: Engine, tokenizer, sample, prompt: RagPrompt, ratio: float) -> dict[str, Any]:
-    """Budget breakdown, oracle overlaps, concentration and KL of both ProphetKV forms on one prompt."""
+    """Every selector's rows, answer coverage, oracle overlaps and KL on one prompt, and Stage I's concentration."""
     full = engine.prefill(prompt, "full")
     answer = engine.generate(full, fidelity.ANSWER_POSITIONS, tuple(tokenizer.eos_ids))
     reference = fidelity.answer_log_probs(engine.params, engine.config, full, answer)
@@ -132,17 +154,19 @@ def measure(engine: Engine, tokenizer, sample, prompt: RagPrompt, ratio: float) 
     alpha, oracle_alpha = query_scores(engine, prompt, False), query_scores(engine, prompt, True)
     c, first = len(alpha), len(prompt.prefix)
     oracle = selectors.top_k(oracle_alpha, selectors.budget(ratio, c))
-    out: dict[str, Any] = {"context_tokens": c, "prefix_tokens": first, "oracle": breakdown(oracle, kinds),
-                           "stage_one": concentration(alpha, selectors.top_k(alpha, selectors.budget(ratio, c)), kinds)}
     oracle_chunks = selectors.prophetkv_chunk_rows(oracle_alpha, first, ratio)
-    for method in ("prophetkv", "prophetkv_chunks"):
+    out: dict[str, Any] = {"context_tokens": c, "prefix_tokens": first, "answer_positions": len(reference),
+                           "oracle": selection(oracle, kinds, oracle, oracle_chunks),
+                           "stage_one": concentration(alpha, selectors.top_k(alpha, selectors.budget(ratio, c)), kinds)}
+    for method in SELECTORS:
         result = engine.prefill(prompt, method, ratio)
         if method == "prophetkv" and not np.array_equal(result.selected, selectors.top_k(alpha, selectors.budget(ratio, c))):
             raise RuntimeError("Stage I recomputed here does not reproduce the engine's selection")
         log_probs = fidelity.answer_log_probs(engine.params, engine.config, result, answer)
-        out[method] = {"kl": fidelity.compare(reference, log_probs).kl, "budget": breakdown(result.selected, kinds),
-                       "oracle_overlap": fidelity.oracle_overlap(result.selected, oracle),
-                       "oracle_overlap_chunks": fidelity.oracle_overlap(result.selected, oracle_chunks)}
+        per_position = np.sum(np.exp(reference) * (reference - log_probs), axis=-1)
+        out[method] = {"kl": fidelity.compare(reference, log_probs).kl,
+                       "kl_worst_position_share": float(per_position.max() / max(per_position.sum(), 1e-12)),
+                       **selection(result.selected, kinds, oracle, oracle_chunks)}
     return out
 
 
@@ -184,8 +208,9 @@ def summarize(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     summary = {}
     for group in ("tail", "control"):
         flat = [flatten(r) for r in rows if r["group"] == group]
-        if flat:
-            summary[group] = {"prompts": len(flat), **{k: float(np.mean([f[k] for f in flat])) for k in flat[0]}}
+        if flat:  # a measure missing from a prompt (no answer value in fwe) is averaged over the others
+            keys = sorted({k for f in flat for k in f})
+            summary[group] = {"prompts": len(flat), **{k: float(np.mean([f[k] for f in flat if k in f])) for k in keys}}
     tail = [r for r in rows if r["group"] == "tail"]
     summary["tail_still_above_with_chunk_only"] = sum(
         r["prophetkv_chunks"]["kl"] - r["best_baseline_kl"] > threshold for r in tail)
@@ -231,9 +256,10 @@ def main() -> None:
                    "gap_threshold": args.gap, "gap": gap[(task, index)],
                    "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in BASELINES),
                    **measure(engine, tokenizer, samples[(task, index)], prompt, ratio)}
-            kept = recorded[(task, index, "prophetkv")]["kl"]
-            if abs(row["prophetkv"]["kl"] - kept) > 1e-3 + 1e-2 * kept:
-                raise SystemExit(f"{row['key']}: ProphetKV KL {row['prophetkv']['kl']:.5f} here, {kept:.5f} in the record")
+            for method in (m for m in SELECTORS if (task, index, m) in recorded):
+                kept = recorded[(task, index, method)]["kl"]
+                if abs(row[method]["kl"] - kept) > 1e-3 + 1e-2 * kept:
+                    raise SystemExit(f"{row['key']}: {method} KL {row[method]['kl']:.5f} here, {kept:.5f} in the record")
             append_jsonl(rows_path, row)
             rows.append(row)
     names = {run.name for run in args.runs}

@@ -35,7 +35,7 @@ class CharTokenizer:
         return "".join(chr(i) for i in ids)
 
 
-def test_rows_are_labelled_prefix_answer_needle_other_needle_chunk_first_rest():
+def test_rows_are_labelled_prefix_answer_value_needle_other_needle_chunk_first_rest():
     text = "xxAB1yyCD2zz"
     ids = [ord(ch) for ch in text]
     prompt = RagPrompt(prefix=np.array([5, 6, 7]), chunks=(np.array(ids[:5]), np.array(ids[5:])), query=np.array([1]))
@@ -45,14 +45,17 @@ def test_rows_are_labelled_prefix_answer_needle_other_needle_chunk_first_rest():
     names = [script.CATEGORIES[k] for k in kinds]
     assert names[:3] == ["prefix"] * 3
     assert names[3:] == ["chunk_first", "rest", "other_needle", "other_needle", "other_needle",
-                         "chunk_first", "rest", "answer_needle", "answer_needle", "answer_needle", "rest", "rest"]
+                         "chunk_first", "rest", "answer_needle", "answer_needle", "answer_value", "rest", "rest"]
     shares = script.breakdown(np.array([0, 5, 10, 14]), kinds)
-    assert shares == pytest.approx({"prefix": 0.25, "answer_needle": 0.25, "other_needle": 0.25,
+    assert shares == pytest.approx({"prefix": 0.25, "answer_value": 0.0, "answer_needle": 0.25, "other_needle": 0.25,
                                     "chunk_first": 0.0, "rest": 0.25})
+    assert script.coverage(np.array([12, 3]), kinds, "answer_value") == 1.0  # row 12: the value "2"
+    assert script.coverage(np.array([10]), kinds, "answer_needle") == 0.5
+    assert script.coverage(np.array([0]), kinds[3:], "prefix") is None  # no such rows
 
 
 def test_concentration_of_uniform_and_one_hot_scores():
-    kinds = np.array([0, 4, 4, 4])
+    kinds = np.array([0, 5, 5, 5])  # prefix, rest, rest, rest
     flat = script.concentration(np.ones(4), np.array([1]), kinds)
     assert flat["entropy"] == pytest.approx(1.0) and flat["topk_mass"] == pytest.approx(0.25)
     assert flat["mass_prefix"] == pytest.approx(0.25) and flat["mass_rest"] == pytest.approx(0.75)
