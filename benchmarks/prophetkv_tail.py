@@ -217,11 +217,73 @@ def summarize(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
+def _runs(rows: np.ndarray) -> list[np.ndarray]:
+    """Sorted row indices split into runs of consecutive rows."""
+    return np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1) if rows.size else []
+
+
+def answer_layout(prompt: RagPrompt, kinds: np.ndarray) -> dict[str, Any]:
+    """Where the answer sits among the chunks: the in-chunk offset of each answer value's first token
+    (the smallest, in tokens), the share of value tokens in the first 20% of their chunk (EPIC's
+    region at p = 0.2), and whether an answer needle spans two chunks (its value cached without its key)."""
+    starts = len(prompt.prefix) + np.cumsum([0] + [len(c) for c in prompt.chunks[:-1]])
+    lengths = np.array([len(c) for c in prompt.chunks])
+    chunk = lambda row: int(np.searchsorted(starts, row, side="right") - 1)  # noqa: E731
+    values = np.flatnonzero(kinds == VALUE)
+    if not values.size:
+        return {}
+    needles = np.flatnonzero((kinds == VALUE) | (kinds == CATEGORIES.index("answer_needle")))
+    offsets = [int(run[0] - starts[chunk(run[0])]) for run in _runs(values)]
+    head = [row - starts[chunk(row)] < 0.2 * lengths[chunk(row)] for row in values]
+    return {"value_offset": min(offsets), "value_in_chunk_head": float(np.mean(head)),
+            "needle_split": float(any(chunk(run[0]) != chunk(run[-1]) for run in _runs(needles)))}
+
+
+def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, done: dict[str, dict]) -> list[dict]:
+    """Measure the run's tail and control prompts not measured yet (appending each row as it is done),
+    and return all its rows with the answer's layout, which needs only the prompt."""
     from tqdm import tqdm
 
+    from prophetkv_jax.store import ChunkStore
+
+    params, config, tokenizer, fingerprint = model
+    records = run_records.load_records(run / "records.jsonl")
+    if not records:
+        raise SystemExit(f"{run}: no records.jsonl to read")
+    settings = records[0]["settings"]
+    if settings["model"] != fingerprint:
+        raise SystemExit(f"{run}: records made with model {settings['model']}, this model is {fingerprint}")
+    gap = gaps(records)
+    chosen = pick(gap, gap_threshold)
+    samples = run_samples(run, [k for k, _ in chosen], tokenizer, settings)
+    recorded = {(r["task"], r["index"], r["method"]): r for r in records}
+    ratio = next(r["ratio"] for r in records if r["method"] == "prophetkv")
+    engine = Engine(params, config, max_new_tokens=max(settings["max_new_tokens"] or 128, fidelity.ANSWER_POSITIONS),
+                    fingerprint=fingerprint)
+    rows = []
+    for (task, index), group in tqdm(chosen, desc=run.name, unit="prompt"):
+        sample, key = samples[(task, index)], f"{run.name}/{task}/{index}"
+        prompt, _ = sample_prompt(tokenizer, sample, chunk_tokens=settings["chunk_tokens"], chat=settings["chat"],
+                                  max_new_tokens=settings["max_new_tokens"], context_tokens=settings["context"])
+        row = done.get(key)
+        if row is None:
+            engine.store = ChunkStore()  # one prompt's chunks at a time
+            row = {"key": key, "run": run.name, "task": task, "index": index, "group": group,
+                   "gap_threshold": gap_threshold, "gap": gap[(task, index)],
+                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in BASELINES),
+                   **measure(engine, tokenizer, sample, prompt, ratio)}
+            for method in (m for m in SELECTORS if (task, index, m) in recorded):
+                kept = recorded[(task, index, method)]["kl"]
+                if abs(row[method]["kl"] - kept) > 1e-3 + 1e-2 * kept:
+                    raise SystemExit(f"{key}: {method} KL {row[method]['kl']:.5f} here, {kept:.5f} in the record")
+            append_jsonl(rows_path, row)
+        rows.append({**row, "answer_layout": answer_layout(prompt, row_categories(prompt, sample, tokenizer))})
+    return rows
+
+
+def main() -> None:
     from prophetkv_jax.model.checkpoint import load_checkpoint
-    from prophetkv_jax.store import ChunkStore, model_fingerprint
+    from prophetkv_jax.store import model_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="RULER output folders (each with records.jsonl)")
@@ -231,42 +293,12 @@ def main() -> None:
     params, config, tokenizer = load_checkpoint()
     fingerprint = model_fingerprint(config, params)
     rows_path = args.out.with_suffix(".rows.jsonl")
-    rows = [r for r in run_records.load_records(rows_path) if r["gap_threshold"] == args.gap]
-    done = {r["key"] for r in rows}
-    for run in args.runs:
-        records = run_records.load_records(run / "records.jsonl")
-        if not records:
-            raise SystemExit(f"{run}: no records.jsonl to read")
-        settings = records[0]["settings"]
-        if settings["model"] != fingerprint:
-            raise SystemExit(f"{run}: records made with model {settings['model']}, this model is {fingerprint}")
-        gap = gaps(records)
-        todo = [(k, group) for k, group in pick(gap, args.gap) if f"{run.name}/{k[0]}/{k[1]}" not in done]
-        samples = run_samples(run, [k for k, _ in todo], tokenizer, settings) if todo else {}
-        recorded = {(r["task"], r["index"], r["method"]): r for r in records}
-        ratio = next(r["ratio"] for r in records if r["method"] == "prophetkv")
-        engine = Engine(params, config, max_new_tokens=max(settings["max_new_tokens"] or 128, fidelity.ANSWER_POSITIONS),
-                        fingerprint=fingerprint)
-        for (task, index), group in tqdm(todo, desc=run.name, unit="prompt"):
-            prompt, _ = sample_prompt(tokenizer, samples[(task, index)], chunk_tokens=settings["chunk_tokens"],
-                                      chat=settings["chat"], max_new_tokens=settings["max_new_tokens"],
-                                      context_tokens=settings["context"])
-            engine.store = ChunkStore()  # one prompt's chunks at a time
-            row = {"key": f"{run.name}/{task}/{index}", "run": run.name, "task": task, "index": index, "group": group,
-                   "gap_threshold": args.gap, "gap": gap[(task, index)],
-                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in BASELINES),
-                   **measure(engine, tokenizer, samples[(task, index)], prompt, ratio)}
-            for method in (m for m in SELECTORS if (task, index, m) in recorded):
-                kept = recorded[(task, index, method)]["kl"]
-                if abs(row[method]["kl"] - kept) > 1e-3 + 1e-2 * kept:
-                    raise SystemExit(f"{row['key']}: {method} KL {row[method]['kl']:.5f} here, {kept:.5f} in the record")
-            append_jsonl(rows_path, row)
-            rows.append(row)
-    names = {run.name for run in args.runs}
-    rows = [r for r in rows if r["run"] in names]
+    done = {r["key"]: r for r in run_records.load_records(rows_path) if r["gap_threshold"] == args.gap}
+    rows = [row for run in args.runs
+            for row in study_run(run, args.gap, (params, config, tokenizer, fingerprint), rows_path, done)]
     summary = summarize(rows, args.gap)
-    atomic_write(args.out, json.dumps({"settings": {"runs": sorted(names), "gap": args.gap, "model": fingerprint},
-                                       "summary": summary, "rows": rows}, indent=1))
+    atomic_write(args.out, json.dumps({"settings": {"runs": [run.name for run in args.runs], "gap": args.gap,
+                                                    "model": fingerprint}, "summary": summary, "rows": rows}, indent=1))
     for group in ("tail", "control"):
         print(group, {k: round(v, 3) for k, v in summary.get(group, {}).items()})
     print("tail prompts still above the best baseline by more than the gap with chunk-only ProphetKV:",

@@ -61,3 +61,15 @@ def test_concentration_of_uniform_and_one_hot_scores():
     assert flat["mass_prefix"] == pytest.approx(0.25) and flat["mass_rest"] == pytest.approx(0.75)
     peaked = script.concentration(np.array([1.0, 0, 0, 0]), np.array([0]), kinds)
     assert peaked["entropy"] == pytest.approx(0.0) and peaked["topk_mass"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("cut", "expected"), [
+    (5, {"value_offset": 4, "value_in_chunk_head": 0.0, "needle_split": 0.0}),  # "xxAB1" | "yyCD2zz"
+    (9, {"value_offset": 0, "value_in_chunk_head": 1.0, "needle_split": 1.0}),  # "xxAB1yyCD" | "2zz": key apart
+])
+def test_answer_layout_finds_the_values_offset_and_a_needle_cut_by_a_chunk_boundary(cut, expected):
+    ids = [ord(ch) for ch in "xxAB1yyCD2zz"]
+    prompt = RagPrompt(prefix=np.array([5, 6, 7]), chunks=(np.array(ids[:cut]), np.array(ids[cut:])), query=np.array([1]))
+    sample = Sample("niah_multikey_1", 0, "", "", "", "", ("2",), "string_match_all", 8, {"needles": ["AB1", "CD2"]})
+    kinds = script.row_categories(prompt, sample, CharTokenizer())
+    assert script.answer_layout(prompt, kinds) == expected
