@@ -182,13 +182,15 @@ class Engine:
             selected = np.zeros((0,), np.int64)
         elif method == "epic":
             selected = selectors.epic(list(layout.starts[1:-1]), [len(s) for s in layout.segments[1:-1]], ratio, k)
-        else:  # prophetkv
+        else:  # prophetkv, prophetkv_chunks
             # Stage I writes the query rows' K/V in place; the recompute pass below rewrites
             # every one of those slots before reading them, so its cache carries straight on.
             layer_scores, _, cache = recompute.query_attention(
                 self.params, self.config, cache, tokens[c:], query, score_from=c, donate=True
             )
-            selected = selectors.top_k(selectors.prophetkv_scores(layer_scores)[:c], k)
+            scores = selectors.prophetkv_scores(layer_scores)[:c]
+            selected = (selectors.top_k(scores, k) if method == "prophetkv"
+                        else selectors.prophetkv_chunk_rows(scores, layout.starts[1], ratio))
         timings["select"] = time.perf_counter() - clock
         rows = np.concatenate([selected, query]).astype(np.int32)
         logits, cache = recompute.recompute_rows(

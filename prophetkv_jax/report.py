@@ -7,6 +7,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from prophetkv_jax.paired import Paired, holm
+
 # Full prefill and naive reuse recompute a fixed set of rows: one number each, any ratio.
 RATIO_FREE = ("full", "naive")
 
@@ -46,36 +50,43 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 PAIRED_METRICS = ("score", "kl", "top1_agreement")
+OURS = ("prophetkv", "prophetkv_chunks")  # the spec's ProphetKV and the chunk-only form
+BASELINES = ("naive", "cacheblend", "epic", "kvshare")
 
 
-def paired_differences(records: list[dict[str, Any]], rounds: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
-    """ProphetKV minus each other method at the same ratio, paired by (task, sample): the mean
-    difference and a 95% percentile-bootstrap interval over samples, per metric."""
-    import numpy as np
-
+def paired_differences(records: list[dict[str, Any]], rounds: int = 4000, seed: int = 0) -> list[dict[str, Any]]:
+    """Each ProphetKV form minus each baseline (and the chunk-only form minus the spec's) at the same
+    ratio, paired by (task, sample). Per metric: the mean difference and its 95% percentile-bootstrap
+    interval, how many pairs differ either way, the two-sided Wilcoxon signed-rank p-value, and Holm's
+    adjustment over every comparison of that metric at that ratio, with the bootstrap interval at the
+    level Holm tests that comparison at."""
     values: dict[tuple, dict[tuple[str, int], dict]] = collections.defaultdict(dict)
     for r in records:
         values[(r["method"], r["ratio"])][(r["task"], r["index"])] = r
-    out = []
+    out, families = [], collections.defaultdict(list)
     for (method, ratio), ours in sorted(values.items(), key=lambda kv: _column_order(kv[0])):
-        if method != "prophetkv":
+        if method not in OURS:
             continue
-        for other in ("naive", "cacheblend", "epic", "kvshare"):
+        for other in BASELINES + (("prophetkv",) if method == "prophetkv_chunks" else ()):
             theirs = values.get((other, None if other in RATIO_FREE else ratio), {})
             common = sorted(set(ours) & set(theirs))
             if not common:
                 continue
-            row = {"method": other, "ratio": ratio, "pairs": len(common)}
+            row = {"ours": method, "method": other, "ratio": ratio, "pairs": len(common)}
             for metric in PAIRED_METRICS:
                 pairs = [(ours[k].get(metric), theirs[k].get(metric)) for k in common]
-                diffs = np.array([float(a) - float(b) for a, b in pairs if a is not None and b is not None])
-                if diffs.size == 0:
-                    row[metric] = None
-                    continue
-                draws = np.random.default_rng(seed).choice(diffs, (rounds, diffs.size)).mean(axis=1)
-                row[metric] = {"mean": float(diffs.mean()), "low": float(np.percentile(draws, 2.5)),
-                               "high": float(np.percentile(draws, 97.5))}
+                diffs = [float(a) - float(b) for a, b in pairs if a is not None and b is not None]
+                row[metric] = None
+                if diffs:
+                    comparison = Paired.of(np.array(diffs), rounds, seed)
+                    row[metric] = comparison.summary()
+                    families[(ratio, metric)].append((row[metric], comparison))
             out.append(row)
+    for family in families.values():
+        adjusted, levels = holm([stats["p"] for stats, _ in family])
+        for (stats, comparison), p, level in zip(family, adjusted, levels):
+            stats["p_holm"] = p
+            stats["holm_low"], stats["holm_high"] = comparison.interval(1 - level)
     return out
 
 
@@ -121,14 +132,32 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{kl} | {_percent(a['top1_agreement'])} | {_percent(a['same_answer'])} | "
                      f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
     if summary.get("paired"):
-        lines += ["", "ProphetKV minus each method at the same ratio, paired by sample (mean [95% bootstrap CI]):", "",
-                  "| difference | pairs | score | KL(full ‖ ·) | top-1 agreement |", "|---|---|---|---|---|"]
-        for row in summary["paired"]:
-            cells = ["-" if row[m] is None else f"{row[m]['mean']:+.{d}f} [{row[m]['low']:+.{d}f}, {row[m]['high']:+.{d}f}]"
-                     for m, d in zip(PAIRED_METRICS, (1, 4, 3))]
-            pair = f"prophetkv@{row['ratio']:g} − {ratio_label(row['method'], row['ratio'])}"
-            lines.append(f"| {pair} | {row['pairs']} | " + " | ".join(cells) + " |")
+        lines += ["", paired_markdown(summary["paired"])]
     return "\n".join(lines) + "\n"
+
+
+PAIRED_TABLES = (("kl", "KL(full ‖ ·), lower is closer to full prefill", 4), ("top1_agreement", "top-1 agreement", 3),
+                 ("score", "score", 1))
+
+
+def paired_markdown(paired: list[dict[str, Any]]) -> str:
+    """One table per metric: each ProphetKV form minus each method, paired by prompt."""
+    lines = ["Each ProphetKV form minus each method at the same ratio, paired by prompt: mean [95% bootstrap CI], "
+             "the interval at the level Holm tests that comparison at, pairs with a positive / negative "
+             "difference, the two-sided Wilcoxon signed-rank p and its Holm adjustment over all comparisons "
+             "of the metric at that ratio."]
+    for metric, title, d in PAIRED_TABLES:
+        lines += ["", f"{title}:", "", "| difference | pairs | mean [95% CI] | Holm-level CI | + / − | Wilcoxon p "
+                  "| Holm p |", "|---|---|---|---|---|---|---|"]
+        for row in paired:
+            s = row[metric]
+            if s is None:
+                continue
+            pair = f"{ratio_label(row['ours'], row['ratio'])} − {ratio_label(row['method'], row['ratio'])}"
+            lines.append(f"| {pair} | {row['pairs']} | {s['mean']:+.{d}f} [{s['low']:+.{d}f}, {s['high']:+.{d}f}] | "
+                         f"[{s['holm_low']:+.{d}f}, {s['holm_high']:+.{d}f}] | {s['positive']} / {s['negative']} | "
+                         f"{s['p']:.2g} | {s['p_holm']:.2g} |")
+    return "\n".join(lines)
 
 
 def _column_order(key: tuple[str, float | None]) -> tuple[int, float]:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-METHODS = ("full", "naive", "cacheblend", "epic", "kvshare", "prophetkv")
+METHODS = ("full", "naive", "cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
 
 
 def check_ratio(ratio: float) -> float:
@@ -73,3 +73,11 @@ def kvshare_scores(attention_received: np.ndarray, v_fresh: np.ndarray, v_cached
 def prophetkv_scores(layer_scores: np.ndarray) -> np.ndarray:
     """Stage I fusion: alpha(t) = mean over layers of the query's attention to t."""
     return np.asarray(layer_scores, np.float64).mean(axis=0)
+
+
+def prophetkv_chunk_rows(scores: np.ndarray, first_chunk_row: int, ratio: float) -> np.ndarray:
+    """Chunk-only ProphetKV (not the spec's ProphetKV, which counts the prefix in C): the prefix
+    segment is cached at its true positions with nothing before it, so its KV is already exact;
+    only chunk rows are candidates, and the budget is floor(p * C_chunks)."""
+    chunk_scores = np.asarray(scores)[first_chunk_row:]
+    return first_chunk_row + top_k(chunk_scores, budget(ratio, chunk_scores.size))

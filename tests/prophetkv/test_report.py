@@ -1,8 +1,9 @@
 """Report aggregation: scores, retention and agreement with full prefill from hand-made records."""
 
+import numpy as np
 import pytest
 
-from prophetkv_jax import report
+from prophetkv_jax import paired, report
 
 
 FULL_ANSWERS = {("a", 0): "x", ("a", 1): "y", ("b", 0): "w"}
@@ -70,4 +71,50 @@ def test_paired_differences_pair_by_sample_and_bracket_the_mean():
     assert row["kl"]["mean"] == pytest.approx(-0.225)  # (-0.2 - 0.1 - 0.1 - 0.5) / 4
     assert row["kl"]["low"] <= -0.225 <= row["kl"]["high"] and row["kl"]["high"] < 0
     assert row["score"]["mean"] == pytest.approx(100.0) and row["top1_agreement"]["mean"] == pytest.approx(0.5)
-    assert "| prophetkv@0.2 − cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] | -0.2250 [" in report.markdown(report.summarize(records))
+    assert (row["kl"]["positive"], row["kl"]["negative"]) == (0, 4)
+    table = report.markdown(report.summarize(records))
+    assert "| prophetkv@0.2 − cacheblend@0.2 | 4 | -0.2250 [" in table
+    assert "| prophetkv@0.2 − cacheblend@0.2 | 4 | +100.0 [+100.0, +100.0] |" in table
+
+
+def test_holm_adjusts_the_sorted_p_values_step_down():
+    """Holm (1979): the i-th smallest of m p-values is multiplied by m - i + 1, made monotone, capped at 1."""
+    adjusted, levels = paired.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 4 x 0.005, 3 x 0.01, max(2 x 0.03, 0.03), 1 x 0.04 -> 0.06
+    assert levels == pytest.approx([0.05 / 3, 0.05 / 1, 0.05 / 2, 0.05 / 4])
+    assert paired.holm([0.5, 0.9])[0] == pytest.approx([1.0, 1.0])
+
+
+def test_wilcoxon_is_the_exact_signed_rank_test_and_ignores_ties():
+    """Six positive differences out of six: the exact two-sided p is 2 / 2^6; zeros are dropped."""
+    comparison = paired.Paired.of(np.array([0.3, 0.1, 0.2, 0.6, 0.5, 0.4, 0.0, 0.0]))
+    assert comparison.wilcoxon_p() == pytest.approx(2 / 2**6)
+    assert paired.Paired.of(np.zeros(5)).wilcoxon_p() == 1.0
+    noise = paired.Paired.of(np.array([-1e-11, -2e-12, -3e-11, -1e-12, -5e-12, -4e-11, -6e-11]))  # p = 1 vs p = 1
+    assert noise.wilcoxon_p() == 1.0 and noise.summary()["negative"] == 0
+    stats = comparison.summary()
+    assert (stats["positive"], stats["negative"]) == (6, 0) and stats["mean"] == pytest.approx(2.1 / 8)
+
+
+def test_holm_family_is_every_comparison_of_a_metric_and_widens_the_intervals():
+    """A heavy tail: ProphetKV is closer on 11 of 12 prompts, far worse on one. Against CacheBlend the
+    mean straddles 0 but the signed-rank test does not; Holm counts the chunk-only form's five
+    comparisons and the spec form's four as one family of nine per metric."""
+    records = []
+    for index in range(12):
+        tail = index == 0
+        records += [_record("a", index, "naive", None, "x", 0.0, kl=1.0, top1=0.5),
+                    _record("a", index, "cacheblend", 0.2, "x", 0.0, kl=0.2, top1=0.8),
+                    _record("a", index, "epic", 0.2, "x", 0.0, kl=0.2 + 0.01 * index, top1=0.8),
+                    _record("a", index, "kvshare", 0.2, "x", 0.0, kl=0.3, top1=0.8),
+                    _record("a", index, "prophetkv", 0.2, "x", 0.0, kl=2.0 if tail else 0.1, top1=0.9),
+                    _record("a", index, "prophetkv_chunks", 0.2, "x", 0.0, kl=0.15, top1=0.9)]
+    rows = {(r["ours"], r["method"]): r for r in report.summarize(records)["paired"]}
+    assert len(rows) == 9 and ("prophetkv_chunks", "prophetkv") in rows
+    versus = rows[("prophetkv", "cacheblend")]["kl"]
+    assert versus["low"] < 0 < versus["high"] and versus["p"] < 0.05  # 11 tied ranks: normal approximation
+    family = [row["kl"]["p"] for row in rows.values()]
+    assert versus["p_holm"] == pytest.approx(paired.holm(family)[0][list(rows).index(("prophetkv", "cacheblend"))])
+    assert versus["holm_low"] <= versus["low"] and versus["holm_high"] > versus["high"]
+    table = report.markdown(report.summarize(records))
+    assert "| prophetkv_chunks@0.2 − prophetkv@0.2 | 12 |" in table

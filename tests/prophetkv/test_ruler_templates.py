@@ -17,32 +17,32 @@ ESSAY = ("Alpha beta gamma delta. Epsilon zeta eta theta iota. Kappa lambda mu n
 EXPECTED = {
     'niah_single_1': (228, ('2602107',), (
         'A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number afterwards.\n',
-        'One of the special magic numbers for round-accelerator is: 2602107.\n',
+        'One of the special magic numbers for puffy-fiberglass is: 2602107.\n',
         NOISE + "\n",
         NOISE + "\n",
-        'What is the special magic number for round-accelerator mentioned in the provided text? The special magic number for round-accelerator mentioned in the provided text is',
+        'What is the special magic number for puffy-fiberglass mentioned in the provided text? The special magic number for puffy-fiberglass mentioned in the provided text is',
     )),
     'niah_single_2': (198, ('7895650',), (
         'A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number afterwards.\n',
-        'Alpha beta gamma delta. One of the special magic numbers for great-anchovy is: 7895650. Epsilon zeta eta theta iota.\n',
-        'What is the special magic number for great-anchovy mentioned in the provided text? The special magic number for great-anchovy mentioned in the provided text is',
+        'Alpha beta gamma delta. One of the special magic numbers for gentle-armour is: 7895650. Epsilon zeta eta theta iota.\n',
+        'What is the special magic number for gentle-armour mentioned in the provided text? The special magic number for gentle-armour mentioned in the provided text is',
     )),
-    'niah_single_3': (198, ('c4502baf-6cb4-4519-a45e-72d81f6a6f1c',), (
+    'niah_single_3': (198, ('6cb43519-245e-42d8-9f6a-6f1c887719fc',), (
         'A special magic uuid is hidden within the following text. Make sure to memorize it. I will quiz you about the uuid afterwards.\n',
-        'Alpha beta gamma delta. One of the special magic uuids for soggy-architecture is: c4502baf-6cb4-4519-a45e-72d81f6a6f1c. Epsilon zeta eta theta iota.\n',
-        'What is the special magic uuid for soggy-architecture mentioned in the provided text? The special magic uuid for soggy-architecture mentioned in the provided text is',
+        'Alpha beta gamma delta. One of the special magic uuids for watchful-outhouse is: 6cb43519-245e-42d8-9f6a-6f1c887719fc. Epsilon zeta eta theta iota.\n',
+        'What is the special magic uuid for watchful-outhouse mentioned in the provided text? The special magic uuid for watchful-outhouse mentioned in the provided text is',
     )),
     'niah_multikey_1': (223, ('1836408',), (
         'A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number afterwards.\n',
-        ' One of the special magic numbers for voiceless-alb is: 3467992.  One of the special magic numbers for ultra-anguish is: 2396116.  One of the special magic numbers for ambiguous-aim is: 8010937.  One of the special magic numbers for vacuous-abnormality is: 1836408. Alpha beta gamma delta.\n',
-        'What is the special magic number for vacuous-abnormality mentioned in the provided text? The special magic number for vacuous-abnormality mentioned in the provided text is',
+        ' One of the special magic numbers for testy-sweat is: 3467992.  One of the special magic numbers for strange-canopy is: 2396116.  One of the special magic numbers for alcoholic-licorice is: 8010937.  One of the special magic numbers for tan-sickness is: 1836408. Alpha beta gamma delta.\n',
+        'What is the special magic number for tan-sickness mentioned in the provided text? The special magic number for tan-sickness mentioned in the provided text is',
     )),
     'niah_multikey_2': (208, ('3657712',), (
         'A special magic number is hidden within the following text. Make sure to memorize it. I will quiz you about the number afterwards.\n',
-        'One of the special magic numbers for unadvised-air is: 3657712.\n',
-        'One of the special magic numbers for somber-alloy is: 6460743.\n',
-        'One of the special magic numbers for narrow-alley is: 5378269.\n',
-        'What is the special magic number for unadvised-air mentioned in the provided text? The special magic number for unadvised-air mentioned in the provided text is',
+        'One of the special magic numbers for stupid-bronchitis is: 3657712.\n',
+        'One of the special magic numbers for robust-airline is: 6460743.\n',
+        'One of the special magic numbers for many-brink is: 5378269.\n',
+        'What is the special magic number for stupid-bronchitis mentioned in the provided text? The special magic number for stupid-bronchitis mentioned in the provided text is',
     )),
     'niah_multikey_3': (198, ('f8d99c59-9def-4986-b86e-8505cd5e656d',), (
         'A special magic uuid is hidden within the following text. Make sure to memorize it. I will quiz you about the uuid afterwards.\n',
@@ -52,13 +52,13 @@ EXPECTED = {
     )),
     'niah_multivalue': (228, ('5165623', '4790034', '7247503', '2084542'), (
         'Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.\n',
-        ' One of the special magic numbers for level-airplane is: 7247503.  One of the special magic numbers for level-airplane is: 2084542. Alpha beta gamma delta. One of the special magic numbers for level-airplane is: 5165623.  One of the special magic numbers for level-airplane is: 4790034. Epsilon zeta eta theta iota.\n',
-        'What are all the special magic numbers for level-airplane mentioned in the provided text? The special magic numbers for level-airplane mentioned in the provided text are',
+        ' One of the special magic numbers for jumbled-insight is: 7247503.  One of the special magic numbers for jumbled-insight is: 2084542. Alpha beta gamma delta. One of the special magic numbers for jumbled-insight is: 5165623.  One of the special magic numbers for jumbled-insight is: 4790034. Epsilon zeta eta theta iota.\n',
+        'What are all the special magic numbers for jumbled-insight mentioned in the provided text? The special magic numbers for jumbled-insight mentioned in the provided text are',
     )),
     'niah_multiquery': (238, ('1366103', '7938375', '6943529', '9506609'), (
         'Some special magic numbers are hidden within the following text. Make sure to memorize it. I will quiz you about the numbers afterwards.\n',
-        ' One of the special magic numbers for deafening-affinity is: 6943529.  One of the special magic numbers for ubiquitous-army is: 9506609. Alpha beta gamma delta. One of the special magic numbers for flaky-affair is: 7938375.  One of the special magic numbers for hypnotic-angina is: 1366103. Epsilon zeta eta theta iota.\n',
-        'What are all the special magic numbers for hypnotic-angina, flaky-affair, deafening-affinity, and ubiquitous-army mentioned in the provided text? The special magic numbers for hypnotic-angina, flaky-affair, deafening-affinity, and ubiquitous-army mentioned in the provided text are',
+        ' One of the special magic numbers for deafening-gambling is: 6943529.  One of the special magic numbers for sticky-die is: 9506609. Alpha beta gamma delta. One of the special magic numbers for fertile-hepatitis is: 7938375.  One of the special magic numbers for honorable-geography is: 1366103. Epsilon zeta eta theta iota.\n',
+        'What are all the special magic numbers for honorable-geography, fertile-hepatitis, deafening-gambling, and sticky-die mentioned in the provided text? The special magic numbers for honorable-geography, fertile-hepatitis, deafening-gambling, and sticky-die mentioned in the provided text are',
     )),
     'vt': (430, ('BSYMD', 'TAVPP', 'XNUSO', 'NSHOM', 'OJWWZ'), (
         'Memorize and track the chain(s) of variable assignment hidden in the following text.\n',
@@ -92,12 +92,12 @@ EXPECTED = {
         NOISE + "\n",
         'Question: Find all variables that are assigned the value 32453 in the text above. Answer: According to the chain(s) of variable assignment in the text above, 5 variables are assigned the value 32453, they are: ',
     )),
-    'cwe': (500, ('neighbour', 'bestseller', 'pheasant', 'lox', 'inflation', 'den', 'kilogram', 'whorl', 'complication', 'stucco'), (
+    'cwe': (500, ('murder', 'beret', 'peek', 'load', 'impression', 'defiant', 'judgment', 'wardrobe', 'compensation', 'steeple'), (
         'Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones that appear most often.\n',
-        '1. mislead 2. pumpkinseed 3. flippant 4. fog 5. dial 6. shift 7. hunting 8. scallion 9. pumpkinseed 10. flippant 11. waffle 12. hunting 13. resolute 14. birdhouse 15. glider 16. dial 17. dough 18. hunting 19. birdhouse 20. baby 21. neonate 22. neonate 23. neonate 24. secrecy 25. birdhouse 26. secrecy 27. dial 28. fog 29. mislead 30. everything 31. flippant 32. glider 33. server 34. pumpkinseed 35. fog 36. mislead 37. stone 38. glider 39. pressurization 40. secrecy\n',
-        'Question: What are the 10 most common words in the above list? Answer: The top 10 words that appear most often in the list are: 1. neonate 2. mislead 3. dial 4. pumpkinseed 5. flippant 6. hunting 7. glider 8. fog 9. secrecy 10. birdhouse\n',
+        '1. psychedelic 2. backpack 3. elderly 4. authorization 5. snuggle 6. strobe 7. likelihood 8. vegetable 9. joy 10. backpack 11. subway 12. vegetable 13. likelihood 14. bladder 15. tenet 16. preside 17. difference 18. apricot 19. lime 20. apricot 21. diction 22. tenet 23. win 24. moonscape 25. backpack 26. win 27. elderly 28. moonscape 29. elderly 30. difference 31. vegetable 32. moonscape 33. win 34. apricot 35. difference 36. tenet 37. subway 38. frightened 39. likelihood 40. subway\n',
+        'Question: What are the 10 most common words in the above list? Answer: The top 10 words that appear most often in the list are: 1. moonscape 2. vegetable 3. elderly 4. difference 5. likelihood 6. win 7. apricot 8. backpack 9. tenet 10. subway\n',
         'Below is a numbered list of words. In these words, some appear more often than others. Memorize the ones that appear most often.\n',
-        '1. ahead 2. neighbour 3. complication 4. bestseller 5. inflation 6. neighbour 7. stucco 8. egghead 9. kilogram 10. kilogram 11. spade 12. lox 13. pheasant 14. hospital 15. shofar 16. wholesaler 17. inflation 18. whorl 19. resistance 20. den 21. outlet 22. pith 23. stucco 24. lox 25. kitty 26. den 27. whorl 28. inflation 29. inflation 30. complication 31. inflation 32. comportment 33. neighbour 34. housing 35. bestseller 36. stucco 37. neighbour 38. whorl 39. kilogram 40. ecliptic 41. pheasant 42. den 43. lox 44. lox 45. screen 46. complication 47. neighbour 48. stucco 49. neighbour 50. catcher 51. stucco 52. lox 53. bunghole 54. coil 55. whorl 56. pheasant 57. inflation 58. complication 59. whisker 60. semantics 61. den 62. complication 63. pendant 64. subtract 65. lox 66. kilogram 67. whorl 68. stucco 69. sunbonnet 70. bestseller 71. pamphlet 72. detective 73. bestseller 74. bestseller 75. complication 76. den 77. bestseller 78. leash 79. knuckle 80. pheasant 81. trombone 82. whorl 83. texture 84. impossible 85. kilogram 86. den 87. pheasant 88. solve 89. subroutine 90. pheasant 91. verbalize 92. kilogram\n',
+        '1. bull 2. impression 3. judgment 4. compensation 5. coconut 6. peek 7. steeple 8. murder 9. compensation 10. eagle 11. castanet 12. homework 13. stitch 14. judgment 15. steeple 16. wardrobe 17. snowsuit 18. icecream 19. warden 20. defiant 21. compensation 22. defiant 23. judgment 24. load 25. sloth 26. tortilla 27. murder 28. strawberry 29. wardrobe 30. defiant 31. wardrobe 32. peek 33. load 34. scorpion 35. peek 36. murder 37. description 38. kendo 39. compensation 40. judgment 41. junker 42. peek 43. defiant 44. load 45. hive 46. beret 47. defiant 48. peek 49. servant 50. load 51. wardrobe 52. impression 53. walrus 54. unibody 55. ecosystem 56. beret 57. onerous 58. steeple 59. target 60. stiletto 61. steeple 62. load 63. murder 64. sauce 65. murder 66. murder 67. wardrobe 68. wardrobe 69. impression 70. impression 71. impression 72. agriculture 73. competitor 74. beret 75. photoreceptor 76. beret 77. peek 78. compensation 79. defiant 80. impression 81. beret 82. pasta 83. outset 84. beret 85. landform 86. load 87. judgment 88. judgment 89. steeple 90. yurt 91. steeple 92. compensation\n',
         'Question: What are the 10 most common words in the above list? Answer: The top 10 words that appear most often in the list are:',
     )),
     'fwe': (280, ('fatheb', 'rpvbor', 'wnojon'), (
@@ -167,3 +167,29 @@ def test_one_sample_of_every_task_renders_rulers_text(task, sources, monkeypatch
                             hotpotqa_path=str(sources / "hotpotqa.json"))[0]
     assert sample.prompt == "".join(lines)
     assert sample.references == references
+
+
+def test_key_pool_is_rulers_full_adjective_noun_product():
+    """niah.py: ``sorted(set(f"{adj}-{noun}" for adj in adjs for noun in nouns))`` over wonderwords'
+    lists as its own reader returns them (912 x 6,782; a pool of the first 300 of each, whose nouns all
+    begin with "a", made distractors share the queried key's adjective or noun ~23% of the time)."""
+    from wonderwords import random_word
+
+    adjectives = random_word._get_words_from_text_file("adjectivelist.txt")
+    nouns = random_word._get_words_from_text_file("nounlist.txt")
+    assert (len(adjectives), len(nouns)) == (912, 6782)
+    expected = {f"{a}-{n}" for a in adjectives for n in nouns}
+    pool = ruler.key_words()
+    assert len(pool) == len(expected) == 6_171_620
+    assert all(a < b for a, b in zip(pool, pool[1:]))  # sorted, no repeats: with the length, one set
+    assert all(key in expected for key in pool[::101])
+    assert pool[0] == min(expected) and pool[-1] == max(expected)
+
+
+@pytest.mark.parametrize(("task", "budget"), [("niah_single_1", 128), ("niah_multivalue", 128), ("vt", 30),
+                                              ("cwe", 120), ("fwe", 50)])
+def test_answer_budgets_are_rulers_tokens_to_generate(task, budget):
+    """constants.py's tokens_to_generate: the prompt leaves that room and decoding may use all of it."""
+    sample = ruler.generate(task, 1, 700, lambda text: len(text.split()), seed=1)[0]
+    assert sample.max_new_tokens == budget
+    assert len(sample.prompt.split()) <= 700 - budget

@@ -51,3 +51,11 @@ def test_score_formulas():
     )
     layers = rng.uniform(size=(4, 6))
     np.testing.assert_allclose(selectors.prophetkv_scores(layers), layers.mean(axis=0))
+
+
+def test_chunk_only_prophetkv_skips_the_prefix_and_budgets_chunk_rows_only():
+    scores = np.array([9.0, 8.0, 0.1, 0.5, 0.3, 0.7, 0.2])  # rows 0-1: the prefix, which scores highest
+    np.testing.assert_array_equal(selectors.prophetkv_chunk_rows(scores, 2, 0.4), [3, 5])  # floor(0.4 * 5) = 2
+    np.testing.assert_array_equal(selectors.prophetkv_chunk_rows(scores, 2, 0.2), [5])
+    np.testing.assert_array_equal(selectors.prophetkv_chunk_rows(scores, 2, 0.6), [3, 4, 5])  # not floor(0.6 * 7) = 4
+    np.testing.assert_array_equal(selectors.prophetkv_chunk_rows(scores, 0, 0.3), selectors.top_k(scores, 2))
