@@ -17,6 +17,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
 from flax import traverse_util
 
 from cea_jax import workdir as wd
@@ -84,13 +86,15 @@ def weights_sha256(params: Any) -> str:
     return digest.hexdigest()
 
 
-def load_source(init_from: str) -> tuple[Any, dict[str, Any]]:
-    """(params, record) of the newest intact checkpoint of ``init_from``; the record is saved with the run."""
+def load_source(init_from: str, sharding: jax.sharding.Sharding) -> tuple[Any, dict[str, Any]]:
+    """(params placed with ``sharding``, record) of the newest intact checkpoint of ``init_from``;
+    the record (path, step, weights SHA-256) is saved with the run's settings."""
     if not (Path(init_from) / wd.CONFIG_FILE).is_file():
         raise wd.WorkdirError(f"--init-from {init_from}: not a train.py --workdir (no {wd.CONFIG_FILE})")
     _, params, step = wd.load_params(workdir=init_from)
     record = {"workdir": str(Path(init_from).absolute()), "step": step, "sha256": weights_sha256(params)}
-    return params, record
+    placed = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), params)
+    return placed, record
 
 
 def check_resume(saved: dict[str, Any], record: dict[str, Any] | None, train: str, workdir: Path) -> None:

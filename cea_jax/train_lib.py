@@ -279,12 +279,7 @@ def _init_source(config: TrainConfig, spec: wd.ModelSpec, mesh: Mesh) -> tuple[A
     """The ``--init-from`` weights, replicated on ``mesh``, and their record (None, None without it)."""
     if config.train == "adapter" and spec.variant == "none":
         raise ValueError("--train adapter needs a variant with a conditioning module; 'none' has none")
-    if not config.init_from:
-        return None, None
-    params, record = finetune.load_source(config.init_from)
-    replicated = NamedSharding(mesh, P())
-    params = jax.tree.map(lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), params)
-    return params, record
+    return finetune.load_source(config.init_from, NamedSharding(mesh, P())) if config.init_from else (None, None)
 
 
 def _drop_rows_after(path: Path, step: int) -> None:
