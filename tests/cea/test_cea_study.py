@@ -68,8 +68,10 @@ def test_write_results_draws_every_figure_and_states_whether_the_backbone_restor
     args = argparse.Namespace(out=tmp_path, bootstrap=100, seeds=[0, 1], backbone_steps=5, backbone_lr=1e-3,
                               adapter_steps=3, adapter_lr=1e-3, batch_size=2, adapter_batch_size=2, crop=32,
                               mix_prob=0.5, command="python benchmarks/cea_study.py")
+    backbone["mixed"][0]["regions"][1]["input_psnr"] = float("inf")  # a rain region no streak crosses
     report.write_results(records, args)
     text = (tmp_path / "results.md").read_text()
+    assert "| degraded input | - | 15.00 | 14.00 | 15.00 |" in text  # the rain mean leaves that region out
     assert "Restores (>= +1 dB on every row): **no**" in text  # Dehaze gains only +0.5 dB
     assert "| Dehaze | 12.00 | 12.50 | +0.50 |" in text
     assert (tmp_path / "diffs.png").stat().st_size > 0 and (tmp_path / "per_region.png").stat().st_size > 0
