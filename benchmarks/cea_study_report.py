@@ -114,7 +114,8 @@ def _region_means(record: dict[str, Any], name: str) -> dict[str, float]:
 def mixed_table(records: list[dict[str, Any]], variants: list[str]) -> str:
     first = records[0]
     kinds = list(_region_means(first, "input_psnr"))
-    lines = ["| method | seeds | mixed PSNR | " + " | ".join(f"{k} regions" for k in kinds) + " | composite | Δ (dB) |",
+    regions = " | ".join(f"{k} regions" for k in kinds)
+    lines = [f"| method | seeds | mixed PSNR | {regions} | composite | Δ (dB) |",
              "|---|---|---|" + "---|" * (len(kinds) + 2)]
     inp = _region_means(first, "input_psnr")
     lines.append(f"| degraded input | - | {statistics.fmean(t['input_psnr'] for t in first['mixed']):.2f} | "
@@ -159,7 +160,8 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> No
                                                     "mix_prob", "bootstrap")}
     payload = {"settings": settings | {"command": args.command}, "backbone": backbone and backbone["backbone"],
                "paired_differences": diffs, "verdict": decision,
-               "runs": [{k: r[k] for k in ("name", "variant", "seed", "digest", "adapter_params", "step")} for r in records]}
+               "runs": [{k: r[k] for k in ("name", "variant", "seed", "digest", "adapter_params", "step")}
+                        for r in records]}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
     region_figure(records, variants, args.out / "per_region.png")
@@ -172,7 +174,8 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> No
         table, restores = backbone_table(backbone)
         weights = backbone["backbone"]
         parts.append(f"## Stage 1: the backbone (step {weights['step']}, weights sha256 {weights['sha256'][:16]})\n\n"
-                     f"{table}\n\nRestores (>= +{RESTORES_DB:.0f} dB on every row): **{'yes' if restores else 'no'}**\n")
+                     f"{table}\n\nRestores (>= +{RESTORES_DB:.0f} dB on every row): "
+                     f"**{'yes' if restores else 'no'}**\n")
     parts += ["## Adapter budgets\n\n" + budget_table(variants) + "\n",
               "## Mixed set (mean ± sd over seeds)\n\n" + mixed_table(records, variants) + "\n",
               "![per-region PSNR](per_region.png)\n"]

@@ -2,8 +2,9 @@
 
 Only images shipped inside the scikit-image wheel are used (``skimage.data`` fetches
 others with pooch, which needs the network). Four colour photos of everyday scenes are
-held out for testing (22 tiles of 128 px, 88 of 64 px), so train and test scenes are disjoint; the motorcycle's bundled stereo disparity gives a
-real depth map for haze, the other photos get a smooth synthetic depth.
+held out for testing (22 tiles of 128 px, 88 of 64 px), so train and test scenes are
+disjoint; the motorcycle's bundled stereo disparity gives a real depth map for haze, the
+other photos get a smooth synthetic depth.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ def test_verdict_needs_every_global_baseline_beaten_on_delta_and_the_psnr_margin
 
 def test_write_results_draws_every_figure_and_states_whether_the_backbone_restores(tmp_path):
     backbone = _record("none", None, [16.0, 17.0], [-0.1, -0.2])
-    backbone["aio3"] = {"Denoise σ=15": {"psnr": 26.0, "input_psnr": 24.6}, "Dehaze": {"psnr": 12.5, "input_psnr": 12.0}}
+    backbone["aio3"] = {"Denoise σ=15": {"psnr": 26.0, "input_psnr": 24.6},
+                        "Dehaze": {"psnr": 12.5, "input_psnr": 12.0}}
     records = [backbone] + [_record(v, s, [16.2 + s, 17.1], [-0.1, -0.1]) for s in (0, 1) for v in ("cea", "prompt")]
     args = argparse.Namespace(out=tmp_path, bootstrap=100, seeds=[0, 1], backbone_steps=5, backbone_lr=1e-3,
                               adapter_steps=3, adapter_lr=1e-3, batch_size=2, adapter_batch_size=2, crop=32,
