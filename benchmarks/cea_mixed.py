@@ -1,10 +1,10 @@
 """Does per-pixel expert assembly cope with degradations that vary inside an image? (issue 16)
 
-Trains the ``tiny`` preset of none, descriptor and experts (both budget-matched to CEA's
-adapter parameters, ``configs.MATCHED_BUDGET``), prompt (PromptIR's sites) and cea on
+Trains the ``tiny`` preset of none, descriptor, experts and prompt (budget-matched to CEA's
+adapter parameters at its sites, ``configs.MATCHED_BUDGET``) and cea jointly from scratch on
 the embedded AIO-3 data with spatially mixed crops (``--mix-prob``), several seeds,
 then scores every run with evaluate.py's code on the single-degradation test tiles and
-on the region-labelled mixed set (12 held-out tiles x 8 layouts). Reports CEA minus each
+on the region-labelled mixed set (264 held-out tiles). Reports CEA minus each
 baseline, paired by seed and tile, on mixed-set PSNR and on the mixing penalty delta,
 with 95% bootstrap intervals (seeds and tiles resampled).
 
@@ -30,6 +30,7 @@ from typing import Any
 
 from cea_jax import evaluation
 from cea_jax.configs import matched_overrides
+from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
 from cea_jax.train_lib import TrainConfig, train
 from cea_jax.files import append_jsonl
@@ -74,7 +75,8 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             config = TrainConfig(protocol="aio3", steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                  seed=seed, workers=0, mix_prob=args.mix_prob, val_every=args.steps,
                                  val_images=1, checkpoint_every=max(25, args.steps // 6))
-            settings = {"model": spec.to_json(), "train": dataclasses.asdict(config)}
+            settings = {"model": spec.to_json(), "train": dataclasses.asdict(config),
+                        "test": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
             digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "digest": digest})
@@ -86,14 +88,15 @@ def check_workdir(run: dict[str, Any], workdir: Path) -> None:
     if not (workdir / CONFIG_FILE).is_file():
         return
     spec, saved = load_run_config(workdir)
+    saved = {k: v for k, v in saved.items() if k != "init_checkpoint"}  # a record of the source, not a setting
     if spec != run["spec"] or saved != dataclasses.asdict(run["config"]):
         raise SettingsMismatch(f"{workdir} holds a run with other settings; remove it or use another --runs")
 
 
-def train_run(run: dict[str, Any], args: argparse.Namespace) -> None:
+def train_run(run: dict[str, Any], args: argparse.Namespace, progress: bool = True) -> None:
     workdir = args.runs / run["name"]
     check_workdir(run, workdir)
-    last = train(workdir, run["spec"], run["config"], progress=True)
+    last = train(workdir, run["spec"], run["config"], progress=progress)
     if last.get("interrupted"):
         raise KeyboardInterrupt
 

@@ -182,7 +182,8 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> No
         f"{args.batch_size}, crop {args.crop}, mix-prob {args.mix_prob})\n", f"Command: `{settings['command']}`\n",
         "## Adapter budgets\n\n" + budget_table(variants) + "\n",
         "## Single-degradation test tiles (PSNR dB; mean ± sd over seeds)\n\n" + single_table(records, variants) + "\n",
-        "## Mixed set (96 tiles; mean ± sd over seeds)\n\n" + mixed_table(records, variants) + "\n",
+        f"## Mixed set ({records[0]['mixed']['summary']['count']} tiles; mean ± sd over seeds)\n\n"
+        + mixed_table(records, variants) + "\n",
         "![per-region PSNR](per_region.png)\n",
         "## CEA − baseline, paired by seed and tile (mean [95% bootstrap interval])\n\n" + diff_table(diffs) + "\n",
         "## Verdict\n\n```json\n" + json.dumps(decision, indent=2) + "\n```\n",

@@ -20,6 +20,9 @@ VARIANTS = ("none", "prompt", "experts", "descriptor", "cea")
 PRESETS = ("paper", "tiny")
 SITES = ("decoder_blocks", "promptir_sites", "all_blocks")
 AFFINITIES = ("signed", "softmax")
+# How a prompt site fuses its prompt with the features: PromptIR's transformer block, or a
+# zero-initialised 1x1 projection added to the features (small enough to match CEA's budget).
+PROMPT_FUSIONS = ("block", "linear")
 BASES = ("instance", "static")
 DTYPES = ("float32", "bfloat16")
 # The prompt variant runs at PromptIR's three level sites or at CEA's decoder blocks.
@@ -56,7 +59,11 @@ class AdapterConfig:
     (noise only while training when ``router_noise``), load-balance loss weighted by
     ``load_balance_weight``. Prompt: ``prompt_len`` prompts per site, ``prompt_dims``
     and ``prompt_sizes`` for the sites at latent, decoder L3, decoder L2. Descriptor:
-    MLP hidden width round(C * ``descriptor_hidden_ratio``).
+    MLP hidden width round(C * ``descriptor_hidden_ratio``). ``prompt_fusion`` "block" is
+    PromptIR's (concat, transformer block, 1x1 reduction; no gate); "linear" is
+    y = x + W [x; prompt] with W zero-initialised, which starts as the identity like the
+    gated adapters and is small enough to be matched to CEA's budget (PromptIR's fusion
+    block alone at CEA's tiny decoder sites is 5x CEA's whole adapter).
     """
 
     rank: int = 8
@@ -79,6 +86,7 @@ class AdapterConfig:
     prompt_len: int = 5
     prompt_dims: tuple[int, int, int] = (320, 128, 64)
     prompt_sizes: tuple[int, int, int] = (16, 32, 64)
+    prompt_fusion: str = "block"
     descriptor_hidden_ratio: float = 0.25
 
     def __post_init__(self) -> None:
@@ -106,6 +114,8 @@ class AdapterConfig:
             value = getattr(self, name)
             _require(len(value) == 3 and all(int(v) >= 1 for v in value),
                      f"adapter.{name} must be 3 positive ints (latent, decoder L3, decoder L2), got {value}")
+        _require(self.prompt_fusion in PROMPT_FUSIONS,
+                 f"adapter.prompt_fusion must be one of {PROMPT_FUSIONS}, got {self.prompt_fusion!r}")
         _require(self.descriptor_hidden_ratio > 0,
                  f"adapter.descriptor_hidden_ratio must be > 0, got {self.descriptor_hidden_ratio}")
 
@@ -156,6 +166,7 @@ class ModelConfig:
         if self.variant == "prompt":
             _require(self.adapter.sites in PROMPT_SITES,
                      f"variant 'prompt' supports adapter.sites in {PROMPT_SITES}, got {self.adapter.sites!r}")
+        if self.variant == "prompt" and self.adapter.prompt_fusion == "block":
             prompt_heads = self.heads[2]
             for channels, prompt_dim in zip((8 * self.dim, 4 * self.dim, 2 * self.dim), self.adapter.prompt_dims):
                 _require((channels + prompt_dim) % prompt_heads == 0,
@@ -173,11 +184,17 @@ _PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Budget-matched baselines (issue 16): widths that put the descriptor and experts
-# adapters within +-10% of CEA's adapter parameters in each preset (see summary.py).
+# Budget-matched baselines (issues 16, 25): widths that put every baseline's adapter
+# within +-10% of CEA's adapter parameters in each preset, all at CEA's decoder sites
+# (see summary.py). The prompt keeps PromptIR's 5 prompts; its widths and sizes shrink
+# and it fuses linearly (AdapterConfig.prompt_fusion). Decoder levels 3, 2, 1 use the
+# second, third and third prompt_dims/prompt_sizes entries; the first (latent) is unused.
+_MATCHED_PROMPT = {"sites": "decoder_blocks", "prompt_fusion": "linear"}
 MATCHED_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"experts": {"expert_rank": 18}, "descriptor": {"descriptor_hidden_ratio": 1.0}},
-    "paper": {"experts": {"expert_rank": 54}, "descriptor": {"descriptor_hidden_ratio": 1.0}},
+    "tiny": {"experts": {"expert_rank": 18}, "descriptor": {"descriptor_hidden_ratio": 1.0},
+             "prompt": {**_MATCHED_PROMPT, "prompt_dims": (8, 16, 8), "prompt_sizes": (8, 8, 4)}},
+    "paper": {"experts": {"expert_rank": 54}, "descriptor": {"descriptor_hidden_ratio": 1.0},
+              "prompt": {**_MATCHED_PROMPT, "prompt_dims": (48, 48, 16), "prompt_sizes": (16, 16, 8)}},
 }
 
 

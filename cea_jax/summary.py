@@ -8,9 +8,10 @@ also without materialising parameters.
     python -m cea_jax.summary --config paper --variant cea
     python -m cea_jax.summary --config paper --all          # every variant and setting
 
-``--all`` lists every variant at its default width, the budget-matched widths of the
-descriptor and experts baselines (``configs.MATCHED_BUDGET``) and the prompt variant at
-CEA's decoder sites, each with its adapter parameters and sites.
+``--all`` lists every variant at its default width, the budget-matched settings of the
+descriptor, experts and prompt baselines (``configs.MATCHED_BUDGET``: within 10% of CEA's
+adapter parameters, all at CEA's decoder sites) and PromptIR's prompt block at CEA's
+decoder sites, each with its adapter parameters and sites.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def summarize(preset: str, variant: str, size: int = 256, setting: str = "defaul
 
 
 def settings(preset: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(variant, setting, overrides) of every comparison row: defaults, matched budgets, prompt at CEA's sites."""
+    """(variant, setting, overrides) of every comparison row: defaults, matched budgets, PromptIR's block at CEA's sites."""
     rows = []
     for variant in VARIANTS:
         rows.append((variant, "default", {}))

@@ -31,7 +31,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from cea_jax import metrics, workdir as wd
+from cea_jax import finetune, metrics, workdir as wd
 from cea_jax.configs import ModelConfig
 from cea_jax.data import catalog, pipeline
 from cea_jax.checkpoint_saves import check_saves, save_errors, saving
@@ -66,7 +66,8 @@ class TrainConfig:
     weight_decay: float = _setting(0.01, "AdamW weight decay")
     fft_weight: float = _setting(0.0, "weight of the FFT-L1 term (0: off)")
     seed: int = _setting(0, "seed of init, shuffling, crops and noise")
-    workers: int = _setting(2, "grain worker processes (0: in-process)")
+    workers: int = _setting(0, "grain worker processes (0: in-process; N > 0 spawns N processes, worth it "
+                                 "when an accelerator waits for data, see cea_jax/data/pipeline.py)")
     checkpoint_every: int = _setting(100, "steps between checkpoints")
     keep_checkpoints: int = _setting(2, "newest checkpoints kept on disk")
     log_every: int = _setting(10, "steps between metrics.jsonl rows")
@@ -77,6 +78,10 @@ class TrainConfig:
     mix_prob: float = _setting(0.0, "fraction of crops mixing 2-3 of the protocol's degradations in Voronoi regions")
     mix_feather: float = _setting(0.0, "cross-fade (pixels) between mixed regions; 0 = hard borders")
     tfds_data_dir: str | None = _setting(None, "TFDS data_dir for --data tfds:NAME")
+    init_from: str | None = _setting(None, "start from the weights of this train.py --workdir's newest checkpoint "
+                                           "(its digest is saved; a resumed run refuses a changed source)")
+    train: str = _setting("all", f"parameters that get updates, one of {finetune.TRAINABLE}: "
+                                 "'adapter' freezes the backbone and trains only the variant's module")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop", "checkpoint_every", "log_every", "val_every", "val_images"):
@@ -90,6 +95,10 @@ class TrainConfig:
             raise ValueError("lr must be > 0 and weight_decay, fft_weight, workers >= 0")
         if self.keep_checkpoints < 1 or self.val_crop < 16:
             raise ValueError("keep_checkpoints must be >= 1 and val_crop >= 16")
+        if self.train not in finetune.TRAINABLE:
+            raise ValueError(f"train must be one of {finetune.TRAINABLE}, got {self.train!r}")
+        if self.train == "adapter" and not self.init_from:
+            raise ValueError("train 'adapter' freezes the backbone, so it needs init_from (a trained --workdir)")
         if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
             raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
 
@@ -135,19 +144,24 @@ def state_initializer(model_config: ModelConfig, config: TrainConfig, mesh: Mesh
 
     The abstract state is the restore target, so resuming never runs the initialiser. The
     init key uses the "rbg" generator: one RngBitGenerator op per tensor compiles in about
-    half the time of threefry's unrolled rounds, and init is compiled once per run.
+    half the time of threefry's unrolled rounds, and init is compiled once per run. The
+    thunk takes the ``--init-from`` weights (or None) to graft over the fresh parameters;
+    the optimizer state covers the ``--train`` part only.
     """
     model = build_model(model_config)
     sample = jnp.zeros((1, config.crop, config.crop, 3), jnp.float32)
     replicated = NamedSharding(mesh, P())
 
-    def create() -> dict[str, Any]:
+    def create(source: Any = None) -> dict[str, Any]:
         key = jax.random.key(config.seed, impl="rbg")
         params = model.init({"params": key, "router": key}, sample)
-        return {"params": params, "opt_state": optimizer(config).init(params), "step": jnp.zeros((), jnp.int32)}
+        if source is not None:
+            params = finetune.graft(params, source, str(config.init_from))
+        trainable, _ = finetune.split_params(params, config.train)
+        return {"params": params, "opt_state": optimizer(config).init(trainable), "step": jnp.zeros((), jnp.int32)}
 
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                            jax.eval_shape(create))
+                            jax.eval_shape(create, None))
     return abstract, jax.jit(create, out_shardings=replicated)
 
 
@@ -155,38 +169,48 @@ def state_initializer(model_config: ModelConfig, config: TrainConfig, mesh: Mesh
 def train_step_fn(model_config: ModelConfig, config: TrainConfig, mesh: Mesh):
     """The jitted step ``(state, batch) -> (state, {"loss", "l1", "aux_loss"})``; ``state`` is donated.
 
-    Cached per (model, settings, mesh) so repeated runs in one process reuse the compiled step.
+    Only the ``config.train`` part of the parameters is differentiated and updated; the
+    rest passes through unchanged. Cached per (model, settings, mesh) so repeated runs in
+    one process reuse the compiled step; the seed is an argument rather than a constant,
+    so runs that differ only in seed compile to the same program (a persistent
+    compilation cache then serves them all).
     """
     model = build_model(model_config)
     tx = optimizer(config)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
 
-    def step(state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    def step(state: dict[str, Any], batch: dict[str, jax.Array],
+             router_seed: jax.Array) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         degraded = batch["degraded"].astype(jnp.float32) / 255.0
         clean = batch["clean"].astype(jnp.float32) / 255.0
-        router_key = jax.random.fold_in(jax.random.key(config.seed + 1), state["step"])
+        router_key = jax.random.fold_in(jax.random.key(router_seed), state["step"])
 
-        def loss_fn(params):
+        trainable, frozen = finetune.split_params(state["params"], config.train)
+
+        def loss_fn(trainable):
+            params = finetune.join_params(trainable, frozen)
             restored, aux = model.apply(params, degraded, train=True, rngs={"router": router_key})
             l1 = restoration_loss(restored, clean, config.fft_weight)
             return l1 + aux["aux_loss"], (l1, aux["aux_loss"])
 
-        (loss, (l1, aux_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        (loss, (l1, aux_loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        updates, opt_state = tx.update(grads, state["opt_state"], trainable)
         new_state = {
-            "params": optax.apply_updates(state["params"], updates),
+            "params": finetune.join_params(optax.apply_updates(trainable, updates), frozen),
             "opt_state": opt_state,
             "step": state["step"] + 1,
         }
         return new_state, {"loss": loss, "l1": l1, "aux_loss": aux_loss}
 
-    return jax.jit(
+    compiled = jax.jit(
         step,
-        in_shardings=(replicated, batch_sharding),
+        in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
+    router_seed = jnp.asarray(config.seed + 1, jnp.uint32)
+    return lambda state, batch: compiled(state, batch, router_seed)
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
@@ -244,6 +268,13 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
     return result
 
 
+def _init_source(config: TrainConfig, spec: wd.ModelSpec, mesh: Mesh) -> tuple[Any, dict[str, Any] | None]:
+    """The ``--init-from`` weights, replicated on ``mesh``, and their record (None, None without it)."""
+    if config.train == "adapter" and spec.variant == "none":
+        raise ValueError("--train adapter needs a variant with a conditioning module; 'none' has none")
+    return finetune.load_source(config.init_from, NamedSharding(mesh, P())) if config.init_from else (None, None)
+
+
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
     and a half-written last row left by a killed process."""
@@ -275,7 +306,10 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
             f"batch_size {config.batch_size} must be divisible by the {len(mesh.devices.flat)} devices "
             f"and {n_hosts} hosts"
         )
+    init_params, init_record = _init_source(config, spec, mesh)
     settings, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
+    if init_record:  # the source's step and weights digest: a resume from changed weights is refused
+        settings["init_checkpoint"] = init_record
     with contextlib.ExitStack() as cleanup:
         if host == 0:
             cleanup.enter_context(run_lock(workdir))
@@ -301,7 +335,7 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
         # Read the first batch before compiling anything, so bad data fails in seconds.
         batch = next(data_iter) if start < config.steps else None
         if state is None:
-            state = create_state()
+            state = create_state(init_params)
         else:
             log.info("resumed %s at step %d", workdir, start)
         return _train_loop(workdir, spec, config, mesh, manager, data_iter, state, batch, val_records, progress)

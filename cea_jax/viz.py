@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.colors  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -84,4 +86,54 @@ def save_panels(path: str | Path, panels: Sequence[tuple[str, np.ndarray]]) -> N
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+KIND_COLOURS = {"noise": "#4c72b0", "rain": "#55a868", "haze": "#c44e52", "blur": "#8172b2", "low": "#ccb974"}
+
+
+def _label_image(labels: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+    """Region labels [H, W] as an RGB image, one fixed colour per degradation recipe."""
+    palette = np.array([matplotlib.colors.to_rgb(KIND_COLOURS.get(k, "#999999")) for k in kinds], np.float32)
+    return palette[labels]
+
+
+def save_routing(path: str | Path, rows: Sequence[dict], site: str | None = None) -> None:
+    """CEA's routing on mixed tiles: a row per tile with the degraded input, its region labels,
+    the signed affinity map of every rank component at one site, the restored output and the target.
+
+    ``rows`` hold "degraded", "labels" [H, W], "kinds", "maps" {site: [h, w, r]}, "restored",
+    "clean". ``site`` defaults to the full-resolution site (the largest maps), where a map's
+    pixels are the image's pixels. Each row's maps share one symmetric colour scale.
+    """
+    if not rows:
+        raise ValueError("save_routing needs at least one row")
+    first = rows[0]["maps"]
+    site = site or max(first, key=lambda name: first[name].shape[0] * first[name].shape[1])
+    rank = rows[0]["maps"][site].shape[-1]
+    columns = 4 + rank
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.75 * columns + 0.8, 1.85 * len(rows)),
+                             squeeze=False, layout="constrained")
+    for r, row in enumerate(rows):
+        maps = np.asarray(row["maps"][site], np.float32)
+        bound = float(np.abs(maps).max()) or 1.0
+        _show(axes[r, 0], row["degraded"], "degraded input" if r == 0 else "")
+        _show(axes[r, 1], _label_image(row["labels"], row["kinds"]), "regions" if r == 0 else "")
+        axes[r, 1].set_xlabel(", ".join(row["kinds"]), fontsize=7)
+        for k in range(rank):
+            shown = axes[r, 2 + k].imshow(maps[..., k], cmap="RdBu_r", vmin=-bound, vmax=bound)
+            axes[r, 2 + k].set_xticks([])
+            axes[r, 2 + k].set_yticks([])
+            if r == 0:
+                axes[r, 2 + k].set_title(f"affinity a_{k}", fontsize=9)
+        fig.colorbar(shown, ax=axes[r, 2 + rank - 1], shrink=0.8)
+        _show(axes[r, 2 + rank], row["restored"], "restored (CEA)" if r == 0 else "")
+        _show(axes[r, 3 + rank], row["clean"], "target" if r == 0 else "")
+    kinds = sorted({k for row in rows for k in row["kinds"]})
+    handles = [matplotlib.patches.Patch(color=KIND_COLOURS.get(k, "#999999"), label=k) for k in kinds]
+    fig.legend(handles=handles, loc="outside lower left", ncol=len(kinds), fontsize=8, title="regions")
+    fig.suptitle(f"CEA routing at {site}: signed per-pixel affinities to the {rank} generated components",
+                 fontsize=10)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

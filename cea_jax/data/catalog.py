@@ -24,7 +24,7 @@ EVAL_TASKS = PROTOCOLS + ("mixed",)
 # The recipes the mixed test set draws its regions from, per training protocol.
 MIXED_KINDS = {"aio3": ("noise", "rain", "haze"), "aio5": ("noise", "rain", "haze", "blur", "low"),
                "cdd11": CDD11_CATEGORIES}
-MIXED_LAYOUTS = 8  # Voronoi layouts per embedded test tile: 12 tiles x 8 = 96 mixed samples
+MIXED_LAYOUTS = 3  # Voronoi layouts per embedded mixed tile: 88 tiles x 3 = 264 mixed samples
 _COLUMN = {"denoise": "Denoise", "derain": "Derain", "dehaze": "Dehaze", "deblur": "Deblur", "enhance": "Low-light"}
 
 
@@ -137,7 +137,8 @@ def test_sets(spec: DataSpec, task: str, *, seed: int = 0, skip_bad: bool = Fals
     if spec.kind != "folder":
         tiles = embedded.test_tiles()
         if task == "mixed":
-            return [TestSet("Mixed", MixedTestSource(tiles, MIXED_KINDS[protocol], seed, MIXED_LAYOUTS))]
+            mixed_tiles = embedded.test_tiles(embedded.MIXED_TILE)
+            return [TestSet("Mixed", MixedTestSource(mixed_tiles, MIXED_KINDS[protocol], seed, MIXED_LAYOUTS))]
         if task == "cdd11":
             return [TestSet(c, SyntheticTestSource(tiles, c, seed)) for c in CDD11_CATEGORIES]
         return [TestSet(_label(t, s, task), SyntheticTestSource(tiles, t, seed, sigma=s or 25.0))

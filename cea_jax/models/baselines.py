@@ -8,7 +8,9 @@
   shifts channels (FiLM), the compact global conditioning the paper argues against.
 
 All share the site interface ``(x, train) -> (y, aux)``; the residual ones (experts,
-descriptor) have a per-channel gate gamma (init ``gate_init``) like CEA.
+descriptor) have a per-channel gate gamma (init ``gate_init``) like CEA, and the prompt's
+"linear" fusion ends in a zero-initialised projection, so on a trained backbone every
+module starts as the identity (as ControlNet's zero convolutions and LoRA's B = 0).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class PromptSite(nn.Module):
 
     ``out_channels`` is the 1x1 reduction's width: PromptIR halves the channels at the
     latent site (its level-4 -> 3 upsampler then starts from 4*dim) and keeps them at
-    the other two.
+    the other two. ``fusion`` "linear" replaces the block and reduction by
+    y = x + W [x; prompt], W zero-initialised (residual sites only: out_channels = C).
     """
 
     prompt_len: int
@@ -38,11 +41,12 @@ class PromptSite(nn.Module):
     num_heads: int
     expansion: float
     dtype: Any = jnp.float32
+    fusion: str = "block"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, SiteAux]:
         del train
-        batch, height, width, _ = x.shape
+        batch, height, width, channels = x.shape
         weights = jax.nn.softmax(
             nn.Dense(self.prompt_len, dtype=jnp.float32, name="linear")(jnp.mean(x.astype(jnp.float32), axis=(1, 2))),
             axis=-1,
@@ -55,6 +59,12 @@ class PromptSite(nn.Module):
         conv = dict(use_bias=False, dtype=self.dtype, param_dtype=jnp.float32)
         prompt = nn.Conv(self.prompt_dim, (3, 3), padding="SAME", name="conv3x3", **conv)(prompt.astype(self.dtype))
         fused = jnp.concatenate([x, prompt], axis=-1)
+        if self.fusion == "linear":
+            if self.out_channels != channels:
+                raise ValueError(f"prompt fusion 'linear' needs a residual site, got {channels} -> {self.out_channels}")
+            project = nn.Dense(channels, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                               kernel_init=nn.initializers.zeros, name="project")
+            return x + project(fused), {}
         fused = TransformerBlock(self.num_heads, self.expansion, self.dtype, name="fuse")(fused)
         return nn.Conv(self.out_channels, (1, 1), name="reduce", **conv)(fused), {}
 

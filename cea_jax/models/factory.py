@@ -44,7 +44,7 @@ def make_site_adapter(config: ModelConfig, site: Site) -> nn.Module | None:
         out_channels = site.channels // 2 if site.stage == "latent" else site.channels
         return PromptSite(
             adapter.prompt_len, adapter.prompt_dims[index], adapter.prompt_sizes[index], out_channels,
-            config.heads[2], config.ffn_expansion, dtype, name=name,
+            config.heads[2], config.ffn_expansion, dtype, adapter.prompt_fusion, name=name,
         )
     return _RESIDUAL[config.variant](adapter, dtype, name=name)
 

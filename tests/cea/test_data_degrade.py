@@ -9,7 +9,7 @@ from cea_jax.data import degrade, embedded
 @pytest.fixture(scope="module")
 def photo():
     """A mid-tone textured photo crop (values well below the airlight, above black)."""
-    img = embedded.train_photos()[1][0][:96, :96].astype(np.float32)  # coffee
+    img = embedded.train_photos()[3][0][:96, :96].astype(np.float32)  # motorcycle_left
     return (48 + img * (160 / 255)).astype(np.uint8)
 
 

@@ -73,9 +73,11 @@ def test_mixed_test_set_is_region_labelled_and_cut_from_its_full_versions():
     spec = catalog.parse_data("embedded")
     (test_set,) = catalog.test_sets(spec, "mixed", protocol="aio3")
     source = test_set.source
-    assert len(source) == len(embedded.test_tiles()) * catalog.MIXED_LAYOUTS >= 96
+    tiles = embedded.test_tiles(embedded.MIXED_TILE)
+    assert len(source) == len(tiles) * catalog.MIXED_LAYOUTS >= 192
+    assert len(embedded.TEST_PHOTOS) >= 4
     counts = set()
-    for index in (0, len(embedded.test_tiles())):  # the same tile under layouts 0 and 1
+    for index in (0, len(tiles)):  # the same tile under layouts 0 and 1
         rec = source[index]
         kinds = list(rec["region_kinds"])
         counts.add(len(kinds))
@@ -84,7 +86,7 @@ def test_mixed_test_set_is_region_labelled_and_cut_from_its_full_versions():
         assert sorted(np.unique(rec["labels"])) == list(range(len(kinds)))
         composite = np.take_along_axis(rec["full"], rec["labels"][None, :, :, None], axis=0)[0]
         np.testing.assert_array_equal(composite, rec["degraded"])
-        np.testing.assert_array_equal(rec["clean"], embedded.test_tiles()[0])
+        np.testing.assert_array_equal(rec["clean"], tiles[0])
     assert counts == {2, 3}
     (cdd,) = catalog.test_sets(spec, "mixed", protocol="cdd11")
     assert set(cdd.source[0]["region_kinds"]) <= set(degrade.CDD11_CATEGORIES)

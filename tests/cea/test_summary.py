@@ -58,13 +58,17 @@ def test_bad_size_is_one_line_before_any_compilation(capsys, size, message):
 @pytest.mark.parametrize("preset", ["tiny", pytest.param("paper", marks=pytest.mark.slow)])
 def test_matched_baselines_are_within_ten_percent_of_ceas_adapter_budget(preset):
     cea = count_params(get_config(preset, "cea"))["adapter"]
-    for variant in ("experts", "descriptor"):
+    for variant in ("experts", "descriptor", "prompt"):
         default = count_params(get_config(preset, variant))["adapter"]
-        matched = count_params(get_config(preset, variant, **matched_overrides(preset, variant)))["adapter"]
+        config = get_config(preset, variant, **matched_overrides(preset, variant))
+        matched = count_params(config)["adapter"]
         assert abs(matched / cea - 1) <= 0.10, (preset, variant, matched, cea)
-        assert default < 0.6 * cea  # the default stays the compact baseline it was
+        assert config.adapter.sites == "decoder_blocks"  # CEA's sites
+        if variant != "prompt":
+            assert default < 0.6 * cea  # the default stays the compact baseline it was
     listed = {(v, s) for v, s, _ in settings(preset)}
-    assert {("experts", "matched"), ("descriptor", "matched"), ("prompt", "decoder sites")} <= listed
+    assert {("experts", "matched"), ("descriptor", "matched"), ("prompt", "matched"),
+            ("prompt", "decoder sites")} <= listed
 
 
 def test_prompt_at_ceas_decoder_sites_has_one_prompt_block_per_decoder_block():

@@ -134,7 +134,7 @@ def test_grain_workers_are_closed_when_the_run_fails_after_they_started(tmp_path
     real = train_lib.state_initializer
 
     def failing_initializer(*args):
-        def create():  # runs after the first batch was read, i.e. with the workers up
+        def create(source=None):  # runs after the first batch was read, i.e. with the workers up
             assert multiprocessing.active_children(), "the workers should be running by now"
             raise MemoryError("no memory to initialise the model")
         return real(*args)[0], create
