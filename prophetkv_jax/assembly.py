@@ -59,12 +59,13 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
     return SegmentKV(k=k, v=v, num_tokens=n)
 
 
-def padded_end(segments: list[SegmentKV]) -> int:
-    """The last slot (exclusive) any segment's padded rows reach when laid out in order."""
+def padded_end(lengths: list[int]) -> int:
+    """The last slot (exclusive) that segments of these token counts reach with their padding
+    rows when laid out in order: a cache for them needs at least this many slots."""
     ends, start = [0], 0
-    for segment in segments:
-        ends.append(start + segment.k.shape[1])
-        start += segment.length
+    for n in lengths:
+        ends.append(start + segment_rows(n))
+        start += n
     return max(ends)
 
 
@@ -130,7 +131,11 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> l
     total = sum(s.length for s in segments)
     if total > capacity:
         raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
-    capacity = max(capacity, llama.bucket_size(padded_end(segments)))
+    odd = [i for i, s in enumerate(segments) if s.k.shape[1] != segment_rows(s.length)]
+    if odd:
+        raise ValueError(f"segment {odd[0]} has {segments[odd[0]].k.shape[1]} rows for {segments[odd[0]].length} "
+                         f"tokens; segments travel padded to segment_rows(n) = {segment_rows(segments[odd[0]].length)}")
+    capacity = max(capacity, llama.bucket_size(padded_end([s.length for s in segments])))
     on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
     shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
     k, v = _zeros(shape, config.dtype), _zeros(shape, config.dtype)

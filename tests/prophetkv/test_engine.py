@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from prophetkv_jax import assembly, recompute, selectors
+from prophetkv_jax.generate import greedy_decode_batch
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
 from prophetkv_jax.pipeline import Engine, RagPrompt
@@ -118,6 +119,19 @@ def test_naive_reuse_differs_from_full_prefill(engine):
     """The gap recomputation closes exists (otherwise the tests above prove nothing)."""
     prompt = make_prompt()
     assert np.abs(engine.prefill(prompt, "naive").last_logits - engine.prefill(prompt, "full").last_logits).max() > 1e-3
+
+
+def test_every_method_gets_one_cache_capacity_so_their_answers_decode_together(engine):
+    """The last chunk's padding rows reach slot 92 here, past the 64 slots the prompt and the
+    answer need: full prefill's cache must be as large as the assembled ones."""
+    prompt = make_prompt()
+    results = [engine.prefill(prompt, m) for m in selectors.METHODS]
+    layout = engine.layout(prompt)
+    assert assembly.padded_end([len(s) for s in layout.segments[:-1]]) > llama.bucket_size(layout.total + 8)
+    assert {r.cache.capacity for r in results} == {results[0].cache.capacity}
+    outputs = greedy_decode_batch(engine.params, CONFIG, [r.cache for r in results],
+                                  [r.last_logits for r in results], [r.next_position for r in results], 3)
+    assert len(outputs) == len(results)
 
 
 @pytest.mark.parametrize("method", RECOMPUTING)
