@@ -31,7 +31,7 @@ from cea_jax.data import catalog
 from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.files import append_jsonl, atomic_write
+from cea_jax.files import append_jsonl, atomic_write, read_jsonl
 from cea_jax.workdir import ModelSpec, load_params
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
@@ -112,20 +112,6 @@ def run_one(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "params": count_params(model_config)["total"],
             "flops": forward_flops(model_config, args.flops_size), "flops_size": args.flops_size,
             "test": score(workdir, run["protocol"]), "mixed": score(workdir, "mixed")}
-
-
-def load_records(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.is_file():
-        return {}
-    records = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            logging.warning("%s line %d is not JSON (a killed write?); that run will be redone", path, number)
-            continue
-        records[record["name"]] = record
-    return records
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -244,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     records_path = args.out / "records.jsonl"
-    done = load_records(records_path)
+    done = {record["name"]: record for record in read_jsonl(records_path)}  # torn lines: redone
     runs = planned_runs(args)
     todo = [run for run in runs if run["name"] not in done]
     print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go", file=sys.stderr)

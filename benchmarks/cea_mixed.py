@@ -33,7 +33,7 @@ from cea_jax.configs import matched_overrides
 from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.files import append_jsonl
+from cea_jax.files import append_jsonl, read_jsonl
 from cea_jax.workdir import CONFIG_FILE, ModelSpec, load_run_config
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
@@ -121,19 +121,11 @@ def score_run(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 def load_records(path: Path, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Finished records by run name; a record whose digest differs from its run's is refused."""
-    if not path.is_file():
-        return {}
     digests = {run["name"]: run["digest"] for run in runs}
     records = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            print(f"warning: {path} line {number} is not JSON (a killed write?); that run is rescored",
-                  file=sys.stderr)
-            continue
+    for record in read_jsonl(path):  # a torn line (killed write) is skipped with a warning: that run is rescored
         if record["name"] in digests and record["digest"] != digests[record["name"]]:
-            raise SettingsMismatch(f"{path} line {number}: {record['name']} was scored with other settings "
+            raise SettingsMismatch(f"{path}: {record['name']} was scored with other settings "
                                    "(digest mismatch); use another --out")
         records[record["name"]] = record
     return records

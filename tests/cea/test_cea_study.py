@@ -96,3 +96,11 @@ def test_a_workdir_or_record_made_with_other_settings_is_refused(tmp_path):
     records.write_text(json.dumps({"name": run["name"], "digest": "old"}) + "\n")
     with pytest.raises(cea_study.SettingsMismatch, match="digest mismatch"):
         cea_study.load_records(records, [{"name": run["name"], "digest": "new"}])
+
+
+def test_a_torn_record_line_costs_only_its_own_run(tmp_path):
+    records = tmp_path / "records.jsonl"
+    records.write_text(json.dumps({"name": "a", "digest": "x"}) + "\n" + '{"name": "b", "dig'
+                       + "\n" + json.dumps({"name": "c", "digest": "y"}) + "\n")
+    runs = [{"name": n, "digest": d} for n, d in (("a", "x"), ("b", "z"), ("c", "y"))]
+    assert sorted(cea_study.load_records(records, runs)) == ["a", "c"]
