@@ -7,6 +7,11 @@ down, for chunk KVs held in the device tier and in the host tier, next to NumPy 
 same segments into one array (allocated once, and allocated per request as a cache must be). Rounds alternate the contenders, so load from
 other processes hits all alike; the best round of each is kept.
 
+Each measurement runs twice, in two child processes: with glibc's default malloc, and with
+``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, which makes malloc ask for transparent huge pages on
+large blocks (as NumPy does for its own arrays). XLA:CPU allocates a new cache with malloc, so on a
+kernel whose THP mode is ``madvise`` the default pays a page fault per 4 KiB of a fresh cache.
+
     python benchmarks/prophetkv_assembly.py --out benchmarks/results/prophetkv_assembly.json
 """
 
@@ -17,7 +22,9 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +109,35 @@ def measure(dtype: str, layers: int, tokens: int, chunk: int, rounds: int) -> di
     }
 
 
+HUGETLB = "glibc.malloc.hugetlb=1"
+ALLOCATORS = ("default", "hugetlb")
+
+
+def allocator_env(allocator: str) -> dict[str, str]:
+    """This process's environment with glibc's huge-page tunable set (``hugetlb``) or removed."""
+    tunables = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
+                if t and not t.startswith("glibc.malloc.hugetlb=")]
+    return {**os.environ, "GLIBC_TUNABLES": ":".join(tunables + ([HUGETLB] if allocator == "hugetlb" else []))}
+
+
+def transparent_huge_pages() -> str:
+    """The kernel's THP mode (the bracketed word), or why it is unknown."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError as err:
+        return f"unknown ({err.strerror})"
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else text.strip()
+
+
+def run_child(allocator: str, argv: list[str]) -> list[dict]:
+    """The measurements of a child process started under ``allocator``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "child.json"
+        command = [sys.executable, __file__, *argv, "--allocator", allocator, "--out", str(out)]
+        subprocess.run(command, env=allocator_env(allocator), check=True, stdout=subprocess.DEVNULL)
+        return [row | {"allocator": allocator} for row in json.loads(out.read_text())["results"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=16384)
@@ -109,17 +145,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=4, help="layers of the 8B KV layout kept (32 in the model)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--allocators", default=",".join(ALLOCATORS), help="malloc settings to compare, in child processes")
+    parser.add_argument("--allocator", choices=ALLOCATORS, help=argparse.SUPPRESS)  # set in a child process
     parser.add_argument("--out", default="benchmarks/results/prophetkv_assembly.json")
     args = parser.parse_args(argv)
     if min(args.tokens, args.chunk_tokens, args.layers, args.rounds) < 1:
         parser.error("--tokens, --chunk-tokens, --layers and --rounds must be positive")
+    allocators = [a for a in args.allocators.split(",") if a]
+    if not allocators or set(allocators) - set(ALLOCATORS):
+        parser.error(f"--allocators takes a comma-separated subset of {','.join(ALLOCATORS)}")
+    if args.allocator and os.environ.get("GLIBC_TUNABLES", "") != allocator_env(args.allocator)["GLIBC_TUNABLES"]:
+        parser.error(f"--allocator {args.allocator} is for the child processes this script starts")
     load = os.getloadavg()[0]
-    results = [measure(d, args.layers, args.tokens, args.chunk_tokens, args.rounds) for d in args.dtypes.split(",")]
+    if args.allocator:  # a child: measure here, under the environment the parent set
+        results = [measure(d, args.layers, args.tokens, args.chunk_tokens, args.rounds)
+                   | {"glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")} for d in args.dtypes.split(",")]
+    else:
+        passed = ["--tokens", str(args.tokens), "--chunk-tokens", str(args.chunk_tokens), "--layers", str(args.layers),
+                  "--dtypes", args.dtypes, "--rounds", str(args.rounds)]
+        results = [row for allocator in allocators for row in run_child(allocator, passed)]
     payload = {"device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
+               "transparent_huge_pages": transparent_huge_pages(),
                "load_average_1min": {"start": load, "end": os.getloadavg()[0]}, "results": results}
     atomic_write(Path(args.out), json.dumps(payload, indent=2))
     for r in results:
-        print(f"{r['dtype']:9s} {r['kv_bytes'] / 2**20:.0f} MiB: memcpy {r['best_s']['host_memcpy']:.3f}s, "
+        print(f"{r['dtype']:9s} {r['kv_bytes'] / 2**20:.0f} MiB, malloc {r.get('allocator', args.allocator)}: "
+              f"memcpy {r['best_s']['host_memcpy']:.3f}s, "
               f"assemble from device tier {r['best_s']['assemble_device_tier']:.3f}s "
               f"({r['device_tier_over_memcpy']:.2f}x), from host tier {r['best_s']['assemble_host_tier']:.3f}s "
               f"({r['host_tier_over_memcpy']:.2f}x); memcpy into a fresh array {r['best_s']['host_memcpy_fresh']:.3f}s "
