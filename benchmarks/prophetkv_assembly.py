@@ -35,7 +35,6 @@ import numpy as np
 
 from cea_jax.files import atomic_write
 from prophetkv_jax import assembly
-from prophetkv_jax.model import llama
 from prophetkv_jax.store import SegmentKV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the 8B shape
@@ -90,7 +89,7 @@ def measure(dtype: str, layers: int, tokens: int, chunk: int, rounds: int) -> di
     config = dataclasses.replace(LLAMA_31_8B, num_layers=layers, dtype=dtype)
     device = segments_for(config, tokens, chunk)
     host = [SegmentKV(np.asarray(s.k), np.asarray(s.v), s.length) for s in device]
-    capacity = llama.bucket_size(tokens + 64)
+    capacity = assembly.cache_capacity([s.length for s in device], tokens + 64)
     runs = {
         "assemble_device_tier": lambda: jax.block_until_ready(assembly.assemble(config, device, capacity)),
         "assemble_host_tier": lambda: jax.block_until_ready(assembly.assemble(config, host, capacity)),

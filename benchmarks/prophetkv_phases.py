@@ -48,7 +48,7 @@ def one_request(engine: Engine, prompt: RagPrompt, ratio: float, with_full: bool
     stored = [engine.segment_kv(s) for s in layout.segments[:-1] if len(s)]
     segments, load_s = timed(lambda: [dataclasses.replace(s, k=k, v=v)
                                       for s, (k, v) in zip(stored, jax.device_put([(s.k, s.v) for s in stored]))])
-    capacity = llama.bucket_size(layout.total + NEW_TOKENS)
+    capacity = assembly.cache_capacity([s.length for s in segments], layout.total + NEW_TOKENS)
     cache, assemble_s = timed(lambda: assembly.assemble(config, segments, capacity))
     (scores, _, cache), stage1_s = timed(
         lambda: recompute.query_attention(params, config, cache, tokens[c:], query, score_from=c, donate=True))

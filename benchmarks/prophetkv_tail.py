@@ -34,7 +34,7 @@ import numpy as np
 
 from cea_jax.files import append_jsonl, atomic_write
 from prophetkv_jax import fidelity, recompute, run_records, selectors
-from prophetkv_jax.assembly import assemble
+from prophetkv_jax.assembly import assemble, cache_capacity
 from prophetkv_jax.evaluation import chat_overhead, sample_prompt
 from prophetkv_jax.model import llama
 from prophetkv_jax.pipeline import Engine, RagPrompt
@@ -126,7 +126,8 @@ def query_scores(engine: Engine, prompt: RagPrompt, oracle: bool) -> np.ndarray:
     """alpha over the context rows: Stage I over the assembled cache, or (oracle) over a full prefill."""
     layout = engine.layout(prompt)
     tokens, c = layout.tokens(), layout.num_context
-    capacity = llama.bucket_size(layout.total + engine.max_new_tokens)
+    lengths = [len(s) for s in layout.segments[:-1] if len(s)]
+    capacity = cache_capacity(lengths, layout.total + engine.max_new_tokens)
     if oracle:
         cache, rows = llama.KVCache.empty(engine.config, capacity), np.arange(layout.total)
     else:

@@ -61,12 +61,18 @@ def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray
 
 def padded_end(lengths: list[int]) -> int:
     """The last slot (exclusive) that segments of these token counts reach with their padding
-    rows when laid out in order: a cache for them needs at least this many slots."""
+    rows when laid out in order."""
     ends, start = [0], 0
     for n in lengths:
         ends.append(start + segment_rows(n))
         start += n
     return max(ends)
+
+
+def cache_capacity(lengths: list[int], total_tokens: int) -> int:
+    """Cache slots for ``total_tokens`` tokens (prompt and answer) whose leading segments have these
+    token counts: every method of one request gets this size, so their caches decode together."""
+    return llama.bucket_size(max(total_tokens, padded_end(lengths)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -126,16 +132,16 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int) -> l
     Every call is asynchronous device work: host segments are transferred first, all at
     once (so the copies overlap the writes), then each one is written at its offset; a
     segment's padding rows land where the next segment (or the query) overwrites them. The
-    cache holds at least ``capacity`` slots, a bucket more when the last padding needs them.
+    cache has ``capacity`` slots (see :func:`cache_capacity`).
     """
-    total = sum(s.length for s in segments)
-    if total > capacity:
-        raise ValueError(f"segments hold {total} tokens but the cache capacity is {capacity}")
-    odd = [i for i, s in enumerate(segments) if s.k.shape[1] != segment_rows(s.length)]
+    odd = [s for s in segments if s.k.shape[1] != segment_rows(s.length)]
     if odd:
-        raise ValueError(f"segment {odd[0]} has {segments[odd[0]].k.shape[1]} rows for {segments[odd[0]].length} "
-                         f"tokens; segments travel padded to segment_rows(n) = {segment_rows(segments[odd[0]].length)}")
-    capacity = max(capacity, llama.bucket_size(padded_end([s.length for s in segments])))
+        raise ValueError(f"a segment has {odd[0].k.shape[1]} rows for {odd[0].length} tokens; segments travel "
+                         f"padded to segment_rows(n) = {segment_rows(odd[0].length)}")
+    total, reach = sum(s.length for s in segments), padded_end([s.length for s in segments])
+    if max(total, reach) > capacity:
+        raise ValueError(f"segments of {total} tokens reach slot {reach} with their padding, but the cache capacity "
+                         f"is {capacity}; size it with cache_capacity()")
     on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
     shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
     k, v = _zeros(shape, config.dtype), _zeros(shape, config.dtype)

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import assemble, encode_segment, padded_end, segment_spec
+from prophetkv_jax.assembly import assemble, cache_capacity, encode_segment, segment_spec
 from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
@@ -132,10 +132,8 @@ class Engine:
             raise ValueError(f"unknown method {method!r}; choose one of {selectors.METHODS}")
         selectors.check_ratio(ratio)
         layout = self.layout(prompt)
-        # One capacity for every method (greedy decoding batches their caches): room for the
-        # answer and for the last segment's padding rows during assembly.
         lengths = [len(s) for s in layout.segments[:-1] if len(s)]
-        capacity = llama.bucket_size(max(layout.total + self.max_new_tokens, padded_end(lengths)))
+        capacity = cache_capacity(lengths, layout.total + self.max_new_tokens)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         if method == "full":

@@ -16,7 +16,7 @@ import pytest
 import train as train_cli
 from cea_jax import workdir as wd
 
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, train_command, trained_run
+from data_helpers import SMALL_TRAIN, train_command, trained_run
 
 CONFIG = dataclasses.replace(SMALL_TRAIN, checkpoint_every=2)
 FULL_AT = 4  # the save of this step finds the disk full

@@ -47,7 +47,7 @@ def test_assembled_layer0_kv_equals_full_prefill(params, dtype):
     config = dataclasses.replace(CONFIG, dtype=dtype)
     engine = Engine(params, config, max_new_tokens=8)
     layout = engine.layout(make_prompt())
-    cache = llama.KVCache.empty(config, llama.bucket_size(layout.total))
+    cache = llama.KVCache.empty(config, assembly.cache_capacity([len(s) for s in layout.segments[:-1]], layout.total))
     _, full = recompute.recompute_rows(params, config, cache, layout.tokens(), np.arange(layout.total))
     segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
     assert {s.dtype for s in segments} == {dtype}  # a bf16 model's entries are bf16 end to end
@@ -79,10 +79,13 @@ def test_new_chunk_lengths_compile_nothing_when_assembling(engine):
         for lengths in ((13, 9, 11), (12, 10, 7), (5, 14, 3)):  # all inside the 64-row bucket
             segments = [engine.segment_kv(rng.integers(0, CONFIG.vocab_size, n)) for n in lengths]
             compiles.clear()
-            assembly.assemble(CONFIG, segments, 64)
+            assembly.assemble(CONFIG, segments, assembly.cache_capacity(list(lengths), sum(lengths)))
     finally:
         jax.monitoring.unregister_event_duration_listener(count)
     assert compiles == []
+    segments = [engine.segment_kv(rng.integers(0, CONFIG.vocab_size, n)) for n in (13, 9, 11)]
+    with pytest.raises(ValueError, match="reach slot 86 with their padding, but the cache capacity is 64"):
+        assembly.assemble(CONFIG, segments, 64)  # refused, never silently grown past the caller's size
 
 
 @pytest.mark.parametrize("method", RECOMPUTING)
@@ -147,7 +150,7 @@ def test_recomputed_row_ignores_later_keys(engine, params):
     layout = engine.layout(make_prompt())
     tokens = layout.tokens()
     segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
-    cache = assembly.assemble(CONFIG, segments, llama.bucket_size(layout.total))
+    cache = assembly.assemble(CONFIG, segments, assembly.cache_capacity([s.length for s in segments], layout.total))
     rows = np.array([3, 10, 20, 30])
     row = 1  # position 10
 
@@ -216,7 +219,8 @@ def numpy_stage_one(params, cache_k, cache_v, context, tokens, positions):
 def test_stage_one_scores_match_numpy(engine, params):
     layout = engine.layout(make_prompt(3))
     tokens, c = layout.tokens(), layout.num_context
-    cache = assembly.assemble(CONFIG, [engine.segment_kv(s) for s in layout.segments[:-1]], llama.bucket_size(layout.total))
+    segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
+    cache = assembly.assemble(CONFIG, segments, assembly.cache_capacity([s.length for s in segments], layout.total))
     query = np.arange(c, layout.total)
     scores, _, _ = recompute.query_attention(params, CONFIG, cache, tokens[c:], query, score_from=c)
     expected = numpy_stage_one(params, np.asarray(cache.k, np.float64), np.asarray(cache.v, np.float64), c, tokens[c:], query)
