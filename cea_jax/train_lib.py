@@ -268,13 +268,6 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
     return result
 
 
-def _init_source(config: TrainConfig, spec: wd.ModelSpec, mesh: Mesh) -> tuple[Any, dict[str, Any] | None]:
-    """The ``--init-from`` weights, replicated on ``mesh``, and their record (None, None without it)."""
-    if config.train == "adapter" and spec.variant == "none":
-        raise ValueError("--train adapter needs a variant with a conditioning module; 'none' has none")
-    return finetune.load_source(config.init_from, NamedSharding(mesh, P())) if config.init_from else (None, None)
-
-
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
     and a half-written last row left by a killed process."""
@@ -306,13 +299,16 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
             f"batch_size {config.batch_size} must be divisible by the {len(mesh.devices.flat)} devices "
             f"and {n_hosts} hosts"
         )
-    init_params, init_record = _init_source(config, spec, mesh)
-    settings, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
-    if init_record:  # the source's step and weights digest: a resume from changed weights is refused
-        settings["init_checkpoint"] = init_record
+    if config.train == "adapter" and spec.variant == "none":
+        raise ValueError("--train adapter needs a variant with a conditioning module; 'none' has none")
     with contextlib.ExitStack() as cleanup:
         if host == 0:
-            cleanup.enter_context(run_lock(workdir))
+            cleanup.enter_context(run_lock(workdir))  # first: a second run refuses before reading anything
+        init_params, init_record = (finetune.load_source(config.init_from, NamedSharding(mesh, P()))
+                                    if config.init_from else (None, None))
+        settings, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
+        if init_record:  # the source's step and weights digest: a resume from changed weights is refused
+            settings["init_checkpoint"] = init_record
         wd.check_resume(workdir, spec, settings, defaults, FREE_ON_RESUME, allow_changed_settings)
         model_config = spec.config()
         data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
