@@ -56,13 +56,16 @@ def make_prompt(rng: np.random.Generator, vocab: int, context: int, chunk: int, 
 
 
 def time_requests(engine_for, prompts, method, ratio, counter) -> dict:
-    """Warm up on the first prompt, then time the others; each request uses a fresh store object."""
-    engine_for().prefill(prompts[0], method, ratio)
+    """Warm up on the first prompt, then time the others; each request uses a fresh store object
+    and, as in serving, the memory of the request before it (``Engine.release``)."""
+    engine = engine_for()
+    engine.release(engine.prefill(prompts[0], method, ratio))
     before = counter.count
     ttft, read, select = [], [], []
     for prompt in prompts[1:]:
         result = engine_for().prefill(prompt, method, ratio)
         cache_dtype = str(result.cache.k.dtype)
+        engine.release(result)
         ttft.append(result.timings["ttft"])
         read.append(result.timings.get("store_read", 0.0))
         select.append(result.timings.get("select", 0.0))

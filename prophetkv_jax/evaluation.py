@@ -206,6 +206,7 @@ def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPro
         })
         if closeness.error:  # nothing was measured: a failure of the record, never agreement
             records[-1] = run_records.mark_failed(records[-1], closeness.error)
+    engine.release(*batch)  # the next sample's caches reuse this memory
     return records
 
 

@@ -12,10 +12,11 @@ import dataclasses
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import assemble, cache_capacity, encode_segment, segment_spec
+from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, encode_segment, segment_spec
 from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
@@ -67,6 +68,9 @@ class Layout:
         return np.concatenate(self.segments).astype(np.int32)
 
 
+MAX_SPARE_CACHES = 8  # released caches kept for reuse (each one request's KV)
+
+
 class Engine:
     """ProphetKV and its baselines over one model and one chunk store."""
 
@@ -82,9 +86,29 @@ class Engine:
         self.max_new_tokens = max_new_tokens
         self.fingerprint = fingerprint if fingerprint is not None else model_fingerprint(config, params)
         self.mesh = sharding.mesh_of(params)  # weights split over devices: caches follow them
+        self._spares: list[llama.KVCache] = []  # released caches, newest last
 
     def _placed(self, cache: llama.KVCache) -> llama.KVCache:
         return sharding.place_cache(cache, self.config, self.mesh)
+
+    def release(self, *prefills: Prefill) -> None:
+        """Hand finished requests' caches back: later requests of the same capacity write into their
+        memory, where a new cache costs a page fault per 4 KiB on CPU (more than assembling it). Those
+        caches must not be used afterwards; the newest ``MAX_SPARE_CACHES`` are kept."""
+        for prefill in prefills:
+            cache = prefill.cache
+            if not cache.k.is_deleted() and all(cache.k is not spare.k for spare in self._spares):
+                self._spares.append(cache)
+        del self._spares[:-MAX_SPARE_CACHES]
+
+    def _spare(self, capacity: int) -> llama.KVCache | None:
+        """A released cache of this capacity and the model's shape and dtype, taken from the pool."""
+        c = self.config
+        shape = (c.num_layers, capacity, c.num_kv_heads, c.head_dim)
+        for i, cache in enumerate(self._spares):
+            if cache.k.shape == shape and cache.k.dtype == jnp.dtype(c.dtype):
+                return self._spares.pop(i)
+        return None
 
     # -- layout and chunk caches --------------------------------------------------------
 
@@ -135,19 +159,21 @@ class Engine:
         lengths = [len(s) for s in layout.segments[:-1] if len(s)]
         capacity = cache_capacity(lengths, layout.total + self.max_new_tokens)
         timings: dict[str, float] = {}
+        recycle = self._spare(capacity)
         clock = time.perf_counter()
         if method == "full":
             tokens = layout.tokens()
+            blank = blank_cache(self.config, capacity, recycle, overwritten=len(tokens))
             logits, cache = recompute.recompute_rows(
-                self.params, self.config, self._placed(llama.KVCache.empty(self.config, capacity)),
-                tokens, np.arange(len(tokens)), last_only=True, donate=True, causal_prefix=True,
+                self.params, self.config, self._placed(blank), tokens, np.arange(len(tokens)),
+                last_only=True, donate=True, causal_prefix=True,
             )
             selected = np.arange(layout.num_context)
         else:
             segments = [self.segment_kv(s) for s in layout.segments[:-1] if len(s)]
             timings["store_read"] = time.perf_counter() - clock
             clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
-            cache = self._placed(assemble(self.config, segments, capacity))
+            cache = self._placed(assemble(self.config, segments, capacity, recycle))
             logits, cache, selected = self._select_and_recompute(method, ratio, layout, cache, timings)
         last = np.asarray(jax.block_until_ready(logits[-1]))
         timings["ttft"] = time.perf_counter() - clock

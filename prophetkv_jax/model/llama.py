@@ -85,18 +85,21 @@ def rope_tables(positions: jax.Array, config: LlamaConfig) -> Rope:
     return jnp.cos(angles), jnp.sin(angles)
 
 
-def rotate(x: jax.Array, rope: Rope) -> jax.Array:
+def rotate(x: jax.Array, rope: Rope, swapped: jax.Array | None = None) -> jax.Array:
     """Rotate fp32 x [T, heads, hd] by its rows' angles (HF's rotate-half), in fp32.
 
     The two halves are a size-2 axis, so rotate-half is a reversal of that axis with the sign
     folded into sin: the same products and sums as concatenating (-x2, x1), which XLA:CPU runs
-    about twice as slowly.
+    about twice as slowly. ``swapped`` (fp32 x with its halves exchanged) replaces the reversal
+    when the caller computed it in a program of its own: fused into this arithmetic, XLA:CPU does
+    not vectorise the reversal, which then costs several times the products for a large x.
     """
     rows, half = x.shape[0], x.shape[-1] // 2
     cos, sin = (t.reshape(rows, 1, 2, half) for t in rope)
     sin = sin * jnp.array([-1.0, 1.0], jnp.float32)[:, None]
     pairs = x.reshape(*x.shape[:-1], 2, half)
-    return (pairs * cos + pairs[..., ::-1, :] * sin).reshape(x.shape)
+    partner = pairs[..., ::-1, :] if swapped is None else swapped.reshape(pairs.shape)
+    return (pairs * cos + partner * sin).reshape(x.shape)
 
 
 def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:

@@ -19,5 +19,6 @@ def test_one_run_gives_a_row_per_dtype_and_allocator(tmp_path):
     for (allocator, _), row in rows.items():
         assert ("glibc.malloc.hugetlb=1" in row["glibc_tunables"].split(":")) == (allocator == "hugetlb")
         assert row["kv_bytes"] == 2 * 1 * 200 * 8 * 128 * (4 if row["dtype"] == "float32" else 2)
+        assert {"assemble_device_tier_recycled", "assemble_host_tier_recycled"} <= set(row["best_s"])
         assert all(t > 0 for t in row["best_s"].values())
     assert payload["transparent_huge_pages"]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prophetkv_jax import assembly, recompute, selectors
+from prophetkv_jax import assembly, pipeline, recompute, selectors
 from prophetkv_jax.generate import greedy_decode_batch
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
@@ -86,6 +86,50 @@ def test_new_chunk_lengths_compile_nothing_when_assembling(engine):
     segments = [engine.segment_kv(rng.integers(0, CONFIG.vocab_size, n)) for n in (13, 9, 11)]
     with pytest.raises(ValueError, match="reach slot 86 with their padding, but the cache capacity is 64"):
         assembly.assemble(CONFIG, segments, 64)  # refused, never silently grown past the caller's size
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_recycled_cache_assembles_bit_for_bit_like_a_new_one(params, dtype):
+    """A finished cache full of NaN, handed back, gives exactly the new cache's contents: every
+    slot past the segments is cleared, so nothing stale can reach a masked attention product."""
+    config = dataclasses.replace(CONFIG, dtype=dtype)
+    engine = Engine(params, config, max_new_tokens=8)
+    layout = engine.layout(make_prompt())
+    segments = [engine.segment_kv(s) for s in layout.segments[:-1]]
+    capacity = assembly.cache_capacity([s.length for s in segments], 300)
+    new = assembly.assemble(config, segments, capacity)
+    shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
+    stale = llama.KVCache(k=jnp.full(shape, jnp.nan, dtype), v=jnp.full(shape, jnp.nan, dtype),
+                          positions=jnp.full((capacity,), 7, jnp.int32), valid=jnp.ones((capacity,), bool))
+    recycled = assembly.assemble(config, segments, capacity, recycle=stale)
+    assert stale.k.is_deleted()  # its memory became the new cache
+    for name in ("k", "v", "positions", "valid"):
+        same = np.asarray(assembly._as_bits(getattr(recycled, name))) == np.asarray(assembly._as_bits(getattr(new, name)))
+        assert same.all(), f"{name} differs from a new cache's in {int((~same).sum())} places"
+    with pytest.raises(ValueError, match="cannot recycle a cache of K/V .* recycle only caches of the same capacity"):
+        assembly.assemble(config, segments, capacity, recycle=llama.KVCache.empty(config, capacity * 2))
+
+
+def test_released_caches_are_reused_and_give_the_same_results(params):
+    """Engine.release hands a request's memory to the next request of that capacity; full prefill
+    and assembly from it (made all NaN here) give what new memory gives, and the pool keeps at
+    most its bound."""
+    fresh, reusing = Engine(params, CONFIG, max_new_tokens=8), Engine(params, CONFIG, max_new_tokens=8)
+    prompt = make_prompt()
+    for method in ("full", "prophetkv", "naive"):
+        expected = fresh.prefill(prompt, method, 0.5)
+        first = reusing.prefill(prompt, method, 0.5)
+        reusing.release(first, first)  # twice: held once
+        assert len(reusing._spares) == 1
+        spare = reusing._spares[0]
+        reusing._spares[0] = dataclasses.replace(spare, k=spare.k * jnp.nan, v=spare.v * jnp.nan)
+        again = reusing.prefill(prompt, method, 0.5)
+        assert reusing._spares == []
+        np.testing.assert_array_equal(again.last_logits, expected.last_logits)
+        for name in ("k", "v", "positions", "valid"):
+            np.testing.assert_array_equal(np.asarray(getattr(again.cache, name)), np.asarray(getattr(expected.cache, name)))
+    reusing.release(*[reusing.prefill(prompt, "naive") for _ in range(pipeline.MAX_SPARE_CACHES + 2)])
+    assert len(reusing._spares) == pipeline.MAX_SPARE_CACHES
 
 
 @pytest.mark.parametrize("method", RECOMPUTING)
