@@ -231,6 +231,8 @@ class Engine:
                  eos_ids: tuple[int, ...] = ()) -> list[int]:
         """Greedy continuation from a prefilled cache (the first token included)."""
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if prefill.cache.k.is_deleted():
+            raise ValueError("this prefill's cache was handed back with Engine.release and reused; prefill again")
         if limit > self.max_new_tokens:
             raise ValueError(f"max_new_tokens={limit} exceeds the engine's {self.max_new_tokens}")
         return decode_from_cache(

@@ -128,6 +128,12 @@ def test_released_caches_are_reused_and_give_the_same_results(params):
         np.testing.assert_array_equal(again.last_logits, expected.last_logits)
         for name in ("k", "v", "positions", "valid"):
             np.testing.assert_array_equal(np.asarray(getattr(again.cache, name)), np.asarray(getattr(expected.cache, name)))
+    released = reusing.prefill(prompt, "naive")
+    reusing.release(released)
+    reusing.prefill(prompt, "naive")
+    assert released.cache.k.is_deleted()  # its memory holds the new request's cache
+    with pytest.raises(ValueError, match="handed back with Engine.release and reused; prefill again"):
+        reusing.generate(released, 2)
     reusing.release(*[reusing.prefill(prompt, "naive") for _ in range(pipeline.MAX_SPARE_CACHES + 2)])
     assert len(reusing._spares) == pipeline.MAX_SPARE_CACHES
 
