@@ -75,11 +75,13 @@ def test_new_chunk_lengths_compile_nothing_when_assembling(engine):
 
     jax.monitoring.register_event_duration_secs_listener(count)
     try:
-        rng = np.random.default_rng(3)
+        rng, recycled = np.random.default_rng(3), None
         for lengths in ((13, 9, 11), (12, 10, 7), (5, 14, 3)):  # all inside the 64-row bucket
             segments = [engine.segment_kv(rng.integers(0, CONFIG.vocab_size, n)) for n in lengths]
             compiles.clear()
-            assembly.assemble(CONFIG, segments, assembly.cache_capacity(list(lengths), sum(lengths)))
+            capacity = assembly.cache_capacity(list(lengths), sum(lengths))
+            assembly.assemble(CONFIG, segments, capacity)
+            recycled = assembly.assemble(CONFIG, segments, capacity, recycle=recycled)  # the engine's path
     finally:
         jax.monitoring.unregister_event_duration_listener(count)
     assert compiles == []
