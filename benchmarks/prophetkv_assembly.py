@@ -92,14 +92,13 @@ def measure(dtype: str, layers: int, tokens: int, chunk: int, rounds: int) -> di
     device = segments_for(config, tokens, chunk)
     host = [SegmentKV(np.asarray(s.k), np.asarray(s.v), s.length) for s in device]
     capacity = assembly.cache_capacity([s.length for s in device], tokens + 64)
-    previous = {}
-
     def assemble(segments: list[SegmentKV], recycled: bool) -> Callable[[], None]:
+        """A contender; ``recycled``: each run is built in the memory of the one before."""
+        last = None
+
         def run() -> None:
-            recycle = previous.pop(id(segments), None) if recycled else None
-            cache = jax.block_until_ready(assembly.assemble(config, segments, capacity, recycle))
-            if recycled:
-                previous[id(segments)] = cache
+            nonlocal last
+            last = jax.block_until_ready(assembly.assemble(config, segments, capacity, last if recycled else None))
         return run
 
     runs = {

@@ -10,8 +10,9 @@ Assembly is device work only: each segment (a device array, or a host array that
 the device once, in its own dtype) is rotated at its offset in fp32 and written into the
 cache in the compute dtype by one jitted, cache-donating call (``dynamic_update_slice`` in
 place; the keys' halves are swapped by a program of their own, see ``llama.rotate``). Segments
-travel padded to ``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing. A finished request's cache can be handed back (``recycle``): its memory is
-rewritten in place, where a new cache costs a page fault per 4 KiB on CPU (2-3x the copy).
+travel padded to ``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing. A
+finished request's cache can be handed back (``recycle``) and its memory rewritten in place:
+on CPU a new cache costs a page fault per 4 KiB, more than the writes.
 """
 
 from __future__ import annotations
