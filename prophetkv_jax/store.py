@@ -257,21 +257,22 @@ class ChunkStore:
         once, removed from every tier, and None is returned so the caller recomputes it.
         """
         _check_key(key)
-        entry = self._device.get(key)
-        if entry is None:
-            entry = self._host.get(key)
+        on_device = self._device.get(key)
+        entry = on_device if on_device is not None else self._host.get(key)
+        from_disk = entry is None
+        if from_disk:
+            entry = self._read_disk(key)
             if entry is None:
-                entry = self._read_disk(key)
-                if entry is None:
-                    return None
-                self._place(self._host, key, entry)
-            if self._device.cap:
-                entry = _to_device(entry)
-                self._place(self._device, key, entry)
+                return None
         problem = None if expect is None else expect.mismatch(entry)
-        if problem is not None:
+        if problem is not None:  # refused before it is promoted (and pushes other entries down)
             self._refuse(key, problem)
             return None
+        if from_disk:
+            self._place(self._host, key, entry)
+        if on_device is None and self._device.cap:
+            entry = _to_device(entry)
+            self._place(self._device, key, entry)
         return entry
 
     def put(self, key: str, entry: SegmentKV) -> None:

@@ -104,6 +104,18 @@ def test_an_entry_of_the_wrong_shape_is_refused_and_removed(tmp_path, caplog):
     assert store.get(key(1), expect=EntrySpec((2, 5, 2, 4), 5, "float32")) is None  # a miss now
 
 
+def test_a_refused_entry_is_not_promoted_first():
+    """A host entry that does not fit its chunk is refused where it is: promoting it would push a
+    good device entry down to the host tier before the refusal."""
+    size = segment(1).nbytes
+    store = ChunkStore(max_device_bytes=size)
+    good = SegmentKV(jnp.asarray(segment(2).k), jnp.asarray(segment(2).v))
+    store.put(key(2), good)
+    store.put(key(1), segment(1))  # a host array: host tier
+    assert store.get(key(1), expect=EntrySpec((2, 6, 2, 4), 6, "float32")) is None
+    assert store.memory_bytes() == {"device": size, "host": 0} and store.get(key(2)) is good
+
+
 def test_corrupt_byte_is_reported_once_and_the_entry_dropped(tmp_path, caplog):
     store = ChunkStore(tmp_path)
     store.put(key(3), segment(1))
