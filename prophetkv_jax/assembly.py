@@ -9,7 +9,7 @@ is un-rotated, so a bf16 entry is the very bf16 value a full prefill would start
 Assembly is device work only: each segment (a device array, or a host array that goes to
 the device once, in its own dtype) is rotated at its offset in fp32 and written into the
 cache in the compute dtype by one jitted, cache-donating call (``dynamic_update_slice`` in
-place; the keys' halves are swapped by a program of their own, see ``llama.rotate``). Segments
+place; on CPU the keys' halves are swapped by a program of their own, see ``llama.rotate``). Segments
 travel padded to ``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing. A
 finished request's cache can be handed back (``recycle``) and its memory rewritten in place:
 on CPU a new cache costs a page fault per 4 KiB, more than the writes.
@@ -77,11 +77,14 @@ def cache_capacity(lengths: list[int], total_tokens: int) -> int:
     return llama.bucket_size(max(total_tokens, padded_end(lengths)))
 
 
+_rope_program = jax.jit(llama.rope_tables, static_argnames="config")
+
+
 @functools.lru_cache(maxsize=8)
 def _rope_table(config: LlamaConfig, length: int) -> llama.Rope:
     """cos/sin [length, hd] for positions 0..length-1, computed once on the device (XLA would
     otherwise recompute the cosines inside every element of the rotation it fuses them into)."""
-    return jax.jit(lambda: llama.rope_tables(jnp.arange(length, dtype=jnp.int32), config))()
+    return _rope_program(jnp.arange(length, dtype=jnp.int32), config)
 
 
 def _as_bits(x: jax.Array) -> jax.Array:
@@ -109,12 +112,6 @@ def _narrow(x: jax.Array, dtype: jnp.dtype) -> jax.Array:
     return _from_bits(jnp.where(jnp.isnan(x), jnp.uint32(0x7FC0), rounded).astype(jnp.uint16), dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
-def _zeros(shape: tuple[int, ...], dtype: str) -> jax.Array:
-    dtype = jnp.dtype(dtype)
-    return _from_bits(jnp.zeros(shape, jnp.uint16 if dtype.itemsize == 2 else dtype), dtype)
-
-
 @functools.partial(jax.jit, static_argnames=("rows",), donate_argnames=("k", "v"))
 def _clear_tail(k: jax.Array, v: jax.Array, rows: int) -> tuple[jax.Array, jax.Array]:
     """Zero a recycled cache's last ``rows`` slots in place (one write: the cost is the slots cleared)."""
@@ -124,44 +121,59 @@ def _clear_tail(k: jax.Array, v: jax.Array, rows: int) -> tuple[jax.Array, jax.A
     return clear(k), clear(v)
 
 
+def check_recyclable(config: LlamaConfig, cache: llama.KVCache) -> None:
+    """Refuse a cache whose K/V are not this model's (layers, KV heads, head dim, dtype)."""
+    expected = (config.num_layers, cache.capacity, config.num_kv_heads, config.head_dim)
+    have = [(x.shape, str(x.dtype)) for x in (cache.k, cache.v)]
+    if have != [(expected, config.dtype)] * 2:
+        raise ValueError(f"cannot recycle a cache of K/V {have[0][0]} {have[0][1]} for a model whose caches are "
+                         f"{expected} {config.dtype}; recycle only caches of the same model and dtype")
+
+
 def blank_cache(config: LlamaConfig, capacity: int, recycle: llama.KVCache | None = None,
                 overwritten: int = 0) -> llama.KVCache:
     """A cache of ``capacity`` slots, none valid, whose slots from ``overwritten`` on are zero.
 
-    Without ``recycle`` it is new, all zero (``KVCache.empty``). With it, that finished cache of
-    the same shape and dtype is donated (it must not be used afterwards) and only its last slots
-    are cleared, from ``overwritten`` or a little before (their count rounds up to a shape bucket,
-    so few sizes compile): the caller writes every slot before ``overwritten`` before reading it,
-    and stale values elsewhere, even non-finite ones, never reach a masked attention product.
+    Without ``recycle`` (or with nothing ``overwritten``) it is new, all zero (``KVCache.empty``).
+    With it, that finished cache of this model and capacity is donated (it must not be used
+    afterwards) and only its last slots are cleared, from ``overwritten`` or a little before (their
+    count rounds up to a shape bucket, so few sizes compile): the caller writes every slot before
+    ``overwritten`` before reading it, and stale values elsewhere, even non-finite ones, never
+    reach a masked attention product.
     """
-    shape = (config.num_layers, capacity, config.num_kv_heads, config.head_dim)
-    if recycle is None:
-        k, v = _zeros(shape, config.dtype), _zeros(shape, config.dtype)
-    else:
-        have = [(x.shape, str(x.dtype)) for x in (recycle.k, recycle.v)]
-        if have != [(shape, config.dtype)] * 2:
-            raise ValueError(f"cannot recycle a cache of K/V {have[0][0]} {have[0][1]} into one of {shape} "
-                             f"{config.dtype}; recycle only caches of the same capacity and dtype")
-        stale = capacity - min(capacity, overwritten) // SEGMENT_ROW_STEP * SEGMENT_ROW_STEP
-        k, v = _clear_tail(recycle.k, recycle.v, min(capacity, llama.bucket_size(stale, SEGMENT_ROW_STEP)))
+    if recycle is None or overwritten < 1:
+        return llama.KVCache.empty(config, capacity)
+    check_recyclable(config, recycle)
+    if recycle.capacity != capacity:
+        raise ValueError(f"cannot recycle a cache of {recycle.capacity} slots as one of {capacity}")
+    stale = capacity - min(capacity, overwritten) // SEGMENT_ROW_STEP * SEGMENT_ROW_STEP
+    # Slot 0 (which the caller writes) is never cleared: a result that depended on no input slot
+    # would be laid out anew by XLA (replicated over a mesh) and the donation dropped.
+    k, v = _clear_tail(recycle.k, recycle.v, min(capacity - 1, llama.bucket_size(stale, SEGMENT_ROW_STEP)))
     return llama.KVCache(k=k, v=v, positions=jnp.zeros((capacity,), jnp.int32), valid=jnp.zeros((capacity,), bool))
 
 
 @jax.jit
 def _swapped_halves(x: jax.Array) -> jax.Array:
-    """x with the two halves of its last axis exchanged, as a program of its own (see ``llama.rotate``)."""
+    """x with the two halves of its last axis exchanged, as a program of its own: XLA:CPU does not
+    vectorise the reversal fused into the rotation (see ``llama.rotate``); other backends fuse it."""
     pairs = _as_bits(x).reshape(*x.shape[:-1], 2, x.shape[-1] // 2)
     return _from_bits(pairs[..., ::-1, :].reshape(x.shape), x.dtype)
 
 
 @functools.partial(jax.jit, donate_argnames=("k", "v"))
-def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, swapped_k: jax.Array, segment_v: jax.Array,
-                   start: jax.Array, table: llama.Rope) -> tuple[jax.Array, jax.Array]:
-    """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V in place."""
+def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, swapped_k: jax.Array | None,
+                   segment_v: jax.Array, start: jax.Array, table: llama.Rope) -> tuple[jax.Array, jax.Array]:
+    """Rotate a segment's keys at global positions start.. (fp32 math) and write K/V in place;
+    ``swapped_k``: the keys' halves exchanged by ``_swapped_halves`` (on CPU), else None."""
     rows = segment_k.shape[1]
     rope = tuple(jax.lax.dynamic_slice_in_dim(t, start, rows) for t in table)
-    rotate = jax.vmap(lambda layer_k, layer_swapped: llama.rotate(layer_k, rope, layer_swapped))
-    rotated = _narrow(rotate(_widen(segment_k), _widen(swapped_k)), k.dtype)
+    if swapped_k is None:
+        rotated = jax.vmap(lambda layer_k: llama.rotate(layer_k, rope))(_widen(segment_k))
+    else:
+        rotated = jax.vmap(lambda layer_k, layer_swapped: llama.rotate(layer_k, rope, layer_swapped))(
+            _widen(segment_k), _widen(swapped_k))
+    rotated = _narrow(rotated, k.dtype)
     values = segment_v if segment_v.dtype == v.dtype else _narrow(_widen(segment_v), v.dtype)
     at = (0, start, 0, 0)
     return (_from_bits(jax.lax.dynamic_update_slice(_as_bits(k), _as_bits(rotated), at), k.dtype),
@@ -189,9 +201,11 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int,
     on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
     blank = blank_cache(config, capacity, recycle, overwritten=total)
     k, v, table = blank.k, blank.v, _rope_table(config, capacity)
+    swap_apart = any(device.platform == "cpu" for device in k.devices())
     start = 0
     for segment, (segment_k, segment_v) in zip(segments, on_device):
-        k, v = _write_segment(k, v, segment_k, _swapped_halves(segment_k), segment_v, np.int32(start), table)
+        swapped = _swapped_halves(segment_k) if swap_apart else None
+        k, v = _write_segment(k, v, segment_k, swapped, segment_v, np.int32(start), table)
         start += segment.length
     positions = jnp.arange(capacity, dtype=jnp.int32)
     return llama.KVCache(k=k, v=v, positions=positions, valid=positions < total)

@@ -12,11 +12,11 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, encode_segment, segment_spec
+from prophetkv_jax.assembly import (assemble, blank_cache, cache_capacity, check_recyclable, encode_segment,
+                                    segment_spec)
 from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
@@ -68,7 +68,7 @@ class Layout:
         return np.concatenate(self.segments).astype(np.int32)
 
 
-MAX_SPARE_CACHES = 8  # released caches kept for reuse (each one request's KV)
+DEFAULT_SPARE_BYTES = 2 * 2**30  # released caches kept for reuse, newest first
 
 
 class Engine:
@@ -77,15 +77,18 @@ class Engine:
     def __init__(
         self, params: llama.Params, config: LlamaConfig, store: ChunkStore | None = None,
         *, chunk_bos_id: int | None = None, max_new_tokens: int = 64, fingerprint: str | None = None,
+        max_spare_bytes: int = DEFAULT_SPARE_BYTES,
     ) -> None:
         """``fingerprint``: ``model_fingerprint(config, params)`` when the caller already computed it
-        (it hashes every weight byte, ~0.7 s for the default model); computed here otherwise."""
+        (it hashes every weight byte, ~0.7 s for the default model); computed here otherwise.
+        ``max_spare_bytes``: how much memory released caches may hold (see :meth:`release`)."""
         self.params, self.config = params, config
         self.store = store if store is not None else ChunkStore()
         self.chunk_bos_id = chunk_bos_id
         self.max_new_tokens = max_new_tokens
         self.fingerprint = fingerprint if fingerprint is not None else model_fingerprint(config, params)
         self.mesh = sharding.mesh_of(params)  # weights split over devices: caches follow them
+        self.max_spare_bytes = max_spare_bytes
         self._spares: list[llama.KVCache] = []  # released caches, newest last
 
     def _placed(self, cache: llama.KVCache) -> llama.KVCache:
@@ -94,19 +97,23 @@ class Engine:
     def release(self, *prefills: Prefill) -> None:
         """Hand finished requests' caches back: later requests of the same capacity write into their
         memory, where a new cache costs a page fault per 4 KiB on CPU (more than assembling it). Those
-        caches must not be used afterwards; the newest ``MAX_SPARE_CACHES`` are kept."""
+        caches must not be used afterwards; the newest are kept, up to ``max_spare_bytes``."""
         for prefill in prefills:
             cache = prefill.cache
+            check_recyclable(self.config, cache)
             if not cache.k.is_deleted() and all(cache.k is not spare.k for spare in self._spares):
                 self._spares.append(cache)
-        del self._spares[:-MAX_SPARE_CACHES]
+        held = 0
+        for i in reversed(range(len(self._spares))):
+            held += self._spares[i].k.nbytes + self._spares[i].v.nbytes
+            if held > self.max_spare_bytes:
+                del self._spares[:i + 1]
+                break
 
     def _spare(self, capacity: int) -> llama.KVCache | None:
-        """A released cache of this capacity and the model's shape and dtype, taken from the pool."""
-        c = self.config
-        shape = (c.num_layers, capacity, c.num_kv_heads, c.head_dim)
+        """A released cache of this capacity, taken from the pool."""
         for i, cache in enumerate(self._spares):
-            if cache.k.shape == shape and cache.k.dtype == jnp.dtype(c.dtype):
+            if cache.capacity == capacity:
                 return self._spares.pop(i)
         return None
 

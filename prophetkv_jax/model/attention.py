@@ -167,7 +167,6 @@ def few_rows_attention(
     return out, (probs * row_weight).sum(axis=(0, 1))
 
 
-KERNELS = ("blocked", "cudnn_causal", "cudnn_masked", "xla_masked")
 _GPU_BACKENDS = ("gpu", "cuda", "rocm")
 
 
@@ -175,7 +174,7 @@ def choose_kernel(
     backend: str, dtype: str, head_dim: int, *, wants_scores: bool, causal_prefix: bool, rows: int = FEW_ROWS + 1,
     cudnn_works: Callable[[str, int], bool] | None = None,
 ) -> str:
-    """The attention kernel for one forward pass (one of ``KERNELS``) over ``rows`` query rows.
+    """The attention kernel for one forward pass over ``rows`` query rows, one of these four:
 
     * ``blocked`` (``blocked_attention``): CPU, fp32, Stage I and the oracle (they need the
       attention probabilities), up to ``FEW_ROWS`` rows (decoding: its one-pass path, no mask

@@ -43,6 +43,16 @@ def compare(kv_heads: int) -> dict:
             "cache_spec": padded_spec(b.cache.k), "devices": len(b.cache.k.sharding.device_set),
         }
     out["methods"]["prophetkv"]["greedy"] = [one.generate(a, 4), eight.generate(b, 4)]
+    short = RagPrompt(prefix=tokens(4), chunks=(tokens(20),), query=tokens(5))  # every slot but 0 is cleared
+    out["recycled"] = {}
+    for method in METHODS:
+        released = eight.prefill(short, method, 0.2)
+        eight.release(released)
+        again, reference = eight.prefill(short, method, 0.2), one.prefill(short, method, 0.2)
+        out["recycled"][method] = {
+            "reused": released.cache.k.is_deleted(), "cache_spec": padded_spec(again.cache.k),
+            "logit_gap": float(np.abs(again.last_logits - reference.last_logits).max()),
+        }
     return out
 
 

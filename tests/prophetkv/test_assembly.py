@@ -1,9 +1,12 @@
-"""Assembly's own bf16 conversions equal XLA's bit for bit, specials included."""
+"""Assembly's own bf16 conversions equal XLA's bit for bit, specials included; its CPU-only swap changes nothing."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from prophetkv_jax import assembly
+from prophetkv_jax.model import llama
+from prophetkv_jax.model.config import tiny_config
 
 
 def test_bf16_widen_and_narrow_equal_xla_convert_bit_for_bit():
@@ -17,3 +20,18 @@ def test_bf16_widen_and_narrow_equal_xla_convert_bit_for_bit():
     nan = np.isnan(np.asarray(x))
     assert same[~nan].all() and np.isnan(np.asarray(ours, np.float32)[nan]).all()
     np.testing.assert_array_equal(np.asarray(assembly._widen(xla)), np.asarray(xla.astype(jnp.float32)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_swap_apart_equals_the_fused_reversal(dtype):
+    """CPU passes the keys' swapped halves to the write; other backends reverse inside it: same keys."""
+    rng = np.random.default_rng(1)
+    shape, capacity = (2, 64, 3, 16), 128
+    segment_k, segment_v = (jnp.asarray(rng.standard_normal(shape), dtype) for _ in range(2))
+    table = llama.rope_tables(jnp.arange(capacity), tiny_config())
+    written = [assembly._write_segment(jnp.zeros((2, capacity, 3, 16), dtype), jnp.zeros((2, capacity, 3, 16), dtype),
+                                       segment_k, swapped, segment_v, np.int32(37), table)[0]
+               for swapped in (assembly._swapped_halves(segment_k), None)]
+    apart, fused = (np.asarray(k, np.float32) for k in written)
+    assert np.abs(apart[:, 37:101]).max() > 0.1  # the keys were written
+    np.testing.assert_allclose(apart, fused, rtol=1e-6 if dtype == "float32" else 0, atol=0)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prophetkv_jax import assembly, pipeline, recompute, selectors
+from prophetkv_jax import assembly, recompute, selectors
 from prophetkv_jax.generate import greedy_decode_batch
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
@@ -108,14 +108,17 @@ def test_a_recycled_cache_assembles_bit_for_bit_like_a_new_one(params, dtype):
     for name in ("k", "v", "positions", "valid"):
         same = np.asarray(assembly._as_bits(getattr(recycled, name))) == np.asarray(assembly._as_bits(getattr(new, name)))
         assert same.all(), f"{name} differs from a new cache's in {int((~same).sum())} places"
-    with pytest.raises(ValueError, match="cannot recycle a cache of K/V .* recycle only caches of the same capacity"):
+    with pytest.raises(ValueError, match=f"cannot recycle a cache of {capacity * 2} slots as one of {capacity}"):
         assembly.assemble(config, segments, capacity, recycle=llama.KVCache.empty(config, capacity * 2))
+    other = "float32" if dtype == "bfloat16" else "bfloat16"
+    with pytest.raises(ValueError, match=f"cannot recycle a cache of K/V .* {other} for a model whose caches are"):
+        assembly.assemble(config, segments, capacity, recycle=llama.KVCache.empty(config, capacity, jnp.dtype(other)))
 
 
 def test_released_caches_are_reused_and_give_the_same_results(params):
     """Engine.release hands a request's memory to the next request of that capacity; full prefill
     and assembly from it (made all NaN here) give what new memory gives, and the pool keeps at
-    most its bound."""
+    most its byte bound."""
     fresh, reusing = Engine(params, CONFIG, max_new_tokens=8), Engine(params, CONFIG, max_new_tokens=8)
     prompt = make_prompt()
     for method in ("full", "prophetkv", "naive"):
@@ -124,9 +127,9 @@ def test_released_caches_are_reused_and_give_the_same_results(params):
         reusing.release(first, first)  # twice: held once
         assert len(reusing._spares) == 1
         spare = reusing._spares[0]
-        reusing._spares[0] = dataclasses.replace(spare, k=spare.k * jnp.nan, v=spare.v * jnp.nan)
+        poisoned = reusing._spares[0] = dataclasses.replace(spare, k=spare.k * jnp.nan, v=spare.v * jnp.nan)
         again = reusing.prefill(prompt, method, 0.5)
-        assert reusing._spares == []
+        assert reusing._spares == [] and poisoned.k.is_deleted()  # its memory holds the new cache
         np.testing.assert_array_equal(again.last_logits, expected.last_logits)
         for name in ("k", "v", "positions", "valid"):
             np.testing.assert_array_equal(np.asarray(getattr(again.cache, name)), np.asarray(getattr(expected.cache, name)))
@@ -136,8 +139,13 @@ def test_released_caches_are_reused_and_give_the_same_results(params):
     assert released.cache.k.is_deleted()  # its memory holds the new request's cache
     with pytest.raises(ValueError, match="handed back with Engine.release and reused; prefill again"):
         reusing.generate(released, 2)
-    reusing.release(*[reusing.prefill(prompt, "naive") for _ in range(pipeline.MAX_SPARE_CACHES + 2)])
-    assert len(reusing._spares) == pipeline.MAX_SPARE_CACHES
+    caches = [reusing.prefill(prompt, "naive") for _ in range(4)]
+    one = caches[0].cache.k.nbytes + caches[0].cache.v.nbytes
+    reusing.max_spare_bytes = int(2.5 * one)
+    reusing.release(*caches)
+    assert [c.k for c in reusing._spares] == [c.cache.k for c in caches[2:]]  # the newest two
+    with pytest.raises(ValueError, match="cannot recycle a cache of K/V .* for a model whose caches are"):
+        Engine(params, dataclasses.replace(CONFIG, num_layers=2), max_new_tokens=8).release(caches[0])
 
 
 @pytest.mark.parametrize("method", RECOMPUTING)

@@ -96,3 +96,5 @@ def test_eight_devices_give_the_unsharded_logits_and_selection(eight_devices, kv
         assert run["cache_spec"] == cache_spec, method
     greedy = case["methods"]["prophetkv"]["greedy"]  # decoding from the blended, sharded cache
     assert greedy[0] == greedy[1] and len(greedy[0]) == 4
+    for method, run in case["recycled"].items():  # a released sharded cache is reused in place
+        assert run == {**run, "reused": True, "cache_spec": cache_spec} and run["logit_gap"] <= 1e-5, method
