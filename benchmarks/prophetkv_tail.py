@@ -41,12 +41,11 @@ from prophetkv_jax.assembly import assemble, cache_capacity
 from prophetkv_jax.evaluation import chat_overhead, sample_prompt
 from prophetkv_jax.model import llama
 from prophetkv_jax.pipeline import Engine, RagPrompt
+from prophetkv_jax.report import SELECTING_BASELINES, SELECTORS
 from prophetkv_jax.tasks import ruler
 
-BASELINES = ("cacheblend", "epic", "kvshare")
 CATEGORIES = ("prefix", "answer_value", "answer_needle", "other_needle", "chunk_first", "rest")
 VALUE = CATEGORIES.index("answer_value")
-SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
 
 
 def refuse(message: str) -> NoReturn:
@@ -60,8 +59,8 @@ def gaps(records: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
     by = collections.defaultdict(dict)
     for r in records:
         by[(r["task"], r["index"])][r["method"]] = r["kl"]
-    return {key: kl["prophetkv"] - min(kl[b] for b in BASELINES) for key, kl in by.items()
-            if "prophetkv" in kl and all(b in kl for b in BASELINES)}
+    return {key: kl["prophetkv"] - min(kl[b] for b in SELECTING_BASELINES) for key, kl in by.items()
+            if "prophetkv" in kl and all(b in kl for b in SELECTING_BASELINES)}
 
 
 def pick(gap: dict[tuple[str, int], float], threshold: float) -> list[tuple[tuple[str, int], str]]:
@@ -296,7 +295,7 @@ def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, do
             engine.store = ChunkStore()  # one prompt's chunks at a time
             row = {"key": key, "run": run.name, "task": task, "index": index, "settings": settings,
                    "settings_digest": run_records.settings_digest(settings), "gap": gap[(task, index)],
-                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in BASELINES),
+                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in SELECTING_BASELINES),
                    **measure(engine, tokenizer, sample, prompt, ratio)}
             for method in (m for m in SELECTORS if (task, index, m) in recorded):
                 kept = recorded[(task, index, method)]["kl"]

@@ -80,7 +80,9 @@ def failure_note(counts: list[dict[str, Any]], total: int) -> str:
 
 PAIRED_METRICS = ("score", "kl", "top1_agreement")
 OURS = ("prophetkv", "prophetkv_chunks")  # the spec's ProphetKV and the chunk-only form
-BASELINES = ("naive", "cacheblend", "epic", "kvshare")
+SELECTING_BASELINES = ("cacheblend", "epic", "kvshare")  # the baselines that pick rows by the ratio
+BASELINES = ("naive", *SELECTING_BASELINES)
+SELECTORS = (*SELECTING_BASELINES, *OURS)  # every method that picks the rows it recomputes
 
 
 def paired_differences(records: list[dict[str, Any]], rounds: int = 4000, seed: int = 0) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ def _run_folder(tmp_path, settings, ratios=(0.2,)):
     run.mkdir()
     digest = run_records.settings_digest(settings)
     for ratio in ratios:
-        for method in ("prophetkv", *script.BASELINES):
+        for method in ("prophetkv", *script.SELECTING_BASELINES):
             run_records.append_record(run / "records.jsonl", {
                 "key": f"a/0/{method}/{ratio}", "task": "a", "index": 0, "method": method, "ratio": ratio,
                 "kl": 0.1, "settings": settings, "settings_digest": digest})
