@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cea_jax.files import atomic_write  # noqa: E402
+from cea_jax.files import atomic_write, read_jsonl  # noqa: E402
 
 BENCHMARKS = {
     "prefill": ["benchmarks/llama_prefill.py", "--lengths", "1024", "2048", "--repeats", "2",
@@ -43,7 +43,7 @@ def headline(name: str, out: Path) -> dict:
     if name == "ttft_4k":
         rows = json.loads(out.with_suffix(".json").read_text())["results"]
         return {f"{r['method']}_ttft_s": r["ttft_s"] for r in rows}
-    row = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[-1])
+    row = read_jsonl(out.with_suffix(".jsonl"))[-1]
     return {"decode_s": min(row["seconds"])}
 
 

@@ -50,7 +50,7 @@ from prophetkv_jax.model import sharding  # noqa: E402
 from prophetkv_jax.model.config import LlamaConfig, RopeScaling  # noqa: E402
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths  # noqa: E402
 from prophetkv_jax.pipeline import Engine  # noqa: E402
-from prophetkv_jax.store import GIB, ChunkStore  # noqa: E402
+from prophetkv_jax.store import GIB, ChunkStore, model_fingerprint  # noqa: E402
 
 LLAMA_31_8B = LlamaConfig(
     vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,
@@ -138,21 +138,22 @@ def torch_reference(config: LlamaConfig) -> tuple[TorchReference | None, str | N
     return TorchReference(config), None
 
 
-def engines(params: Params, config: LlamaConfig, args: argparse.Namespace) -> dict[str, Engine]:
-    """One engine per chunk-KV placement: the device tier, and host RAM only (copied inside TTFT)."""
+def engines(params: Params, config: LlamaConfig, args: argparse.Namespace, fingerprint: str) -> dict[str, Engine]:
+    """One engine per chunk-KV placement: the device tier, and host RAM only (copied inside TTFT).
+    ``fingerprint``: the weights' ``model_fingerprint``, hashed once by the caller (8B: ~16 GB a hash)."""
     caps = {"device": (args.store_device_gib, args.store_host_gib), "host": (0, args.store_host_gib)}
     return {name: Engine(params, config, ChunkStore(max_device_bytes=int(d * GIB), max_host_bytes=int(h * GIB)),
-                         max_new_tokens=16)
+                         max_new_tokens=16, fingerprint=fingerprint)
             for name, (d, h) in caps.items()}
 
 
 def measure(params: Params, config: LlamaConfig, context: int, args: argparse.Namespace,
-            reference: TorchReference | None, peak_tflops: float) -> list[dict]:
+            reference: TorchReference | None, peak_tflops: float, fingerprint: str) -> list[dict]:
     """Every row for one context length (the same prompts for all)."""
     rng = np.random.default_rng(context)
     prompts = [make_prompt(rng, config.vocab_size, context, args.chunk_tokens, 40 + 4 * i)
                for i in range(args.repeats + 1)]
-    by_tier = engines(params, config, args)
+    by_tier = engines(params, config, args, fingerprint)
     for engine in by_tier.values():
         for prompt in prompts:
             engine.precompute(prompt)
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     config = scaled_config(args.scale)
     peak = max(matmul_gflops(size, 5, "bfloat16") for size in args.matmul_sizes) / 1000
     params = sharding.place_params(random_params(config), config, args.mesh)
+    fingerprint = model_fingerprint(config, params)
     mesh = sharding.mesh_of(params)
     reference, note = torch_reference(config)
     notes = [note] if note else []
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if time.perf_counter() - clock > args.budget_s:
             notes.append(f"context {context} skipped: the --budget-s {args.budget_s:.0f} s was spent")
             continue
-        results += measure(params, config, context, args, reference, peak)
+        results += measure(params, config, context, args, reference, peak, fingerprint)
         print(f"{context}: done at {time.perf_counter() - clock:.0f} s", flush=True)
     payload = {
         "device": str(jax.devices()[0]), "devices_used": 1 if mesh is None else mesh.size,

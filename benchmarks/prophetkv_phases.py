@@ -46,8 +46,9 @@ def one_request(engine: Engine, prompt: RagPrompt, ratio: float, with_full: bool
     tokens, c = layout.tokens(), layout.num_context
     query = np.arange(c, layout.total)
     stored = [engine.segment_kv(s) for s in layout.segments[:-1] if len(s)]
-    segments, load_s = timed(lambda: [dataclasses.replace(s, k=k, v=v)
-                                      for s, (k, v) in zip(stored, jax.device_put([(s.k, s.v) for s in stored]))])
+    # time the arrays themselves: a list of SegmentKV is no pytree, so block_until_ready would not wait on it
+    arrays, load_s = timed(lambda: jax.device_put([(s.k, s.v) for s in stored]))
+    segments = [dataclasses.replace(s, k=k, v=v) for s, (k, v) in zip(stored, arrays)]
     capacity = assembly.cache_capacity([s.length for s in segments], layout.total + NEW_TOKENS)
     cache, assemble_s = timed(lambda: assembly.assemble(config, segments, capacity))
     (scores, _, cache), stage1_s = timed(

@@ -14,7 +14,9 @@ task each (the gap nearest that task's median), this rebuilds the prompt and mea
 - each method's KL, and how much of it sits at its worst answer position.
 Prompts are rebuilt with the run's settings; a run made with TEMPLATE_VERSION 2 (the committed
 ruler_1024 / ruler_2048) gets that version's key pool back. The recomputed ProphetKV KL must equal
-the record's. Rows are appended to ``OUT.rows.jsonl`` as they finish, so a stopped run resumes.
+the record's. Rows are appended to ``OUT.rows.jsonl`` as they finish, so a stopped run resumes; each
+carries its run's settings digest, and a row from a run since redone with other settings is refused.
+A row does not depend on ``--gap`` (which only picks the prompts), so another ``--gap`` reuses it.
 
     python benchmarks/prophetkv_tail.py benchmarks/results/ruler_1024 benchmarks/results/ruler_2048 \\
         --out benchmarks/results/prophetkv_tail.json
@@ -27,23 +29,29 @@ import collections
 import importlib.resources
 import json
 import statistics
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from cea_jax.files import append_jsonl, atomic_write
-from prophetkv_jax import fidelity, recompute, run_records, selectors
+from prophetkv_jax import fidelity, recompute, report, run_records, selectors
 from prophetkv_jax.assembly import assemble, cache_capacity
 from prophetkv_jax.evaluation import chat_overhead, sample_prompt
 from prophetkv_jax.model import llama
 from prophetkv_jax.pipeline import Engine, RagPrompt
+from prophetkv_jax.report import SELECTING_BASELINES, SELECTORS
 from prophetkv_jax.tasks import ruler
 
-BASELINES = ("cacheblend", "epic", "kvshare")
 CATEGORIES = ("prefix", "answer_value", "answer_needle", "other_needle", "chunk_first", "rest")
 VALUE = CATEGORIES.index("answer_value")
-SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
+
+
+def refuse(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit code 2."""
+    sys.stderr.write(f"prophetkv_tail.py: error: {message}\n")
+    raise SystemExit(2)
 
 
 def gaps(records: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
@@ -51,8 +59,8 @@ def gaps(records: list[dict[str, Any]]) -> dict[tuple[str, int], float]:
     by = collections.defaultdict(dict)
     for r in records:
         by[(r["task"], r["index"])][r["method"]] = r["kl"]
-    return {key: kl["prophetkv"] - min(kl[b] for b in BASELINES) for key, kl in by.items()
-            if "prophetkv" in kl and all(b in kl for b in BASELINES)}
+    return {key: kl["prophetkv"] - min(kl[b] for b in SELECTING_BASELINES) for key, kl in by.items()
+            if "prophetkv" in kl and all(b in kl for b in SELECTING_BASELINES)}
 
 
 def pick(gap: dict[tuple[str, int], float], threshold: float) -> list[tuple[tuple[str, int], str]]:
@@ -175,7 +183,7 @@ def run_samples(run: Path, keys: list[tuple[str, int]], tokenizer, settings: dic
     """The run's samples at ``keys``, generated with its settings (and its template version's key pool)."""
     version = settings["template_version"]
     if version not in (2, ruler.TEMPLATE_VERSION):
-        raise SystemExit(f"{run}: template_version {version} cannot be rebuilt (2 or {ruler.TEMPLATE_VERSION})")
+        refuse(f"{run}: template_version {version} cannot be rebuilt (2 or {ruler.TEMPLATE_VERSION})")
     saved = ruler._WORDS
     if version == 2:
         ruler._WORDS = legacy_key_pool()
@@ -240,25 +248,41 @@ def answer_layout(prompt: RagPrompt, kinds: np.ndarray) -> dict[str, Any]:
             "needle_split": float(any(chunk(run[0]) != chunk(run[-1]) for run in _runs(needles)))}
 
 
+def checked_records(run: Path, fingerprint: str, rows_path: Path,
+                    done: dict[str, dict]) -> tuple[list[dict], dict[str, Any], float]:
+    """The run's records that measured something, its settings and its one ProphetKV ratio; refuses (exit 2)
+    a run made with another model or at several ratios, and one whose rows in ``rows_path`` came from
+    other settings (a run folder since redone)."""
+    records = run_records.load_records(run / "records.jsonl")
+    if not records:
+        refuse(f"{run}: no records.jsonl to read")
+    settings = records[0]["settings"]
+    if settings["model"] != fingerprint:
+        refuse(f"{run}: records made with model {settings['model']}, this model is {fingerprint}")
+    ratios = sorted({r["ratio"] for r in records if r["method"] == "prophetkv"})
+    if len(ratios) != 1:
+        refuse(f"{run}: ProphetKV was run at ratios {ratios}; the tail study needs a run with exactly one")
+    try:
+        run_records.check_settings(records, settings, run / "records.jsonl")
+        run_records.check_settings([r for r in done.values() if r["run"] == run.name], settings, rows_path)
+    except run_records.SettingsMismatch as err:
+        refuse(str(err))
+    return report.split_failed(records)[0], settings, ratios[0]
+
+
 def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, done: dict[str, dict]) -> list[dict]:
     """Measure the run's tail and control prompts not measured yet (appending each row as it is done),
-    and return all its rows with the answer's layout, which needs only the prompt."""
+    and return all its rows with their group and the answer's layout, which need only the prompt."""
     from tqdm import tqdm
 
     from prophetkv_jax.store import ChunkStore
 
     params, config, tokenizer, fingerprint = model
-    records = run_records.load_records(run / "records.jsonl")
-    if not records:
-        raise SystemExit(f"{run}: no records.jsonl to read")
-    settings = records[0]["settings"]
-    if settings["model"] != fingerprint:
-        raise SystemExit(f"{run}: records made with model {settings['model']}, this model is {fingerprint}")
+    records, settings, ratio = checked_records(run, fingerprint, rows_path, done)
     gap = gaps(records)
     chosen = pick(gap, gap_threshold)
     samples = run_samples(run, [k for k, _ in chosen], tokenizer, settings)
     recorded = {(r["task"], r["index"], r["method"]): r for r in records}
-    ratio = next(r["ratio"] for r in records if r["method"] == "prophetkv")
     engine = Engine(params, config, max_new_tokens=max(settings["max_new_tokens"] or 128, fidelity.ANSWER_POSITIONS),
                     fingerprint=fingerprint)
     rows = []
@@ -269,16 +293,17 @@ def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, do
         row = done.get(key)
         if row is None:
             engine.store = ChunkStore()  # one prompt's chunks at a time
-            row = {"key": key, "run": run.name, "task": task, "index": index, "group": group,
-                   "gap_threshold": gap_threshold, "gap": gap[(task, index)],
-                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in BASELINES),
+            row = {"key": key, "run": run.name, "task": task, "index": index, "settings": settings,
+                   "settings_digest": run_records.settings_digest(settings), "gap": gap[(task, index)],
+                   "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in SELECTING_BASELINES),
                    **measure(engine, tokenizer, sample, prompt, ratio)}
             for method in (m for m in SELECTORS if (task, index, m) in recorded):
                 kept = recorded[(task, index, method)]["kl"]
                 if abs(row[method]["kl"] - kept) > 1e-3 + 1e-2 * kept:
                     raise SystemExit(f"{key}: {method} KL {row[method]['kl']:.5f} here, {kept:.5f} in the record")
             append_jsonl(rows_path, row)
-        rows.append({**row, "answer_layout": answer_layout(prompt, row_categories(prompt, sample, tokenizer))})
+        layout = answer_layout(prompt, row_categories(prompt, sample, tokenizer))
+        rows.append({**row, "group": group, "answer_layout": layout})
     return rows
 
 
@@ -294,7 +319,7 @@ def main() -> None:
     params, config, tokenizer = load_checkpoint()
     fingerprint = model_fingerprint(config, params)
     rows_path = args.out.with_suffix(".rows.jsonl")
-    done = {r["key"]: r for r in run_records.load_records(rows_path) if r["gap_threshold"] == args.gap}
+    done = {r["key"]: r for r in run_records.load_records(rows_path)}
     rows = [row for run in args.runs
             for row in study_run(run, args.gap, (params, config, tokenizer, fingerprint), rows_path, done)]
     summary = summarize(rows, args.gap)

@@ -14,8 +14,7 @@ import argparse
 from pathlib import Path
 
 from prophetkv_jax import report, run_records
-
-SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
+from prophetkv_jax.report import SELECTING_BASELINES, SELECTORS
 
 
 def row(run: Path) -> str:
@@ -28,7 +27,7 @@ def row(run: Path) -> str:
     order = " < ".join(sorted(kl, key=kl.get))
     wins = []
     for pair in summary["paired"]:
-        if pair["method"] in ("cacheblend", "epic", "kvshare"):
+        if pair["method"] in SELECTING_BASELINES:
             s = pair["kl"]
             wins.append(f"{pair['ours']} < {pair['method']}: {s['negative']}/{pair['pairs']} (Holm p {s['p_holm']:.2g})")
     pairs = max((p["pairs"] for p in summary["paired"]), default=0)

@@ -23,9 +23,10 @@ def main() -> None:
         records = run_records.load_records(run / "records.jsonl")
         if not records:
             raise SystemExit(f"{run}: no records.jsonl to read")
-        digests = {r.get("settings_digest") for r in records}
-        if len(digests) != 1:
-            raise SystemExit(f"{run}: records of {len(digests)} different settings; refusing to mix them")
+        try:
+            run_records.check_settings(records, records[0]["settings"], run / "records.jsonl")
+        except run_records.SettingsMismatch as err:
+            raise SystemExit(f"refusing to mix settings: {err}") from None
         previous = run / "summary.json"
         settings = json.loads(previous.read_text())["settings"] if previous.exists() else records[0]["settings"]
         write_outputs(records, run, settings)

@@ -214,14 +214,13 @@ def write_outputs(records: list[dict[str, Any]], out_dir: Path, settings: dict[s
     """summary.json, results.md and (with several ratios) ratio_sweep.png, each written atomically.
 
     Failed records (``error``) are left out of every number and counted in ``summary["failed"]``
-    and in a table under the others; the returned summary also holds the plot path and that Markdown."""
-    scored, failed = run_records.split_failed(records)
-    summary = report.summarize(scored)
+    and in a table under the others (``report.summarize``); the returned summary also holds the plot
+    path and that Markdown."""
+    summary = report.summarize(records)
     summary["settings"] = settings
-    summary["failed"] = run_records.failure_counts(failed)
     with run_records.naming_file(out_dir / "summary.json"):
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
-    table = report.markdown(summary) + run_records.failure_note(summary["failed"], len(records))
+    table = report.markdown(summary)
     with run_records.naming_file(out_dir / "results.md"):
         atomic_write(out_dir / "results.md", table)
     with run_records.naming_file(out_dir / "ratio_sweep.png"):

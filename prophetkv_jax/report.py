@@ -29,9 +29,13 @@ def _mean(values: list) -> float | None:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (task, method, ratio): mean score, the fidelity means, median TTFT; retention vs full prefill."""
+    """Per (task, method, ratio): mean score, the fidelity means, median TTFT; retention vs full prefill.
+
+    Failed records (``error`` set, nothing measured: ``run_records.mark_failed``) are left out of every
+    number and counted per (task, method, ratio, error) in ``failed``."""
+    scored, failed = split_failed(records)
     groups: dict[tuple, list[dict]] = collections.defaultdict(list)
-    for r in records:
+    for r in scored:
         groups[(r["task"], r["method"], r["ratio"])].append(r)
     rows = []
     for (task, method, ratio), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
@@ -46,12 +50,39 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         reference = full.get(row["task"])
         row["retention"] = None if not reference else row["score"] / reference
-    return {"rows": rows, "averages": _averages(rows), "paired": paired_differences(records)}
+    return {"rows": rows, "averages": _averages(rows), "paired": paired_differences(scored),
+            "failed": failure_counts(failed)}
+
+
+def split_failed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records that measured something, records that failed)."""
+    return [r for r in records if not r.get("error")], [r for r in records if r.get("error")]
+
+
+def failure_counts(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed records per (task, method, ratio, error), for summary.json and the note under the tables."""
+    counts = collections.Counter((r["task"], r["method"], r["ratio"], r["error"]) for r in failed)
+    return [{"task": t, "method": m, "ratio": p, "error": e, "records": n}
+            for (t, m, p, e), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))]
+
+
+def failure_note(counts: list[dict[str, Any]], total: int) -> str:
+    """Markdown lines under the tables: how many records failed, where and why (empty when none)."""
+    if not counts:
+        return ""
+    failed = sum(c["records"] for c in counts)
+    lines = [f"\n**{failed} of {total} records failed** (left out of every mean and pair above):\n",
+             "| task | run | failed records | why |", "|---|---|---|---|"]
+    lines += [f"| {c['task']} | {ratio_label(c['method'], c['ratio'])} | {c['records']} | {c['error']} |"
+              for c in counts]
+    return "\n".join(lines) + "\n"
 
 
 PAIRED_METRICS = ("score", "kl", "top1_agreement")
 OURS = ("prophetkv", "prophetkv_chunks")  # the spec's ProphetKV and the chunk-only form
-BASELINES = ("naive", "cacheblend", "epic", "kvshare")
+SELECTING_BASELINES = ("cacheblend", "epic", "kvshare")  # the baselines that pick rows by the ratio
+BASELINES = ("naive", *SELECTING_BASELINES)
+SELECTORS = (*SELECTING_BASELINES, *OURS)  # every method that picks the rows it recomputes
 
 
 def paired_differences(records: list[dict[str, Any]], rounds: int = 4000, seed: int = 0) -> list[dict[str, Any]]:
@@ -114,7 +145,8 @@ def _percent(value: float | None) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    """Task x method table of scores, then the averages with retention, fidelity to full prefill and TTFT."""
+    """Task x method table of scores, then the averages with retention, fidelity to full prefill and TTFT,
+    the paired differences and the failed records."""
     rows = summary["rows"]
     tasks = sorted({r["task"] for r in rows})
     columns = sorted({(r["method"], r["ratio"]) for r in rows}, key=_column_order)
@@ -133,7 +165,8 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
     if summary.get("paired"):
         lines += ["", paired_markdown(summary["paired"])]
-    return "\n".join(lines) + "\n"
+    total = sum(r["samples"] for r in rows) + sum(c["records"] for c in summary["failed"])
+    return "\n".join(lines) + "\n" + failure_note(summary["failed"], total)
 
 
 PAIRED_TABLES = (("kl", "KL(full ‖ ·), lower is closer to full prefill", 4), ("top1_agreement", "top-1 agreement", 3),

@@ -14,7 +14,6 @@ in as agreement.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import json
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from cea_jax.files import append_jsonl, read_jsonl
-from prophetkv_jax.report import ratio_label
 
 
 class SettingsMismatch(ValueError):
@@ -85,30 +83,6 @@ FAILED_FIELDS = ("score", "kl", "top1_agreement", "same_answer", "oracle_overlap
 def mark_failed(record: dict[str, Any], error: str) -> dict[str, Any]:
     """The record with ``error`` set and nothing measured (see the module docstring)."""
     return {**record, **dict.fromkeys(FAILED_FIELDS), "error": error}
-
-
-def split_failed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(records that measured something, records that failed)."""
-    return [r for r in records if not r.get("error")], [r for r in records if r.get("error")]
-
-
-def failure_counts(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Failed records per (task, method, ratio, error), for summary.json and the note under the tables."""
-    counts = collections.Counter((r["task"], r["method"], r["ratio"], r["error"]) for r in failed)
-    return [{"task": t, "method": m, "ratio": p, "error": e, "records": n}
-            for (t, m, p, e), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0))]
-
-
-def failure_note(counts: list[dict[str, Any]], total: int) -> str:
-    """Markdown lines under the tables: how many records failed, where and why (empty when none)."""
-    if not counts:
-        return ""
-    failed = sum(c["records"] for c in counts)
-    lines = [f"\n**{failed} of {total} records failed** (left out of every mean and pair above):\n",
-             "| task | run | failed records | why |", "|---|---|---|---|"]
-    lines += [f"| {c['task']} | {ratio_label(c['method'], c['ratio'])} | {c['records']} | {c['error']} |"
-              for c in counts]
-    return "\n".join(lines) + "\n"
 
 
 def check_settings(records: list[dict[str, Any]], settings: dict[str, Any], where: Path) -> None:

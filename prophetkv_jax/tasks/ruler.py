@@ -6,7 +6,7 @@ synthetic.yaml): the same templates (singular wording when one value is asked), 
 format, answer prefixes, "\n"-joined noise and needle haystacks, vt's one-shot example,
 cwe's few-shot example, fwe's Zipf counts, word sources (wonderwords' full adjective and noun
 lists: 912 x 6,782 keys) and generation budgets. What still differs is listed once, in
-``DIFFERENCES_FROM_RULER``.
+README.md ("What still differs from NVIDIA RULER").
 """
 
 from __future__ import annotations
@@ -60,19 +60,6 @@ QA_ANSWER = " Answer:"
 # Bumped whenever a template or a generator changes what a seed renders (part of a run's settings digest).
 # 3: RULER's full key pool (912 adjectives x 6,782 nouns; was the first 300 of each) and word lists.
 TEMPLATE_VERSION = 3
-DIFFERENCES_FROM_RULER = (
-    "essay haystack: Python's bundled docs (pydoc_data), or --haystack-dir text files, instead of "
-    "Paul Graham's essays",
-    "essay start: each sample reads the essay from a random sentence offset (RULER starts every sample "
-    "at the essay's first word)",
-    "sizing: each sample searches for its own largest haystack in sentences (essay) or lines (noise, "
-    "needle, vt) whose whole prompt fits; RULER searches once per task on one draw, in words for the essay "
-    "(then NLTK's sentence split), and lowers the size in fixed steps for a sample that does not fit",
-    "keys of one sample are drawn distinct (RULER does not check; with its 6.2M-key pool a repeat among "
-    "4 keys has probability ~1e-6)",
-    "random streams: Python's random seeded per (task, seed, sample) instead of RULER's one global seed, "
-    "so the samples differ while their distribution is RULER's",
-)
 
 
 def singular(template: str) -> str:

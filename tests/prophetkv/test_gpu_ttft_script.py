@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from prophetkv_jax import pipeline
 from prophetkv_jax.model.weights import shape_mismatches
 
 _PATH = Path(__file__).parents[2] / "benchmarks" / "gpu_ttft_8b.py"
@@ -29,10 +30,18 @@ def test_refuses_cpu_in_one_line_unless_asked_with_a_tiny_scale(argv, capsys):
     assert err.count("\n") == 1 and "refusing to run on CPU" in err
 
 
-def test_cpu_smoke_run_times_every_row_and_phase(tmp_path):
+def test_cpu_smoke_run_times_every_row_and_phase(tmp_path, monkeypatch):
+    hashes = []  # the weights are hashed once per run, not once per engine (8B: ~16 GB a hash)
+
+    def counted(real):
+        return lambda *args: hashes.append(args) or real(*args)
+
+    for module in (script, pipeline):
+        monkeypatch.setattr(module, "model_fingerprint", counted(module.model_fingerprint))
     out = tmp_path / "ttft.json"
     assert script.main(["--allow-cpu", "--scale", "0.02", "--contexts", "384", "--chunk-tokens", "64",
                         "--repeats", "1", "--matmul-sizes", "256", "--out", str(out)]) == 0
+    assert len(hashes) == 1
     payload = json.loads(out.read_text())
     config = script.scaled_config(0.02)
     assert not shape_mismatches(script.random_params(config), config)

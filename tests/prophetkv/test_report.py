@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prophetkv_jax import paired, report
+from prophetkv_jax import paired, report, run_records
 
 
 FULL_ANSWERS = {("a", 0): "x", ("a", 1): "y", ("b", 0): "w"}
@@ -58,6 +58,21 @@ def test_columns_are_dashes_without_full_prefill_runs():
     summary = report.summarize([_record("a", 0, "naive", None, "q", 0.0)])
     assert summary["rows"][0]["retention"] is None and summary["averages"][0]["kl"] is None
     assert "| naive | 0.00 | - | - | - | 0.0% | - |" in report.markdown(summary)
+
+
+def test_failed_records_are_left_out_of_every_number_and_counted():
+    """A record that measured nothing (run_records.mark_failed) neither crashes the means nor moves them."""
+    ok = [_record("a", i, m, r, "x", s, kl=k, top1=1.0)
+          for i in range(2) for m, r, s, k in [("full", None, 100.0, 0.0), ("prophetkv", 0.2, 50.0, 0.1 * (i + 1)),
+                                               ("cacheblend", 0.2, 0.0, 0.5)]]
+    failed = run_records.mark_failed(_record("a", 2, "prophetkv", 0.2, "x", 100.0, kl=9.0), "non-finite logits")
+    summary = report.summarize([*ok, failed])
+    assert summary == {**report.summarize(ok), "failed": [{"task": "a", "method": "prophetkv", "ratio": 0.2,
+                                                           "error": "non-finite logits", "records": 1}]}
+    assert {p["method"]: p["pairs"] for p in summary["paired"]} == {"cacheblend": 2}
+    table = report.markdown(summary)
+    assert "**1 of 7 records failed**" in table and "| a | prophetkv@0.2 | 1 | non-finite logits |" in table
+    assert "failed" not in report.markdown(report.summarize(ok))
 
 
 def test_paired_differences_pair_by_sample_and_bracket_the_mean():

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prophetkv_jax import run_records
 from prophetkv_jax.pipeline import RagPrompt
 from prophetkv_jax.tasks.sample import Sample
 
@@ -73,3 +74,41 @@ def test_answer_layout_finds_the_values_offset_and_a_needle_cut_by_a_chunk_bound
     sample = Sample("niah_multikey_1", 0, "", "", "", "", ("2",), "string_match_all", 8, {"needles": ["AB1", "CD2"]})
     kinds = script.row_categories(prompt, sample, CharTokenizer())
     assert script.answer_layout(prompt, kinds) == expected
+
+
+def _run_folder(tmp_path, settings, ratios=(0.2,)):
+    """A RULER run folder whose records carry ``settings`` and its digest."""
+    run = tmp_path / "ruler_x"
+    run.mkdir()
+    digest = run_records.settings_digest(settings)
+    for ratio in ratios:
+        for method in ("prophetkv", *script.SELECTING_BASELINES):
+            run_records.append_record(run / "records.jsonl", {
+                "key": f"a/0/{method}/{ratio}", "task": "a", "index": 0, "method": method, "ratio": ratio,
+                "kl": 0.1, "settings": settings, "settings_digest": digest})
+    return run
+
+
+def test_rows_from_a_run_since_redone_with_other_settings_are_refused(tmp_path, capsys):
+    settings = {"model": "m", "context": 2048}
+    run, rows = _run_folder(tmp_path, settings), tmp_path / "tail.rows.jsonl"
+    run_records.append_record(run / "records.jsonl", run_records.mark_failed(
+        {"key": "a/1/prophetkv/0.2", "task": "a", "index": 1, "method": "prophetkv", "ratio": 0.2,
+         "settings": settings, "settings_digest": run_records.settings_digest(settings)}, "non-finite logits"))
+    records, *rest = script.checked_records(run, "m", rows, {})
+    assert rest == [settings, 0.2] and len(records) == 4 and script.gaps(records) == {("a", 0): 0.0}  # failed left out
+    old = {"model": "m", "context": 1024}
+    done = {"ruler_x/a/0": {"key": "ruler_x/a/0", "run": "ruler_x", "settings": old,
+                            "settings_digest": run_records.settings_digest(old)}}
+    with pytest.raises(SystemExit) as exit_:
+        script.checked_records(run, "m", rows, done)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"prophetkv_tail.py: error: {rows} holds records made with context=1024, this "
+                                       "run has context=2048; use another --out or the same settings\n")
+
+
+def test_a_run_with_several_prophetkv_ratios_is_refused(tmp_path, capsys):
+    run = _run_folder(tmp_path, {"model": "m"}, ratios=(0.1, 0.2))
+    with pytest.raises(SystemExit) as exit_:
+        script.checked_records(run, "m", tmp_path / "tail.rows.jsonl", {})
+    assert exit_.value.code == 2 and "ProphetKV was run at ratios [0.1, 0.2]" in capsys.readouterr().err
