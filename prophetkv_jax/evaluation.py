@@ -182,6 +182,7 @@ def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPro
     full_tokens = outputs[methods.index("full")] if "full" in methods else outputs[-1]
     reference = fidelity.answer_log_probs(engine.params, engine.config, full, full_tokens)
     oracles: dict[float, np.ndarray] = {}
+    oracle_scores = None  # one full-prefill pass per sample, whatever the ratios
     records = []
     for (method, ratio), result, tokens in zip(todo, prefills, outputs):
         prediction = answer(tokens)
@@ -190,7 +191,8 @@ def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPro
         overlap = None
         if method not in report.RATIO_FREE and not closeness.error:
             if ratio not in oracles:
-                oracles[ratio] = engine.oracle(prompt, ratio)
+                oracle_scores = engine.oracle_scores(prompt) if oracle_scores is None else oracle_scores
+                oracles[ratio] = engine.oracle(prompt, ratio, oracle_scores)
             overlap = fidelity.oracle_overlap(result.selected, oracles[ratio])
         records.append({
             "key": record_key(sample.task, sample.index, method, ratio),

@@ -248,15 +248,21 @@ class Engine:
 
     # -- diagnostics --------------------------------------------------------------------
 
-    def oracle(self, prompt: RagPrompt, ratio: float) -> np.ndarray:
-        """Top-k context rows by the query's attention in a real full prefill (layer mean)."""
+    def oracle_scores(self, prompt: RagPrompt) -> np.ndarray:
+        """The query's attention to each context row in a real full prefill (layer mean): one pass
+        serves the oracle set at every ratio."""
         layout = self.layout(prompt)
         tokens, c = layout.tokens(), layout.num_context
         cache = self._placed(llama.KVCache.empty(self.config, llama.bucket_size(layout.total)))
         scores, _, _ = recompute.query_attention(
             self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c, donate=True
         )
-        return selectors.top_k(selectors.prophetkv_scores(scores)[:c], selectors.budget(ratio, c))
+        return selectors.prophetkv_scores(scores)[:c]
+
+    def oracle(self, prompt: RagPrompt, ratio: float, scores: np.ndarray | None = None) -> np.ndarray:
+        """Top-k context rows by ``oracle_scores`` (computed here unless given)."""
+        scores = self.oracle_scores(prompt) if scores is None else scores
+        return selectors.top_k(scores, selectors.budget(ratio, len(scores)))
 
     def diagnose(self, prompt: RagPrompt, ratio: float = 0.2,
                  methods: tuple[str, ...] = ("cacheblend", "epic", "kvshare", "prophetkv")) -> dict:
