@@ -204,12 +204,12 @@ def state_digest(state: Any) -> dict[str, str]:
     return digest
 
 
-def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any) -> None:
-    """Save model/optimizer state, its digest and the data iterator position at ``step`` (async arrays)."""
-    manager.save(step, args=ocp.args.Composite(
+def checkpoint_args(state: Any, data_iterator: Any) -> ocp.args.Composite:
+    """What a checkpoint holds: model/optimizer state, its digest and the data iterator position."""
+    return ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
         digest=ocp.args.JsonSave({"sha256": state_digest(state)}),
-    ), force=True)
+    )
 
 
 def _verified_restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data_iterator: Any) -> Any:

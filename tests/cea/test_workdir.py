@@ -45,7 +45,7 @@ data = iter(pipeline.train_dataset(source, seed=0, crop=config.crop, batch_size=
 next(data)
 wd.save_run_config(workdir, SMALL_SPEC, dataclasses.asdict(config))
 manager = wd.checkpoint_manager(workdir)
-wd.save_checkpoint(manager, 1, state, data)
+manager.save(1, args=wd.checkpoint_args(state, data), force=True)
 manager.wait_until_finished()
 manager.close()
 np.save(workdir / "params_sum.npy", sum(float(np.asarray(x, np.float64).sum()) for x in jax.tree.leaves(state["params"])))
@@ -104,7 +104,7 @@ def _add_step(workdir: Path, step: int, edit=lambda state: state) -> None:
     manager = wd.checkpoint_manager(workdir)
     try:
         state = wd.restore_checkpoint(manager, abstract, data)
-        wd.save_checkpoint(manager, step, edit(state), data)
+        manager.save(step, args=wd.checkpoint_args(edit(state), data), force=True)
         manager.wait_until_finished()
     finally:
         manager.close()
