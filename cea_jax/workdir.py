@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
 from cea_jax.files import atomic_write
-from cea_jax.inference import abstract_params
+from cea_jax.summary import abstract_params
 
 log = logging.getLogger(__name__)
 
