@@ -270,11 +270,12 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
 
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
-    and a half-written last row left by a killed process."""
+    and a half-written last row left by a killed process; a file with neither is left as it is."""
     if not path.is_file():
         return
-    kept = [row for row in read_jsonl(path) if row.get("step", 0) <= step]
-    wd.atomic_write(path, "".join(json.dumps(row) + "\n" for row in kept), durable=True)
+    kept = "".join(json.dumps(row) + "\n" for row in read_jsonl(path) if row.get("step", 0) <= step)
+    if kept.encode("utf-8") != path.read_bytes():
+        wd.atomic_write(path, kept, durable=True)
 
 
 def _check_finite(values: dict[str, float], step: int) -> None:
