@@ -75,12 +75,16 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             config = TrainConfig(protocol="aio3", steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                  seed=seed, workers=0, mix_prob=args.mix_prob, val_every=args.steps,
                                  val_images=1, checkpoint_every=max(25, args.steps // 6))
-            settings = {"model": spec.to_json(), "train": dataclasses.asdict(config),
-                        "test": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
-            digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+            digest = settings_digest(spec, config, [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS])
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "digest": digest})
     return runs
+
+
+def settings_digest(spec: ModelSpec, config: TrainConfig, scoring: Any) -> str:
+    """Short digest of a run's model, training and scoring settings (what its record depends on)."""
+    settings = {"model": spec.to_json(), "train": dataclasses.asdict(config), "test": scoring}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_workdir(run: dict[str, Any], workdir: Path) -> None:
@@ -123,7 +127,7 @@ def load_records(path: Path, runs: list[dict[str, Any]]) -> dict[str, dict[str, 
     digests = {run["name"]: run["digest"] for run in runs}
     records = {}
     for record in read_jsonl(path):  # a torn line (killed write) is skipped with a warning: that run is rescored
-        if record["name"] in digests and record["digest"] != digests[record["name"]]:
+        if record["name"] in digests and record.get("digest") != digests[record["name"]]:
             raise SettingsMismatch(f"{path}: {record['name']} was scored with other settings "
                                    "(digest mismatch); use another --out")
         records[record["name"]] = record
