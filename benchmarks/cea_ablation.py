@@ -5,7 +5,8 @@ crop and seed schedule), then is scored with evaluate.py's own code on the proto
 embedded test split and on the spatially mixed split. Runs live in ``--runs``
 (one train.py workdir each, so an interrupted run resumes from its checkpoint);
 finished scores are appended to ``--out``/records.jsonl, so re-running the same command
-skips what is done. Tables (mean and spread over seeds), params/FLOPs per variant and two
+skips what is done. Every record carries a digest of its run's settings; a record or
+workdir made with other settings (another --steps, --crop, ...) is refused, never reused. Tables (mean and spread over seeds), params/FLOPs per variant and two
 figures (restored mixed image per variant, CEA routing maps) are rewritten after every run.
 
     python benchmarks/cea_ablation.py                     # the full grid (about 2 h on 2 CPU cores)
@@ -26,13 +27,16 @@ from typing import Any
 import numpy as np
 
 from cea_jax import evaluation, metrics, viz
+from cea_jax.cli import one_line
 from cea_jax.configs import VARIANTS
-from cea_jax.data import catalog
+from cea_jax.data import catalog, embedded
 from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.files import append_jsonl, atomic_write, read_jsonl
-from cea_jax.workdir import ModelSpec, load_params
+from cea_jax.files import append_jsonl, atomic_write
+from cea_jax.workdir import ModelSpec, WorkdirError, load_params
+
+from cea_mixed import SettingsMismatch, load_records, settings_digest
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
 # CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).
@@ -85,7 +89,18 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             tag = "-".join(f"{k}{v}" for k, v in overrides.items())
             runs.append({"name": f"aio3-cea-{tag}-seed{seed}", "group": "ablations", "label": label,
                          "protocol": "aio3", "variant": "cea", "seed": seed, "overrides": overrides})
-    return runs
+    scoring = {"tasks": "protocol+mixed", "flops_size": args.flops_size,
+               "embedded": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
+    return [{**run, "digest": settings_digest(*run_settings(run, args), scoring)} for run in runs]
+
+
+def run_settings(run: dict[str, Any], args: argparse.Namespace) -> tuple[ModelSpec, TrainConfig]:
+    """The model and training settings of one planned run."""
+    spec = ModelSpec("tiny", run["variant"], tuple(sorted(run["overrides"].items())))
+    config = TrainConfig(protocol=run["protocol"], steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+                         seed=run["seed"], workers=args.workers, val_every=args.steps, val_images=1,
+                         checkpoint_every=max(50, args.steps // 4))
+    return spec, config
 
 
 def score(workdir: Path, task: str) -> dict[str, Any]:
@@ -98,10 +113,7 @@ def score(workdir: Path, task: str) -> dict[str, Any]:
 def run_one(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Train (or resume) one run, score it, and return its record."""
     workdir = args.runs / run["name"]
-    spec = ModelSpec("tiny", run["variant"], tuple(sorted(run["overrides"].items())))
-    config = TrainConfig(protocol=run["protocol"], steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-                         seed=run["seed"], workers=args.workers, val_every=args.steps, val_images=1,
-                         checkpoint_every=max(50, args.steps // 4))
+    spec, config = run_settings(run, args)
     start = time.perf_counter()
     last = train(workdir, spec, config, progress=True)
     if last.get("interrupted"):
@@ -230,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     records_path = args.out / "records.jsonl"
-    done = {record["name"]: record for record in read_jsonl(records_path)}  # torn lines: redone
     runs = planned_runs(args)
-    todo = [run for run in runs if run["name"] not in done]
-    print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go", file=sys.stderr)
     try:
+        done = load_records(records_path, runs)  # torn lines: redone
+        todo = [run for run in runs if run["name"] not in done]
+        print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go", file=sys.stderr)
         for number, run in enumerate(todo, 1):
             print(f"[{number}/{len(todo)}] {run['name']}", file=sys.stderr)
             record = run_one(run, args)
@@ -242,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             done[run["name"]] = record
             wanted = [done[r["name"]] for r in runs if r["name"] in done]
             write_results(wanted, args, [])
+    except (SettingsMismatch, WorkdirError) as err:  # a record or workdir of other settings
+        print(f"cea_ablation.py: error: {one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -32,9 +32,9 @@ from cea_jax import evaluation
 from cea_jax.configs import matched_overrides
 from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
-from cea_jax.train_lib import TrainConfig, train
+from cea_jax.train_lib import FREE_ON_RESUME, TrainConfig, train
 from cea_jax.files import append_jsonl, read_jsonl
-from cea_jax.workdir import CONFIG_FILE, ModelSpec, load_run_config
+from cea_jax.workdir import ModelSpec, WorkdirError, check_resume
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
 VARIANTS = ("cea", "prompt", "experts", "descriptor", "none")  # CEA first: a cut-short run still pairs
@@ -75,22 +75,25 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             config = TrainConfig(protocol="aio3", steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                  seed=seed, workers=0, mix_prob=args.mix_prob, val_every=args.steps,
                                  val_images=1, checkpoint_every=max(25, args.steps // 6))
-            settings = {"model": spec.to_json(), "train": dataclasses.asdict(config),
-                        "test": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
-            digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+            digest = settings_digest(spec, config, [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS])
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "digest": digest})
     return runs
 
 
+def settings_digest(spec: ModelSpec, config: TrainConfig, scoring: Any) -> str:
+    """Short digest of a run's model, training and scoring settings (what its record depends on)."""
+    settings = {"model": spec.to_json(), "train": dataclasses.asdict(config), "test": scoring}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def check_workdir(run: dict[str, Any], workdir: Path) -> None:
-    """Refuse a workdir whose saved settings differ from the run's (it would resume the wrong run)."""
-    if not (workdir / CONFIG_FILE).is_file():
-        return
-    spec, saved = load_run_config(workdir)
-    saved = {k: v for k, v in saved.items() if k != "init_checkpoint"}  # a record of the source, not a setting
-    if spec != run["spec"] or saved != dataclasses.asdict(run["config"]):
-        raise SettingsMismatch(f"{workdir} holds a run with other settings; remove it or use another --runs")
+    """Refuse a workdir holding another run than ``run`` (it would resume the wrong run), by train.py's rule."""
+    try:
+        check_resume(workdir, run["spec"], dataclasses.asdict(run["config"]), dataclasses.asdict(TrainConfig()),
+                     FREE_ON_RESUME)
+    except WorkdirError as err:  # its advice names train.py's flags: replaced by this script's
+        raise SettingsMismatch(f"{str(err).rsplit('; ', 1)[0]}; remove it or use another --runs") from None
 
 
 def train_run(run: dict[str, Any], args: argparse.Namespace, progress: bool = True) -> None:
@@ -124,7 +127,7 @@ def load_records(path: Path, runs: list[dict[str, Any]]) -> dict[str, dict[str, 
     digests = {run["name"]: run["digest"] for run in runs}
     records = {}
     for record in read_jsonl(path):  # a torn line (killed write) is skipped with a warning: that run is rescored
-        if record["name"] in digests and record["digest"] != digests[record["name"]]:
+        if record["name"] in digests and record.get("digest") != digests[record["name"]]:
             raise SettingsMismatch(f"{path}: {record['name']} was scored with other settings "
                                    "(digest mismatch); use another --out")
         records[record["name"]] = record

@@ -3,7 +3,7 @@
 Orbax writes a checkpoint's arrays in background threads while training goes on. When
 such a write fails, orbax logs a traceback from each of its threads (hundreds of lines)
 and the error only surfaces at the next save, after more steps whose work would be lost
-with it. Here the run checks for a failed save after every step, stops at once with one
+with it. Here the run checks a save once it has been written, stops at once with one
 line naming the folder and the newest checkpoint that was written, and orbax's own error
 logs are left out (the one line carries their cause). A failed save leaves only a
 ``STEP.orbax-checkpoint-tmp`` folder, which the next save of that step replaces, so the
@@ -48,28 +48,51 @@ def _save_failed(manager: ocp.CheckpointManager, err: BaseException) -> Checkpoi
                                f"training stopped, {kept}")
 
 
+# What orbax and TensorStore raise for a failed write (OSError, ValueError for ENOSPC); other
+# errors are programming errors and keep their traceback.
+WRITE_ERRORS = (OSError, ValueError)
+
+
 @contextlib.contextmanager
 def save_errors(manager: ocp.CheckpointManager) -> Iterator[None]:
-    """Turn any error of the block (a save, or a wait for one) into CheckpointSaveError.
+    """Turn a write failure of the block (an orbax save, or a wait for one) into CheckpointSaveError.
 
     ``manager.save`` first waits for the previous save, so it is where a failed background
     write often surfaces.
     """
     try:
         yield
-    except Exception as err:  # orbax and TensorStore raise many types (ValueError for ENOSPC)
+    except WRITE_ERRORS as err:
         raise _save_failed(manager, err) from None
 
 
-def check_saves(manager: ocp.CheckpointManager, wait: bool = False) -> None:
-    """Raise CheckpointSaveError if a background save failed (``wait``: wait for the pending one first).
+class CheckedSaves:
+    """Saves through ``manager``; each one's background write is checked once it has finished.
 
-    Without ``wait`` this never blocks: a save still being written is checked on a later call.
-    (Orbax's own ``check_for_errors`` misses these failures: its finalising thread takes the error.)
+    Only a save issued and not yet checked is waited for: waiting with none in flight would
+    cost an orbax log line per training step. (Orbax's own ``check_for_errors`` misses these
+    failures: its finalising thread takes the error.)
     """
-    with save_errors(manager):
-        if wait or not manager.is_saving_in_progress():
-            manager.wait_until_finished()  # re-raises the error of a finished save that failed
+
+    def __init__(self, manager: ocp.CheckpointManager) -> None:
+        self.manager = manager
+        self.pending = False  # a save was issued and its outcome not yet checked
+
+    def save(self, step: int, args: ocp.args.CheckpointArgs) -> None:
+        """Start saving ``args`` at ``step``; raise CheckpointSaveError if it (or the previous save) failed."""
+        with save_errors(self.manager):
+            self.manager.save(step, args=args, force=True)
+        self.pending = True
+
+    def check(self, wait: bool = False) -> None:
+        """Raise CheckpointSaveError if the pending save failed (``wait``: wait for it to finish first).
+
+        Without ``wait`` this never blocks: a save still being written is checked on a later call.
+        """
+        if self.pending and (wait or not self.manager.is_saving_in_progress()):
+            with save_errors(self.manager):
+                self.manager.wait_until_finished()  # re-raises the error of a finished save that failed
+            self.pending = False
 
 
 @contextlib.contextmanager
@@ -89,9 +112,7 @@ def saving(manager: ocp.CheckpointManager) -> Iterator[ocp.CheckpointManager]:
             with contextlib.suppress(Exception):
                 manager.close()
             raise
-        try:
+        with save_errors(manager):
             manager.close()
-        except Exception as err:
-            raise _save_failed(manager, err) from None
     finally:
         absl_logger.removeFilter(quiet)

@@ -43,14 +43,6 @@ def predictor(config: ModelConfig):
     return predict
 
 
-def abstract_params(config: ModelConfig) -> Any:
-    """The model's parameters as ShapeDtypeStructs (no memory, no compilation): what a checkpoint must hold."""
-    model = build_model(config)
-    key = jax.random.key(0)
-    sample = jax.ShapeDtypeStruct((1, MULTIPLE, MULTIPLE, 3), jnp.float32)
-    return jax.eval_shape(lambda x: model.init({"params": key, "router": key}, x), sample)
-
-
 def _pad_to_multiple(images: np.ndarray) -> np.ndarray:
     """[B, H, W, C] padded at the bottom and right to multiples of MULTIPLE (reflected, or repeated if tiny)."""
     h, w = images.shape[1:3]

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from cea_jax import finetune, metrics, workdir as wd
 from cea_jax.configs import ModelConfig
 from cea_jax.data import catalog, pipeline
-from cea_jax.checkpoint_saves import check_saves, save_errors, saving
+from cea_jax.checkpoint_saves import CheckedSaves, saving
 from cea_jax.files import append_jsonl, read_jsonl
 from cea_jax.inference import predictor
 from cea_jax.models import build_model
@@ -270,11 +270,12 @@ def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np
 
 def _drop_rows_after(path: Path, step: int) -> None:
     """Forget metrics logged after the checkpoint a run resumes from (they are logged again),
-    and a half-written last row left by a killed process."""
+    and a half-written last row left by a killed process; a file with neither is left as it is."""
     if not path.is_file():
         return
-    kept = [row for row in read_jsonl(path) if row.get("step", 0) <= step]
-    wd.atomic_write(path, "".join(json.dumps(row) + "\n" for row in kept), durable=True)
+    kept = "".join(json.dumps(row) + "\n" for row in read_jsonl(path) if row.get("step", 0) <= step)
+    if kept.encode("utf-8") != path.read_bytes():
+        wd.atomic_write(path, kept, durable=True)
 
 
 def _check_finite(values: dict[str, float], step: int) -> None:
@@ -346,6 +347,7 @@ def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Me
     step_fn = train_step_fn(model_config, config, mesh)
     schedule = learning_rate(config)
     metrics_path = workdir / "metrics.jsonl"
+    saves = CheckedSaves(manager)
     row: dict[str, Any] = {"step": start}
     bar = tqdm(total=config.steps, initial=start, desc=f"train {spec.variant}", disable=not progress or host != 0,
                dynamic_ncols=True)
@@ -378,13 +380,11 @@ def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Me
                     if host == 0:
                         append_jsonl(metrics_path, {"step": step, **val})
                 if step % config.checkpoint_every == 0 and step < config.steps:
-                    with save_errors(manager):
-                        wd.save_checkpoint(manager, step, state, data_iter)
-                check_saves(manager)  # a failed background save stops the run here
+                    saves.save(step, wd.checkpoint_args(state, data_iter))
+                saves.check()  # a failed background save stops the run here
         if manager.latest_step() != step:
-            with save_errors(manager):
-                wd.save_checkpoint(manager, step, state, data_iter)
-        check_saves(manager, wait=True)
+            saves.save(step, wd.checkpoint_args(state, data_iter))
+        saves.check(wait=True)
     finally:
         bar.close()
     row["interrupted"] = step < config.steps

@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
 from cea_jax.files import atomic_write
-from cea_jax.inference import abstract_params
+from cea_jax.summary import abstract_params
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +204,12 @@ def state_digest(state: Any) -> dict[str, str]:
     return digest
 
 
-def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any) -> None:
-    """Save model/optimizer state, its digest and the data iterator position at ``step`` (async arrays)."""
-    manager.save(step, args=ocp.args.Composite(
+def checkpoint_args(state: Any, data_iterator: Any) -> ocp.args.Composite:
+    """What a checkpoint holds: model/optimizer state, its digest and the data iterator position."""
+    return ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
         digest=ocp.args.JsonSave({"sha256": state_digest(state)}),
-    ), force=True)
+    )
 
 
 def _verified_restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data_iterator: Any) -> Any:
@@ -267,22 +267,20 @@ def _saved_state_metadata(manager: ocp.CheckpointManager, step: int, expected_pa
     return tree
 
 
-def restore_newest_valid(manager: ocp.CheckpointManager, abstract_state: Any | None = None,
-                         data_iterator: Any = None, steps: list[int] | None = None,
-                         expected_params: Any = None) -> tuple[Any, int] | None:
+def restore_newest_valid(manager: ocp.CheckpointManager, expected_params: Any, abstract_state: Any | None = None,
+                         data_iterator: Any = None, steps: list[int] | None = None) -> tuple[Any, int] | None:
     """(state, step) of the newest step that reads back intact, warning about each skipped one; None if none.
 
     ``abstract_state`` carries the target shardings; None builds one from the checkpoint's
     own metadata, placed on the default device (for inference). A step whose parameters are
-    not shaped as ``abstract_state["params"]`` (or ``expected_params``) is skipped like a damaged one.
+    not shaped as ``expected_params`` is skipped like a damaged one.
     """
     steps = sorted(manager.all_steps() if steps is None else steps, reverse=True)
-    expected = abstract_state["params"] if abstract_state is not None else expected_params
     problems = []
     for step in steps:
         try:
-            tree = _saved_state_metadata(manager, step, expected) if expected is not None else None
-            target = abstract_state if abstract_state is not None else _abstract_from_metadata(manager, step, tree)
+            tree = _saved_state_metadata(manager, step, expected_params)
+            target = abstract_state if abstract_state is not None else _abstract_from_metadata(tree)
             return _verified_restore(manager, step, target, data_iterator), step
         except CorruptCheckpoint as err:
             problems.append(str(err))
@@ -299,7 +297,7 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state: Any, data
     Damaged newer steps are renamed ``<step>.corrupt-<time>`` (kept for inspection), so the
     resumed run can write those steps again.
     """
-    found = restore_newest_valid(manager, abstract_state, data_iterator)
+    found = restore_newest_valid(manager, abstract_state["params"], abstract_state, data_iterator)
     if found is None:
         return None
     newer = [s for s in manager.all_steps() if s > found[1]]
@@ -312,13 +310,8 @@ def restore_checkpoint(manager: ocp.CheckpointManager, abstract_state: Any, data
     return found[0]
 
 
-def _abstract_from_metadata(manager: ocp.CheckpointManager, step: int, tree: Any = None) -> Any:
-    """The saved state's shapes and dtypes as ShapeDtypeStructs on this process's default device."""
-    if tree is None:
-        try:
-            tree = manager.item_metadata(step)["state"].tree
-        except Exception as err:  # a damaged metadata file is a damaged step
-            raise CorruptCheckpoint(f"checkpoint step {step} has unreadable metadata ({type(err).__name__})") from None
+def _abstract_from_metadata(tree: Any) -> Any:
+    """The saved state metadata ``tree`` as ShapeDtypeStructs on this process's default device."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
 
@@ -354,8 +347,8 @@ def load_params(workdir: str | None = None, checkpoint: str | None = None) -> tu
     config = spec.config()
     manager = _manager(step_dir.parent, ocp.CheckpointManagerOptions(read_only=True, create=False))
     try:
-        state, step = restore_newest_valid(manager, steps=[int(step_dir.name)] if checkpoint else None,
-                                           expected_params=abstract_params(config))
+        state, step = restore_newest_valid(manager, abstract_params(config),
+                                           steps=[int(step_dir.name)] if checkpoint else None)
     finally:
         manager.close()
     return config, state["params"], step

@@ -45,7 +45,7 @@ def read_rgb(path: str | os.PathLike, allow_gray: bool = False) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
         with img:
-            if img.mode.startswith("I;16") or any(";16" in _raw_mode(tile) for tile in img.tile):
+            if any(";16" in _raw_mode(tile) for tile in img.tile):  # 16-bit PNG/TIFF, RGB or gray
                 raise BadImageError(f"{path}: 16-bit image; expected 8-bit RGB (save it with 8 bits per channel)")
             img.load()
             mode = img.mode

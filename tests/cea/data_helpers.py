@@ -80,15 +80,22 @@ def trained_run() -> tuple[Path, dict]:
     return workdir, train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
 
 
-def train_command(workdir, spec=SMALL_SPEC, config=SMALL_TRAIN) -> list[str]:
-    """train.py flags that train ``spec`` with ``config`` in ``workdir`` (the shared run's command)."""
+def copy_run(tmp_path) -> Path:
+    """A copy of the shared run's folder at ``tmp_path``/run, to resume, damage or lock."""
+    workdir = tmp_path / "run"
+    shutil.copytree(trained_run()[0], workdir)
+    return workdir
+
+
+def train_command(workdir, config=SMALL_TRAIN) -> list[str]:
+    """train.py flags that train SMALL_SPEC with ``config`` in ``workdir`` (the shared run's command)."""
     flags = ["--workdir", str(workdir), "--no-progress"]
     for field, value in vars(config).items():
         if value is True:
             flags.append("--" + field.replace("_", "-"))
         elif value is not None and value is not False:
             flags += ["--" + field.replace("_", "-"), str(value)]
-    return flags + [f"--set={k}={json.dumps(v)}" for k, v in spec.overrides]
+    return flags + [f"--set={k}={json.dumps(v)}" for k, v in SMALL_SPEC.overrides]
 
 
 def snapshot(folder) -> dict[str, bytes]:

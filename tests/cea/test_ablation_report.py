@@ -1,11 +1,14 @@
 """The ablation script's aggregation: seeds are averaged per variant, targets compare CEA with prompt."""
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
 
 _PATH = Path(__file__).parents[2] / "benchmarks" / "cea_ablation.py"
+sys.path.insert(0, str(_PATH.parent))  # its sibling cea_mixed, as when run as a script
 _spec = importlib.util.spec_from_file_location("cea_ablation", _PATH)
 cea_ablation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(cea_ablation)
@@ -63,3 +66,14 @@ def test_planned_runs_cover_grid_and_ablations():
     assert [r["overrides"] for r in runs if r["group"] == "ablations"] == list(cea_ablation.ABLATIONS.values())
     with pytest.raises(SystemExit):
         cea_ablation.parse_args(["--variants", "cea,bogus"])
+
+
+def test_a_record_made_with_other_settings_is_refused_not_reused(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--runs", str(tmp_path / "runs"), "--variants", "cea", "--protocols", "aio3",
+            "--seeds", "0", "--no-ablations", "--steps", "20"]
+    [run] = cea_ablation.planned_runs(cea_ablation.parse_args(argv))
+    (tmp_path / "records.jsonl").write_text(json.dumps({**run, "test": {}, "mixed": {}}) + "\n")
+    assert cea_ablation.main([*argv[:-1], "30"]) == 2  # --steps 30: the 20-step record must not be reused
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"cea_ablation.py: error: {tmp_path / 'records.jsonl'}: {run['name']} was scored with other settings "
+        "(digest mismatch); use another --out")

@@ -87,9 +87,14 @@ def test_a_workdir_or_record_made_with_other_settings_is_refused(tmp_path):
     workdir.mkdir(parents=True)
     saved = {"model": run["spec"].to_json(), "train": {**vars(run["config"]), "lr": 0.5}}
     (workdir / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(cea_study.SettingsMismatch, match="other settings"):
+    with pytest.raises(cea_study.SettingsMismatch,
+                       match=r"trained with other settings \(lr 0.5 -> [0-9.e-]+\); remove it or use another --runs$"):
         cea_study.check_workdir(run, workdir)
     saved["train"] = {**vars(run["config"]), "init_checkpoint": {"sha256": "ab"}}  # the record is not a setting
+    (workdir / "config.json").write_text(json.dumps(saved))
+    cea_study.check_workdir(run, workdir)
+    saved["train"] = {k: v for k, v in vars(run["config"]).items() if k != "mix_feather"}  # added to TrainConfig later
+    saved["train"]["val_every"] += 1  # free on resume (train.py's FREE_ON_RESUME)
     (workdir / "config.json").write_text(json.dumps(saved))
     cea_study.check_workdir(run, workdir)
     records = tmp_path / "records.jsonl"

@@ -15,6 +15,7 @@ import pytest
 
 import train as train_cli
 from cea_jax import workdir as wd
+from cea_jax.checkpoint_saves import CheckedSaves, CheckpointSaveError
 
 from data_helpers import SMALL_TRAIN, train_command, trained_run
 
@@ -27,6 +28,57 @@ class _DiskFull:
 
     def result(self, timeout=None):
         raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _FakeManager:
+    """A CheckpointManager that counts waits; its save stays in flight until ``finish``."""
+
+    def __init__(self, directory, fail_with=None):
+        self.directory, self.fail_with = directory, fail_with
+        self.in_flight, self.waits = False, 0
+
+    def save(self, step, args, force):
+        self.in_flight = True
+
+    def finish(self):
+        self.in_flight = False
+
+    def is_saving_in_progress(self):
+        return self.in_flight
+
+    def wait_until_finished(self):
+        self.waits += 1
+        self.in_flight = False
+        if self.fail_with:
+            raise self.fail_with
+
+
+def test_saves_are_waited_for_once_each_and_never_with_none_in_flight(tmp_path):
+    manager = _FakeManager(tmp_path)
+    saves = CheckedSaves(manager)
+    for _ in range(5):  # steps before any save: orbax would log "No Save Finalize thread" per wait
+        saves.check()
+    assert manager.waits == 0
+    saves.save(2, args=None)
+    saves.check()  # still being written: not waited for
+    assert manager.waits == 0
+    manager.finish()
+    for _ in range(5):
+        saves.check()
+    assert manager.waits == 1
+    saves.check(wait=True)
+    assert manager.waits == 1
+
+
+def test_a_write_failure_is_one_line_and_a_programming_error_keeps_its_type(tmp_path):
+    saves = CheckedSaves(_FakeManager(tmp_path, fail_with=ValueError("ENOSPC writing a chunk")))
+    saves.save(2, args=None)
+    with pytest.raises(CheckpointSaveError, match="could not be written \\(ENOSPC writing a chunk\\)"):
+        saves.check(wait=True)
+    saves = CheckedSaves(_FakeManager(tmp_path, fail_with=KeyError("state")))
+    saves.save(2, args=None)
+    with pytest.raises(KeyError):
+        saves.check(wait=True)
 
 
 @pytest.fixture

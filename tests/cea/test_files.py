@@ -50,13 +50,3 @@ def test_read_jsonl_skips_blank_lines_and_invalid_bytes_and_reads_a_missing_file
     assert read_jsonl(path) == []
     path.write_bytes(b'{"step": 1}\n\n{"step": \xff\n[1, 2]\n{"step": 2}\n')
     assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
-
-
-def test_prophetkv_records_survive_a_torn_line(tmp_path):
-    from prophetkv_jax import run_records
-
-    path = tmp_path / "records.jsonl"
-    run_records.append_record(path, {"key": "a"})
-    path.write_bytes(path.read_bytes() + b'{"key": "b", "k')
-    run_records.append_record(path, {"key": "c"})
-    assert [r["key"] for r in run_records.load_records(path)] == ["a", "c"]

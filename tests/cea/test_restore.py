@@ -74,20 +74,20 @@ def _png16(path, rgb: np.ndarray) -> None:
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("kind", ["rgb", "gray"])
+@pytest.mark.parametrize("kind", ["rgb", "gray", "tiff", "tiff_lzw"])
 def test_16_bit_images_are_refused_in_one_line_not_cut_to_8_bits(tmp_path, capsys, kind):
-    src = tmp_path / "deep.png"
+    src = tmp_path / ("deep.tif" if kind.startswith("tiff") else "deep.png")
     pixels = np.random.default_rng(0).integers(0, 2 ** 16, (20, 24, 3)).astype(np.uint16)
     if kind == "rgb":
         _png16(src, pixels)
         assert Image.open(src).mode == "RGB"  # what PIL alone would hand on: 8 bits per channel
     else:
-        Image.fromarray(pixels[..., 0]).save(src)
-    with pytest.raises(BadImageError, match="deep.png: 16-bit image; expected 8-bit RGB"):
+        Image.fromarray(pixels[..., 0]).save(src, **({"compression": kind} if kind == "tiff_lzw" else {}))
+    with pytest.raises(BadImageError, match=f"{src.name}: 16-bit image; expected 8-bit RGB"):
         read_rgb(src, allow_gray=True)
     code = restore.main([str(src), str(tmp_path / "out.png"), "--workdir", str(tmp_path / "no-run")])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "deep.png: 16-bit image; expected 8-bit RGB" in err
+    assert code == 2 and err.count("\n") == 1 and f"{src.name}: 16-bit image; expected 8-bit RGB" in err
     assert not (tmp_path / "out.png").exists()
 
 

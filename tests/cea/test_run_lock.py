@@ -2,7 +2,6 @@
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import train as train_cli
 from cea_jax.run_lock import LOCK_FILE, RunLocked, run_lock
 
-from data_helpers import snapshot, train_command, trained_run
+from data_helpers import copy_run, snapshot, train_command, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +36,7 @@ def _hold(folder: Path, how: str) -> subprocess.Popen:
 
 
 def test_a_second_train_on_a_locked_workdir_is_refused_in_one_line(tmp_path, capsys):
-    workdir = tmp_path / "run"
-    shutil.copytree(trained_run()[0], workdir)
+    workdir = copy_run(tmp_path)
     holder = _hold(workdir, "hold")
     try:
         before = snapshot(workdir)

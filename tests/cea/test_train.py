@@ -152,3 +152,7 @@ def test_resume_forgets_rows_past_the_checkpoint_and_half_written_ones(tmp_path)
     path.write_text('{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n{"step": 3, "loss": 0.5}\n{"step": 4, "lo')
     train_lib._drop_rows_after(path, 2)
     assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'
+    inode = path.stat().st_ino
+    train_lib._drop_rows_after(path, 2)  # nothing to forget: the file is not rewritten (nor fsynced)
+    assert path.stat().st_ino == inode
+    assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'

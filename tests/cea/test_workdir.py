@@ -20,7 +20,7 @@ import train as train_cli
 from cea_jax import restore, train_lib, workdir as wd
 from cea_jax.data import catalog, pipeline
 
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, snapshot, train_command, trained_run
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, copy_run, snapshot, train_command, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 FOUR_DEVICE_TRAIN = dataclasses.replace(SMALL_TRAIN, batch_size=4)
@@ -29,7 +29,7 @@ SAVE_ON_FOUR_DEVICES = r"""
 import dataclasses, sys
 from pathlib import Path
 import jax, numpy as np
-from cea_jax import restore, train_lib, workdir as wd
+from cea_jax import train_lib, workdir as wd
 from cea_jax.data import catalog, pipeline
 sys.path.insert(0, "tests/cea")
 from data_helpers import SMALL_SPEC, SMALL_TRAIN
@@ -45,7 +45,7 @@ data = iter(pipeline.train_dataset(source, seed=0, crop=config.crop, batch_size=
 next(data)
 wd.save_run_config(workdir, SMALL_SPEC, dataclasses.asdict(config))
 manager = wd.checkpoint_manager(workdir)
-wd.save_checkpoint(manager, 1, state, data)
+manager.save(1, args=wd.checkpoint_args(state, data), force=True)
 manager.wait_until_finished()
 manager.close()
 np.save(workdir / "params_sum.npy", sum(float(np.asarray(x, np.float64).sum()) for x in jax.tree.leaves(state["params"])))
@@ -84,12 +84,6 @@ def test_checkpoint_written_on_four_devices_resumes_training_on_one(four_device_
     assert all(x.sharding.device_set == {jax.devices()[0]} for x in jax.tree.leaves(state))
 
 
-def _copy_run(tmp_path) -> Path:
-    workdir = tmp_path / "run"
-    shutil.copytree(trained_run()[0], workdir)
-    return workdir
-
-
 def _training_data(config):
     """The training iterator train_lib.train builds for ``config`` (what a checkpoint's ``data`` item holds)."""
     source = catalog.train_source(catalog.parse_data(config.data, None), config.protocol, seed=config.seed,
@@ -104,7 +98,7 @@ def _add_step(workdir: Path, step: int, edit=lambda state: state) -> None:
     manager = wd.checkpoint_manager(workdir)
     try:
         state = wd.restore_checkpoint(manager, abstract, data)
-        wd.save_checkpoint(manager, step, edit(state), data)
+        manager.save(step, args=wd.checkpoint_args(edit(state), data), force=True)
         manager.wait_until_finished()
     finally:
         manager.close()
@@ -129,7 +123,7 @@ def truncate(step_dir: Path) -> None:
 
 @pytest.mark.parametrize("damage", [flip_bytes, truncate])
 def test_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog, damage):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     _add_step(workdir, SMALL_TRAIN.steps + 1)
     damage(workdir / wd.CHECKPOINTS / str(SMALL_TRAIN.steps + 1))
     with caplog.at_level(logging.WARNING, logger="cea_jax.workdir"):
@@ -142,7 +136,7 @@ def test_damaged_newest_step_falls_back_to_the_previous_one(tmp_path, caplog, da
 
 
 def test_damaged_step_named_explicitly_is_a_one_line_error(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     step_dir = workdir / wd.CHECKPOINTS / str(SMALL_TRAIN.steps)
     flip_bytes(step_dir)
     code = evaluate_cli.main(["--task", "aio3", "--checkpoint", str(step_dir), "--no-progress"])
@@ -152,7 +146,7 @@ def test_damaged_step_named_explicitly_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_non_finite_weights_are_an_error_naming_the_step(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
 
     def poison(state):
         def nan_first(x):
@@ -195,7 +189,7 @@ def test_training_resumes_past_a_damaged_step_without_duplicate_metrics(tmp_path
 
 
 def test_list_valued_overrides_round_trip_so_the_same_command_resumes(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     args = ["--workdir", str(workdir), "--steps", str(SMALL_TRAIN.steps), "--batch-size", "2", "--crop", "32",
             "--workers", "0", "--val-images", "1", "--val-crop", "32", "--no-progress",
             "--set", "num_blocks=[1,1,1,1]", "--set", "dim=8", "--set", "num_refinement_blocks=0", "--set", "rank=2"]
@@ -207,7 +201,7 @@ def test_list_valued_overrides_round_trip_so_the_same_command_resumes(tmp_path, 
 
 
 def test_finite_weights_that_restore_to_nan_exit_2_not_0(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     _add_step(workdir, 43, lambda state: {**state, "params": jax.tree.map(lambda x: np.asarray(x) * 1e30,
                                                                            state["params"])})
     code = evaluate_cli.main(["--task", "aio3", "--workdir", str(workdir), "--out", str(tmp_path / "e"),
@@ -217,7 +211,7 @@ def test_finite_weights_that_restore_to_nan_exit_2_not_0(tmp_path, capsys):
 
 
 def test_resuming_with_other_settings_is_refused_in_one_line_and_writes_nothing(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     before = snapshot(workdir)
     code = train_cli.main([*train_command(workdir), "--lr", "0.001", "--seed", "3"])
     err = capsys.readouterr().err
@@ -228,7 +222,7 @@ def test_resuming_with_other_settings_is_refused_in_one_line_and_writes_nothing(
 
 
 def test_allowed_setting_changes_are_kept_per_step_range(tmp_path, capsys):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     assert train_cli.main([*train_command(workdir), "--lr", "0.001", "--allow-changed-settings"]) == 0, \
         capsys.readouterr().err
     changed = {**dataclasses.asdict(SMALL_TRAIN), "lr": 0.001}
@@ -242,7 +236,7 @@ def test_allowed_setting_changes_are_kept_per_step_range(tmp_path, capsys):
 
 def test_a_config_json_without_history_still_resumes(tmp_path, capsys):
     """Run folders written before histories existed hold one ``train`` entry: a one-entry history."""
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     payload = json.loads((workdir / wd.CONFIG_FILE).read_text())
     del payload["history"]
     (workdir / wd.CONFIG_FILE).write_text(json.dumps(payload))
@@ -307,7 +301,7 @@ def _without_adapters(state):
 
 
 def test_evaluate_falls_back_past_a_newest_step_of_another_variant(tmp_path, capsys, caplog):
-    workdir = _copy_run(tmp_path)
+    workdir = copy_run(tmp_path)
     _add_step(workdir, SMALL_TRAIN.steps + 1, _without_adapters)  # a plain backbone's parameters
     out = tmp_path / "eval"
     with caplog.at_level(logging.WARNING, logger="cea_jax.workdir"):
