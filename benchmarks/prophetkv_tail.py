@@ -216,7 +216,7 @@ def summarize(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     """Means of every measure per group (tail, control), and how many tail prompts chunk-only keeps."""
     summary = {}
     for group in ("tail", "control"):
-        flat = [flatten(r) for r in rows if r["group"] == group]
+        flat = [flatten({k: v for k, v in r.items() if k != "settings"}) for r in rows if r["group"] == group]
         if flat:  # a measure missing from a prompt (no answer value in fwe) is averaged over the others
             keys = sorted({k for f in flat for k in f})
             summary[group] = {"prompts": len(flat), **{k: float(np.mean([f[k] for f in flat if k in f])) for k in keys}}

@@ -112,3 +112,12 @@ def test_a_run_with_several_prophetkv_ratios_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         script.checked_records(run, "m", tmp_path / "tail.rows.jsonl", {})
     assert exit_.value.code == 2 and "ProphetKV was run at ratios [0.1, 0.2]" in capsys.readouterr().err
+
+
+def test_the_summary_averages_measures_not_the_rows_settings():
+    rows = [{"group": "tail", "settings": {"seed": 3, "context": 1024}, "prophetkv": {"kl": kl},
+             "prophetkv_chunks": {"kl": kl}, "best_baseline_kl": 0.1} for kl in (0.5, 0.7)]
+    summary = script.summarize(rows, 0.1)
+    assert summary["tail"] == pytest.approx({"prompts": 2, "prophetkv.kl": 0.6, "prophetkv_chunks.kl": 0.6,
+                                             "best_baseline_kl": 0.1})
+    assert summary["tail_still_above_with_chunk_only"] == 2
