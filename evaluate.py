@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from cea_jax.cli import ArgumentParser, one_line_errors
+from runkit.cli import ArgumentParser, one_line_errors
 
 LLM_TASKS = ("ruler", "longbench")
 RESTORATION_TASKS = ("aio3", "aio5", "cdd11", "mixed")

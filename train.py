@@ -19,7 +19,7 @@ import sys
 import typing
 from typing import Any
 
-from cea_jax.cli import one_line_errors
+from runkit.cli import one_line_errors
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -47,8 +47,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from cea_jax.cli import ArgumentParser
     from cea_jax.configs import PRESETS, VARIANTS
+    from runkit.cli import ArgumentParser
 
     p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="run folder: config, checkpoints, metrics.jsonl")

@@ -25,18 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cea_mixed import SettingsMismatch, load_records, settings_digest
 
 from cea_jax import evaluation, metrics, viz
-from cea_jax.cli import one_line
 from cea_jax.configs import VARIANTS
 from cea_jax.data import catalog, embedded
 from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
-from cea_jax.files import append_jsonl, atomic_write
 from cea_jax.workdir import ModelSpec, WorkdirError, load_params
-
-from cea_mixed import SettingsMismatch, load_records, settings_digest
+from runkit.cli import one_line
+from runkit.files import append_jsonl, atomic_write
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
 # CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).

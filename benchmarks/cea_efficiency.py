@@ -32,9 +32,9 @@ import numpy as np
 import optax
 
 from cea_jax.configs import VARIANTS, get_config
-from cea_jax.files import atomic_write
 from cea_jax.models import build_model
 from cea_jax.summary import count_params
+from runkit.files import atomic_write
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_efficiency.json"
 

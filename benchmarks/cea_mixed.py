@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from cea_jax import evaluation
 from cea_jax.configs import matched_overrides
 from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
 from cea_jax.train_lib import FREE_ON_RESUME, TrainConfig, train
-from cea_jax.files import append_jsonl, read_jsonl
 from cea_jax.workdir import ModelSpec, WorkdirError, check_resume
+from runkit.files import append_jsonl, read_jsonl
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
 VARIANTS = ("cea", "prompt", "experts", "descriptor", "none")  # CEA first: a cut-short run still pairs

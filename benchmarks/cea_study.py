@@ -36,17 +36,16 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
+from cea_mixed import SettingsMismatch, check_workdir, load_records, train_run  # noqa: E402
+from cea_study_score import save_routing_figure, score  # noqa: E402
 
 from cea_jax import finetune  # noqa: E402
 from cea_jax.configs import matched_overrides  # noqa: E402
 from cea_jax.data import catalog, embedded  # noqa: E402
-from cea_jax.files import append_jsonl  # noqa: E402
 from cea_jax.summary import count_params  # noqa: E402
 from cea_jax.train_lib import TrainConfig  # noqa: E402
 from cea_jax.workdir import CHECKPOINTS, ModelSpec, load_params  # noqa: E402
-
-from cea_mixed import SettingsMismatch, check_workdir, load_records, train_run  # noqa: E402
-from cea_study_score import save_routing_figure, score  # noqa: E402
+from runkit.files import append_jsonl  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_study"
 MODULES = ("cea", "prompt", "experts", "descriptor")  # CEA first: a cut-short run still pairs

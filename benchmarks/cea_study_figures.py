@@ -11,7 +11,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from cea_study_report import METRICS, TARGET_OVER_BEST_DB, _region_means  # noqa: E402
 
 

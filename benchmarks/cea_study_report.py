@@ -17,10 +17,10 @@ import statistics
 from typing import Any
 
 import numpy as np
+from mixed_report import _mean_sd, budget_table, paired_bootstrap
 from scipy import stats
 
-from cea_jax.files import atomic_write
-from mixed_report import _mean_sd, budget_table, paired_bootstrap
+from runkit.files import atomic_write
 
 GLOBAL_BASELINES = ("descriptor", "experts", "prompt")  # conditioning on a global summary of the image
 BASELINES = ("none", *GLOBAL_BASELINES)
@@ -165,7 +165,7 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> No
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
     region_figure(records, variants, args.out / "per_region.png")
-    parts = [f"# CEA on a trained backbone: modules trained alone (tiny preset, embedded AIO-3, mixed crops)\n",
+    parts = ["# CEA on a trained backbone: modules trained alone (tiny preset, embedded AIO-3, mixed crops)\n",
              f"Command: `{args.command}`\n",
              f"Stage 1: backbone {args.backbone_steps} steps x batch {args.batch_size}, lr {args.backbone_lr}. "
              f"Stage 2: each module {args.adapter_steps} steps x batch {args.adapter_batch_size}, lr "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cea_jax.files import atomic_write, read_jsonl  # noqa: E402
+from runkit.files import atomic_write, read_jsonl  # noqa: E402
 
 BENCHMARKS = {
     "prefill": ["benchmarks/llama_prefill.py", "--lengths", "1024", "2048", "--repeats", "2",

@@ -45,12 +45,12 @@ from llama_prefill import matmul_gflops, prefill_flops  # noqa: E402
 from prophetkv_phases import one_request  # noqa: E402
 from prophetkv_ttft import CompileCounter, make_prompt, time_requests  # noqa: E402
 
-from cea_jax.files import atomic_write  # noqa: E402
 from prophetkv_jax.model import sharding  # noqa: E402
 from prophetkv_jax.model.config import LlamaConfig, RopeScaling  # noqa: E402
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths  # noqa: E402
 from prophetkv_jax.pipeline import Engine  # noqa: E402
 from prophetkv_jax.store import GIB, ChunkStore, model_fingerprint  # noqa: E402
+from runkit.files import atomic_write  # noqa: E402
 
 LLAMA_31_8B = LlamaConfig(
     vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cea_jax.configs import get_config, matched_overrides
-from cea_jax.files import atomic_write
+from runkit.files import atomic_write
 
 GLOBAL_BASELINES = ("descriptor", "experts", "prompt")  # conditioning on a global summary of the image
 TARGET_OVER_PROMPT_DB = 0.5

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cea_jax.files import atomic_write
 from prophetkv_jax import assembly
 from prophetkv_jax.store import SegmentKV
+from runkit.files import atomic_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the 8B shape
 from gpu_ttft_8b import LLAMA_31_8B  # noqa: E402

@@ -20,11 +20,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from cea_jax.files import atomic_write
 from prophetkv_jax import assembly, recompute, selectors
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine, RagPrompt
+from runkit.files import atomic_write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's prompt shape
 from prophetkv_ttft import NEW_TOKENS, PREFIX_TOKENS, make_prompt  # noqa: E402

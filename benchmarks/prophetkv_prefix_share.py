@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cea_jax.files import atomic_write
 from prophetkv_jax.evaluation import DEFAULT_RULER_TASKS, load_samples, parse_args, sample_prompt
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine
+from runkit.files import atomic_write
 
 SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv")
 TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the README run's seven

@@ -35,14 +35,15 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from cea_jax.files import append_jsonl, atomic_write
-from prophetkv_jax import fidelity, recompute, report, run_records, selectors
+from prophetkv_jax import fidelity, recompute, report, selectors
 from prophetkv_jax.assembly import assemble, cache_capacity
 from prophetkv_jax.evaluation import chat_overhead, sample_prompt
 from prophetkv_jax.model import llama
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.report import SELECTING_BASELINES, SELECTORS
 from prophetkv_jax.tasks import ruler
+from runkit.files import append_jsonl, atomic_write
+from runkit.records import SettingsMismatch, check_settings, load_records, settings_digest
 
 CATEGORIES = ("prefix", "answer_value", "answer_needle", "other_needle", "chunk_first", "rest")
 VALUE = CATEGORIES.index("answer_value")
@@ -253,7 +254,7 @@ def checked_records(run: Path, fingerprint: str, rows_path: Path,
     """The run's records that measured something, its settings and its one ProphetKV ratio; refuses (exit 2)
     a run made with another model or at several ratios, and one whose rows in ``rows_path`` came from
     other settings (a run folder since redone)."""
-    records = run_records.load_records(run / "records.jsonl")
+    records = load_records(run / "records.jsonl")
     if not records:
         refuse(f"{run}: no records.jsonl to read")
     settings = records[0]["settings"]
@@ -263,9 +264,9 @@ def checked_records(run: Path, fingerprint: str, rows_path: Path,
     if len(ratios) != 1:
         refuse(f"{run}: ProphetKV was run at ratios {ratios}; the tail study needs a run with exactly one")
     try:
-        run_records.check_settings(records, settings, run / "records.jsonl")
-        run_records.check_settings([r for r in done.values() if r["run"] == run.name], settings, rows_path)
-    except run_records.SettingsMismatch as err:
+        check_settings(records, settings, run / "records.jsonl")
+        check_settings([r for r in done.values() if r["run"] == run.name], settings, rows_path)
+    except SettingsMismatch as err:
         refuse(str(err))
     return report.split_failed(records)[0], settings, ratios[0]
 
@@ -294,7 +295,7 @@ def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, do
         if row is None:
             engine.store = ChunkStore()  # one prompt's chunks at a time
             row = {"key": key, "run": run.name, "task": task, "index": index, "settings": settings,
-                   "settings_digest": run_records.settings_digest(settings), "gap": gap[(task, index)],
+                   "settings_digest": settings_digest(settings), "gap": gap[(task, index)],
                    "best_baseline_kl": min(recorded[(task, index, b)]["kl"] for b in SELECTING_BASELINES),
                    **measure(engine, tokenizer, sample, prompt, ratio)}
             for method in (m for m in SELECTORS if (task, index, m) in recorded):
@@ -319,7 +320,7 @@ def main() -> None:
     params, config, tokenizer = load_checkpoint()
     fingerprint = model_fingerprint(config, params)
     rows_path = args.out.with_suffix(".rows.jsonl")
-    done = {r["key"]: r for r in run_records.load_records(rows_path)}
+    done = {r["key"]: r for r in load_records(rows_path)}
     rows = [row for run in args.runs
             for row in study_run(run, args.gap, (params, config, tokenizer, fingerprint), rows_path, done)]
     summary = summarize(rows, args.gap)

@@ -24,12 +24,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from cea_jax.files import atomic_write
 from prophetkv_jax import selectors
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.store import ChunkStore
+from runkit.files import atomic_write
 
 PREFIX_TOKENS = 32
 NEW_TOKENS = 16

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prophetkv_jax import report, run_records
+from prophetkv_jax import report
 from prophetkv_jax.report import SELECTING_BASELINES, SELECTORS
+from runkit.records import load_records
 
 
 def row(run: Path) -> str:
-    records = run_records.load_records(run / "records.jsonl")
+    records = load_records(run / "records.jsonl")
     if not records:
         raise SystemExit(f"{run}: no records.jsonl to read")
     settings = records[0]["settings"]

@@ -12,20 +12,20 @@ import argparse
 import json
 from pathlib import Path
 
-from prophetkv_jax import run_records
 from prophetkv_jax.evaluation import write_outputs
+from runkit.records import SettingsMismatch, check_settings, load_records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="output folders of evaluate.py")
     for run in parser.parse_args().runs:
-        records = run_records.load_records(run / "records.jsonl")
+        records = load_records(run / "records.jsonl")
         if not records:
             raise SystemExit(f"{run}: no records.jsonl to read")
         try:
-            run_records.check_settings(records, records[0]["settings"], run / "records.jsonl")
-        except run_records.SettingsMismatch as err:
+            check_settings(records, records[0]["settings"], run / "records.jsonl")
+        except SettingsMismatch as err:
             raise SystemExit(f"refusing to mix settings: {err}") from None
         previous = run / "summary.json"
         settings = json.loads(previous.read_text())["settings"] if previous.exists() else records[0]["settings"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
-from cea_jax.cli import one_line
+from runkit.cli import one_line
 
 
 class CheckpointSaveError(OSError):

@@ -17,20 +17,20 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from cea_jax import metrics, mixing, viz
-from cea_jax.cli import ArgumentParser
 from cea_jax.data import catalog
 from cea_jax.data.io import BadImageError, DataLayoutError
-from cea_jax.files import atomic_write
 from cea_jax.inference import restore_batch
 from cea_jax.workdir import WorkdirError, load_params, load_run_config
+from runkit.cli import ArgumentParser
+from runkit.files import atomic_write
 
 log = logging.getLogger(__name__)
 

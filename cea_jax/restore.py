@@ -15,11 +15,11 @@ import argparse
 import sys
 
 from cea_jax import viz
-from cea_jax.cli import ArgumentParser, UsageError, one_line_errors
-from cea_jax.data.io import read_rgb, write_png
 from cea_jax.data.degrade import to_uint8
+from cea_jax.data.io import read_rgb, write_png
 from cea_jax.inference import MULTIPLE, restore_batch, restore_tiled
 from cea_jax.workdir import WorkdirError, load_params
+from runkit.cli import ArgumentParser, UsageError, one_line_errors
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

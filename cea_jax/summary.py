@@ -24,9 +24,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cea_jax.cli import ArgumentParser, one_line_errors
 from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config, matched_overrides
 from cea_jax.models import build_model
+from runkit.cli import ArgumentParser, one_line_errors
 
 _INIT_SIZE = 16  # parameter shapes do not depend on the image size
 MAX_SIZE = 4096  # compiling a larger forward only to count its FLOPs exhausts a laptop's memory

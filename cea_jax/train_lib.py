@@ -28,17 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from cea_jax import finetune, metrics, workdir as wd
+from cea_jax import finetune, metrics
+from cea_jax import workdir as wd
+from cea_jax.checkpoint_saves import CheckedSaves, saving
 from cea_jax.configs import ModelConfig
 from cea_jax.data import catalog, pipeline
-from cea_jax.checkpoint_saves import CheckedSaves, saving
-from cea_jax.files import append_jsonl, read_jsonl
 from cea_jax.inference import predictor
 from cea_jax.models import build_model
 from cea_jax.run_lock import run_lock
+from runkit.files import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cea_jax.configs import ModelConfig, get_config
-from cea_jax.files import atomic_write
 from cea_jax.summary import abstract_params
+from runkit.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,16 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from cea_jax.files import atomic_write
 from prophetkv_jax import fidelity, report, run_records, selectors
-from prophetkv_jax.tasks.sample import Sample
 from prophetkv_jax.generate import greedy_decode_batch
 from prophetkv_jax.model import sharding
 from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from prophetkv_jax.prompts import build_rag_prompt
 from prophetkv_jax.store import DEFAULT_DEVICE_BYTES, DEFAULT_HOST_BYTES, GIB, STORE_DTYPES
+from prophetkv_jax.tasks.sample import Sample
+from runkit.files import atomic_write
+from runkit.records import check_settings, load_records, settings_digest
 
 DEFAULT_RULER_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multivalue", "niah_multiquery", "vt", "fwe")
 
@@ -144,11 +145,11 @@ def evaluate_samples(
     """
     settings = run_settings(engine.fingerprint, chunk_tokens=chunk_tokens, chat=chat, max_new_tokens=max_new_tokens,
                             context_tokens=context_tokens, **(settings or {}))
-    digest = run_records.settings_digest(settings)
+    digest = settings_digest(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
-    records = run_records.load_records(path)
-    run_records.check_settings(records, settings, path)
+    records = load_records(path)
+    check_settings(records, settings, path)
     done = {r["key"] for r in records}
     pending = [(s, [(m, p) for m, p in runs if record_key(s.task, s.index, m, p) not in done]) for s in samples]
     pending = [(s, todo) for s, todo in pending if todo]
@@ -272,16 +273,16 @@ def main(argv: list[str]) -> int:
         return _run(args, out_dir)
     except KeyboardInterrupt:
         path = out_dir / "records.jsonl"
-        saved = len(run_records.load_records(path))
+        saved = len(load_records(path))
         sys.stderr.write(f"evaluate.py: interrupted: {saved} record(s) saved in {path}; the same command resumes\n")
         return 130
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> int:
-    from prophetkv_jax.tasks import longbench, ruler
-    from prophetkv_jax.tasks.metrics import score_sample
     from prophetkv_jax.model.checkpoint import load_checkpoint
     from prophetkv_jax.store import ChunkStore, model_fingerprint
+    from prophetkv_jax.tasks import longbench, ruler
+    from prophetkv_jax.tasks.metrics import score_sample
 
     # the dtype is part of the config, so the model fingerprint in the settings digest records it
     params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype, model_parallel=args.mesh)
@@ -297,7 +298,7 @@ def _run(args: argparse.Namespace, out_dir: Path) -> int:
                                  chat=not args.no_chat, max_new_tokens=args.max_new_tokens,
                                  context_tokens=args.context, **settings)
     try:  # before the slow part: a mismatch is known from the records alone
-        run_records.check_settings(run_records.load_records(out_dir / "records.jsonl"), full_settings, out_dir)
+        check_settings(load_records(out_dir / "records.jsonl"), full_settings, out_dir)
         samples = load_samples(args, tokenizer)
     except (ValueError, FileNotFoundError) as err:
         refuse(str(err))

@@ -18,11 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cea_jax.cli import ArgumentParser, one_line_errors
 from prophetkv_jax import recompute
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import DTYPES, LlamaConfig
 from prophetkv_jax.model.weights import unstack_layers
+from runkit.cli import ArgumentParser, one_line_errors
 
 
 @jax.jit

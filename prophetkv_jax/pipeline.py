@@ -15,8 +15,7 @@ import jax
 import numpy as np
 
 from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import (assemble, blank_cache, cache_capacity, check_recyclable, encode_segment,
-                                    segment_spec)
+from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_recyclable, encode_segment, segment_spec
 from prophetkv_jax.generate import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig

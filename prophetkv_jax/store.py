@@ -38,7 +38,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from cea_jax.files import atomic_write
+from runkit.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,15 @@ from cea_jax.data import embedded, layouts
 from cea_jax.data.degrade import CDD11_CATEGORIES
 from cea_jax.data.io import DataLayoutError, read_rgb
 from cea_jax.data.sources import (
-    ArrayImages, CDD11TrainSource, CleanImages, MixedTestSource, MixedTrainSource, PairSource, SyntheticSource,
-    SyntheticTestSource, centre_crop,
+    ArrayImages,
+    CDD11TrainSource,
+    CleanImages,
+    MixedTestSource,
+    MixedTrainSource,
+    PairSource,
+    SyntheticSource,
+    SyntheticTestSource,
+    centre_crop,
 )
 
 PROTOCOLS = ("aio3", "aio5", "cdd11")

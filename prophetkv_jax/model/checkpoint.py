@@ -23,7 +23,13 @@ import numpy as np
 from prophetkv_jax.model import sharding, weights
 from prophetkv_jax.model import tokenizer as tokenizer_lib
 from prophetkv_jax.model.checkpoint_checks import (
-    CheckpointError, check_all_read, check_layers, finite, inside_folder, positive_float, positive_int,
+    CheckpointError,
+    check_all_read,
+    check_layers,
+    finite,
+    inside_folder,
+    positive_float,
+    positive_int,
 )
 from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
 from prophetkv_jax.model.llama import rope_inv_freq

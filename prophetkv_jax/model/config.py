@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-
 # Compute dtypes the model supports: fp32 (CPU default, exact against references) and bf16.
 DTYPES = ("float32", "bfloat16")
 _SIZES = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
 
-from cea_jax.cli import one_line
+from runkit.cli import one_line
 
 # llama.cpp's pre-tokenizer names -> the split HF applies before byte-level BPE. Llama 3 keeps runs of
 # up to three digits together, Qwen2 (and Qwen3, whose GGUF files say "qwen2") splits every digit.

@@ -6,8 +6,8 @@ compiled and trained once per test session.
 """
 
 import atexit
-import json
 import functools
+import json
 import shutil
 import tempfile
 from pathlib import Path

@@ -12,12 +12,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from data_helpers import SMALL_TRAIN, train_command, trained_run
 
 import train as train_cli
 from cea_jax import workdir as wd
 from cea_jax.checkpoint_saves import CheckedSaves, CheckpointSaveError
-
-from data_helpers import SMALL_TRAIN, train_command, trained_run
 
 CONFIG = dataclasses.replace(SMALL_TRAIN, checkpoint_every=2)
 FULL_AT = 4  # the save of this step finds the disk full

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from data_helpers import make_cdd11_root, make_promptir_root
 
 from cea_jax.data import catalog, degrade, embedded, pipeline
 from cea_jax.data.sources import TASK_IDS, TASKS
-
-from data_helpers import make_cdd11_root, make_promptir_root
 
 CROP = 32
 

@@ -4,11 +4,10 @@ import logging
 
 import numpy as np
 import pytest
+from data_helpers import make_promptir_root
 
 from cea_jax.data import catalog, embedded, pipeline
 from cea_jax.data.sources import TASK_IDS
-
-from data_helpers import make_promptir_root
 
 CROP = 32
 

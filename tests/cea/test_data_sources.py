@@ -5,12 +5,11 @@ import logging
 
 import numpy as np
 import pytest
+from data_helpers import make_cdd11_root, make_promptir_root, save
 
 from cea_jax.data import catalog, layouts
 from cea_jax.data.io import BadImageError, DataLayoutError, read_rgb
 from cea_jax.data.sources import TASKS, CDD11TrainSource, PairSource
-
-from data_helpers import make_cdd11_root, make_promptir_root, save
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from data_helpers import make_cdd11_root, trained_run
 from PIL import Image
 
 import evaluate as evaluate_cli
 from cea_jax import evaluation
-
-from data_helpers import make_cdd11_root, trained_run
 
 
 def test_aio3_writes_tables_grid_and_affinity_maps(tmp_path, capsys):

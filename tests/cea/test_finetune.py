@@ -4,13 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, trained_run
 from flax import traverse_util
 
-from cea_jax import finetune, workdir as wd
+from cea_jax import finetune
+from cea_jax import workdir as wd
 from cea_jax.models.baselines import PromptSite
 from cea_jax.train_lib import TrainConfig, train
-
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, trained_run
 
 
 def _flat(params):

@@ -5,6 +5,7 @@ import zlib
 
 import numpy as np
 import pytest
+from data_helpers import trained_run
 from PIL import Image
 
 from cea_jax import restore
@@ -13,8 +14,6 @@ from cea_jax.data.degrade import to_uint8
 from cea_jax.data.io import BadImageError, read_rgb
 from cea_jax.inference import restore_batch, restore_tiled
 from cea_jax.workdir import load_params
-
-from data_helpers import trained_run
 
 
 def test_restore_keeps_the_size_of_an_odd_sized_image(tmp_path, capsys):

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from data_helpers import copy_run, snapshot, train_command, trained_run
 
 import train as train_cli
 from cea_jax.run_lock import LOCK_FILE, RunLocked, run_lock
-
-from data_helpers import copy_run, snapshot, train_command, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

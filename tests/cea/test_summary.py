@@ -1,5 +1,9 @@
 """Parameter / FLOP counters and the summary CLI."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from cea_jax.configs import get_config, matched_overrides
@@ -78,3 +82,12 @@ def test_prompt_at_ceas_decoder_sites_has_one_prompt_block_per_decoder_block():
     assert len(names) == blocks[2] + blocks[1] + blocks[0]
     assert names == {n for n in names if "decoder_level" in n and "_block" in n}
     assert count_params(config)["adapter"] != count_params(get_config("tiny", "prompt"))["adapter"]
+
+
+def test_module_entry_point_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "cea_jax.summary", "--size", "0"], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "python -m cea_jax.summary: error: --size must be in [16, 4096], got 0 (see python -m cea_jax.summary --help)"
+    ]

@@ -11,12 +11,12 @@ import time
 import jax
 import numpy as np
 import pytest
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, make_promptir_root, trained_run
 
 import train as train_cli
-from cea_jax import train_lib, workdir as wd
+from cea_jax import train_lib
+from cea_jax import workdir as wd
 from cea_jax.train_lib import TrainConfig
-
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, make_promptir_root, trained_run
 
 
 def test_schedule_warms_up_then_decays_with_the_recipe_proportions():

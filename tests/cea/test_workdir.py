@@ -13,14 +13,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from data_helpers import SMALL_SPEC, SMALL_TRAIN, copy_run, snapshot, train_command, trained_run
 from PIL import Image
 
 import evaluate as evaluate_cli
 import train as train_cli
-from cea_jax import restore, train_lib, workdir as wd
+from cea_jax import restore, train_lib
+from cea_jax import workdir as wd
 from cea_jax.data import catalog, pipeline
-
-from data_helpers import SMALL_SPEC, SMALL_TRAIN, copy_run, snapshot, train_command, trained_run
 
 ROOT = Path(__file__).resolve().parents[2]
 FOUR_DEVICE_TRAIN = dataclasses.replace(SMALL_TRAIN, batch_size=4)

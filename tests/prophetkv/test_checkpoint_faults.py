@@ -10,9 +10,9 @@ import os
 
 import numpy as np
 import pytest
+from tiny_checkpoints import HF_CONFIG, write_gguf, write_hf_dir
 
 from prophetkv_jax.generate import main as generate_main
-from tiny_checkpoints import HF_CONFIG, write_gguf, write_hf_dir
 
 PROG = "python -m prophetkv_jax.generate: error: "
 

@@ -12,11 +12,12 @@ import os
 
 import numpy as np
 import pytest
+from tiny_checkpoints import HF_CONFIG, write_hf_dir
 
 import evaluate as evaluate_cli
 from prophetkv_jax import evaluation, run_records
 from prophetkv_jax.pipeline import Engine
-from tiny_checkpoints import HF_CONFIG, write_hf_dir
+from runkit.records import load_records
 
 ARGS = ["--task", "ruler", "--subtasks", "niah_single_1", "--samples", "1", "--context", "256",
         "--chunk-tokens", "64", "--methods", "full,naive", "--max-new-tokens", "2"]
@@ -101,7 +102,7 @@ def test_ctrl_c_says_what_is_saved_and_the_same_command_resumes(model, tmp_path,
     assert code == 130 and line == (f"evaluate.py: interrupted: {saved} record(s) saved in {out / 'records.jsonl'}; "
                                     "the same command resumes")
     before = (out / "records.jsonl").read_text() if saved else ""
-    assert len(run_records.load_records(out / "records.jsonl")) == saved
+    assert len(load_records(out / "records.jsonl")) == saved
     monkeypatch.undo()
     assert run(capsys, model, out)[0] == 0
     assert len(records_in(out)) == 2 and (out / "records.jsonl").read_text().startswith(before)

@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from prophetkv_jax import evaluation, run_records
-from prophetkv_jax.tasks.sample import Sample
+from prophetkv_jax import evaluation
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import tiny_config
 from prophetkv_jax.pipeline import Engine
 from prophetkv_jax.prompts import build_rag_prompt, split_chunks
+from prophetkv_jax.tasks.sample import Sample
+from runkit.records import SettingsMismatch, load_records
 
 CONFIG = tiny_config(num_layers=2)
 
@@ -141,10 +142,10 @@ def test_records_carry_fidelity_and_settings_and_other_settings_are_refused(engi
     assert 0.0 <= prophet["oracle_overlap"] <= 1.0 and 0.0 <= prophet["top1_agreement"] <= 1.0
     assert len({r["settings_digest"] for r in records}) == 1 and records[0]["settings"]["seed"] == 0
 
-    with pytest.raises(run_records.SettingsMismatch, match="seed=0.*seed=1"):
+    with pytest.raises(SettingsMismatch, match="seed=0.*seed=1"):
         evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
                                     **{**kwargs, "settings": {"seed": 1}})
-    with pytest.raises(run_records.SettingsMismatch, match="chunk_tokens=32.*chunk_tokens=16"):
+    with pytest.raises(SettingsMismatch, match="chunk_tokens=32.*chunk_tokens=16"):
         evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
                                     **{**kwargs, "chunk_tokens": 16})
 
@@ -152,4 +153,4 @@ def test_records_carry_fidelity_and_settings_and_other_settings_are_refused(engi
     path.write_text(path.read_text() * 2)  # two runs appended the same records
     again = evaluation.evaluate_samples(engine, ByteTokenizer(), samples(1), runs, contains_reference, tmp_path,
                                         **kwargs)
-    assert len(again) == len(records) == len(run_records.load_records(path))
+    assert len(again) == len(records) == len(load_records(path))

@@ -9,11 +9,11 @@ than the tolerance. The expected value is computed here from the two caches' log
 import jax
 import numpy as np
 import pytest
+from test_llm_evaluation import CONFIG, ByteTokenizer, contains_reference, samples
 
 from prophetkv_jax import evaluation, fidelity
 from prophetkv_jax.model import llama
 from prophetkv_jax.pipeline import Engine
-from test_llm_evaluation import CONFIG, ByteTokenizer, contains_reference, samples
 
 
 def _kl(p_log: np.ndarray, q_log: np.ndarray) -> float:

@@ -5,7 +5,6 @@ import pytest
 
 from prophetkv_jax import paired, report, run_records
 
-
 FULL_ANSWERS = {("a", 0): "x", ("a", 1): "y", ("b", 0): "w"}
 
 

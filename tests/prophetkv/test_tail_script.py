@@ -9,6 +9,7 @@ import pytest
 from prophetkv_jax import run_records
 from prophetkv_jax.pipeline import RagPrompt
 from prophetkv_jax.tasks.sample import Sample
+from runkit.records import settings_digest
 
 _PATH = Path(__file__).parents[2] / "benchmarks" / "prophetkv_tail.py"
 _spec = importlib.util.spec_from_file_location("prophetkv_tail", _PATH)
@@ -80,7 +81,7 @@ def _run_folder(tmp_path, settings, ratios=(0.2,)):
     """A RULER run folder whose records carry ``settings`` and its digest."""
     run = tmp_path / "ruler_x"
     run.mkdir()
-    digest = run_records.settings_digest(settings)
+    digest = settings_digest(settings)
     for ratio in ratios:
         for method in ("prophetkv", *script.SELECTING_BASELINES):
             run_records.append_record(run / "records.jsonl", {
@@ -94,12 +95,12 @@ def test_rows_from_a_run_since_redone_with_other_settings_are_refused(tmp_path, 
     run, rows = _run_folder(tmp_path, settings), tmp_path / "tail.rows.jsonl"
     run_records.append_record(run / "records.jsonl", run_records.mark_failed(
         {"key": "a/1/prophetkv/0.2", "task": "a", "index": 1, "method": "prophetkv", "ratio": 0.2,
-         "settings": settings, "settings_digest": run_records.settings_digest(settings)}, "non-finite logits"))
+         "settings": settings, "settings_digest": settings_digest(settings)}, "non-finite logits"))
     records, *rest = script.checked_records(run, "m", rows, {})
     assert rest == [settings, 0.2] and len(records) == 4 and script.gaps(records) == {("a", 0): 0.0}  # failed left out
     old = {"model": "m", "context": 1024}
     done = {"ruler_x/a/0": {"key": "ruler_x/a/0", "run": "ruler_x", "settings": old,
-                            "settings_digest": run_records.settings_digest(old)}}
+                            "settings_digest": settings_digest(old)}}
     with pytest.raises(SystemExit) as exit_:
         script.checked_records(run, "m", rows, done)
     assert exit_.value.code == 2

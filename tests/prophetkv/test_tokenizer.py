@@ -70,7 +70,8 @@ def test_qwen2_gguf_pre_tokenizer_matches_transformers_qwen2_tokenizer():
 
 def test_qwen3_thinking_is_off_when_the_template_reads_the_switch():
     """Qwen3's template with enable_thinking=False closes an empty think block; ours renders that by default."""
-    from tokenizers import Tokenizer as HFTokenizer, models
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models
     from transformers import PreTrainedTokenizerFast
 
     from prophetkv_jax.model.tokenizer import Tokenizer

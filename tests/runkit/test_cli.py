@@ -1,14 +1,8 @@
 """The one-line error helper shared by every command-line entry point."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from cea_jax.cli import ArgumentParser, one_line_errors
-
-ROOT = Path(__file__).resolve().parents[2]
+from runkit.cli import ArgumentParser, one_line_errors
 
 
 def _main_raising(error):
@@ -40,12 +34,3 @@ def test_argument_errors_are_one_line_too(capsys):
 def test_programming_errors_keep_their_traceback():
     with pytest.raises(KeyError):
         _main_raising(KeyError("bug"))(["--n", "1"])
-
-
-def test_module_entry_point_exits_2_with_one_line():
-    proc = subprocess.run([sys.executable, "-m", "cea_jax.summary", "--size", "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "python -m cea_jax.summary: error: --size must be in [16, 4096], got 0 (see python -m cea_jax.summary --help)"
-    ]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cea_jax.files import append_jsonl, atomic_path, atomic_write, read_jsonl
+from runkit.files import append_jsonl, atomic_path, atomic_write, read_jsonl
 
 
 def test_atomic_write_text_and_bytes_create_folders(tmp_path):
@@ -40,7 +40,7 @@ def test_an_append_after_a_torn_last_line_starts_a_fresh_line_and_keeps_its_reco
         f.write('{"key": "b", "kl": 0.1')
     append_jsonl(path, {"key": "c"})
     assert path.read_text().splitlines()[-1] == '{"key": "c"}'
-    with caplog.at_level("WARNING", logger="cea_jax.files"):
+    with caplog.at_level("WARNING", logger="runkit.files"):
         assert read_jsonl(path) == [{"key": "a"}, {"key": "c"}]
     assert caplog.text.count("records.jsonl: skipped 1 unreadable line(s) (line 2") == 1
 

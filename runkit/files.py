@@ -1,8 +1,7 @@
 """Writing files so that no reader, and no crash, ever sees half of one.
 
 One helper per concern for both halves of the repository (run configs, result tables,
-images, the chunk-KV store, JSONL records). It lives in ``cea_jax`` beside ``cli.py``
-because the design card fixes the top-level packages to the two halves.
+images, the chunk-KV store, JSONL records).
 """
 
 from __future__ import annotations
