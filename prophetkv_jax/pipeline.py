@@ -16,7 +16,7 @@ import numpy as np
 
 from prophetkv_jax import recompute, selectors
 from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_recyclable, encode_segment, segment_spec
-from prophetkv_jax.generate import decode_from_cache
+from prophetkv_jax.decode import decode_from_cache
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint

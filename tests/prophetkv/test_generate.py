@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from prophetkv_jax.generate import generate, main
+from prophetkv_jax.decode import generate
+from prophetkv_jax.generate import main
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_batched_greedy_decoding_equals_one_cache_at_a_time():
     import jax
 
     from prophetkv_jax import recompute
-    from prophetkv_jax.generate import decode_from_cache, greedy_decode_batch
+    from prophetkv_jax.decode import decode_from_cache, greedy_decode_batch
     from prophetkv_jax.model import llama
     from prophetkv_jax.model.config import tiny_config
 
