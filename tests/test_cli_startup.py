@@ -1,10 +1,10 @@
 """Every command line answers ``--help`` and a bad argument without importing JAX.
 
-Importing JAX (and flax, orbax, grain) takes 5-25 s, so a command line that imports it
-before parsing makes a user wait that long for a typo's one-line error. Each case runs
-the real entry point in a fresh interpreter under ``python -X importtime`` and reads the
-modules it imported from stderr: asserting on what is imported, not on wall-clock time,
-keeps the test steady on a loaded machine.
+Importing JAX (and flax, orbax, grain) takes seconds (10-25 s from a cold disk cache), so a
+command line that imports it before parsing makes a user wait that long for a typo's
+one-line error. Each case runs the real entry point in a fresh interpreter under
+``python -X importtime`` and reads the modules it imported from stderr: asserting on what
+is imported, not on wall-clock time, keeps the test steady on a loaded machine.
 """
 
 from __future__ import annotations
