@@ -1,18 +1,12 @@
-"""benchmarks/gpu_ttft_8b.py: the 8B shape, its refusal on CPU, and a seconds-long CPU smoke run."""
+"""benchmarks.gpu_ttft_8b: the 8B shape, its refusal on CPU, and a seconds-long CPU smoke run."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from benchmarks import gpu_ttft_8b as script
 from prophetkv_jax import pipeline
 from prophetkv_jax.model.weights import shape_mismatches
-
-_PATH = Path(__file__).parents[2] / "benchmarks" / "gpu_ttft_8b.py"
-_spec = importlib.util.spec_from_file_location("gpu_ttft_8b", _PATH)
-script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(script)
 
 
 def test_full_scale_is_llama_3_1_8b_in_bfloat16():

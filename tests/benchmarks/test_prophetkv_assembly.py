@@ -1,4 +1,4 @@
-"""benchmarks/prophetkv_assembly.py: one run measures assembly and the copies under both malloc settings."""
+"""benchmarks.prophetkv_assembly: one run measures assembly and the copies under both malloc settings."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_one_run_gives_a_row_per_dtype_and_allocator(tmp_path):
     out = tmp_path / "assembly.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prophetkv_assembly.py"), "--tokens", "200",
+    subprocess.run([sys.executable, "-m", "benchmarks.prophetkv_assembly", "--tokens", "200",
                     "--chunk-tokens", "64", "--layers", "1", "--rounds", "1", "--out", str(out)],
                    check=True, cwd=ROOT, capture_output=True, text=True)
     payload = json.loads(out.read_text())
