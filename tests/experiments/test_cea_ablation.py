@@ -1,17 +1,11 @@
-"""The ablation script's aggregation: seeds are averaged per variant, targets compare CEA with prompt."""
+"""The ablation experiment's aggregation: seeds are averaged per variant, targets compare CEA with prompt."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).parents[2] / "benchmarks" / "cea_ablation.py"
-sys.path.insert(0, str(_PATH.parent))  # its sibling cea_mixed, as when run as a script
-_spec = importlib.util.spec_from_file_location("cea_ablation", _PATH)
-cea_ablation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cea_ablation)
+from experiments.cea_ablation import report
+from experiments.cea_ablation import run as cea_ablation
 
 
 def _record(variant, seed, test_psnr, mixed_psnr, group="variants", label=None, protocol="aio3"):
@@ -24,13 +18,13 @@ def _record(variant, seed, test_psnr, mixed_psnr, group="variants", label=None, 
 
 def test_variant_table_averages_seeds_with_half_range():
     records = [_record("prompt", 0, 20.0, 18.0), _record("prompt", 1, 21.0, 18.4), _record("cea", 0, 22.0, 19.0)]
-    table = cea_ablation.variant_table(records, "aio3")
+    table = report.variant_table(records, "aio3")
     prompt_row = next(line for line in table.splitlines() if line.startswith("| prompt "))
     assert "| 2 |" in prompt_row and "20.50 ± 0.50" in prompt_row and "18.20 ± 0.20" in prompt_row
     assert "19.50 ± 0.50" in prompt_row  # the Denoise column (average - 1)
     cea_row = next(line for line in table.splitlines() if line.startswith("| cea "))
     assert "22.00 |" in cea_row and "±" not in cea_row  # one seed: no spread
-    assert cea_ablation.variant_table(records, "cdd11") == ""
+    assert report.variant_table(records, "cdd11") == ""
 
 
 def test_targets_pair_cea_and_prompt_by_seed():
@@ -38,7 +32,7 @@ def test_targets_pair_cea_and_prompt_by_seed():
                _record("cea", 0, 20.6, 18.4), _record("cea", 1, 21.2, 18.6),
                _record("cea", 0, 30.0, 30.0, protocol="cdd11"),  # no prompt run on cdd11: no cdd11 target
                _record("cea", 2, 40.0, 40.0)]  # no prompt run for seed 2: not paired
-    targets = cea_ablation.targets(records)
+    targets = report.targets(records)
     assert not any(key.startswith("cdd11") for key in targets)
     assert targets["aio3_test_cea_minus_prompt_per_seed_db"] == pytest.approx([0.6, 0.2])
     assert targets["aio3_test_cea_minus_prompt_db"] == pytest.approx(0.4)
@@ -46,13 +40,13 @@ def test_targets_pair_cea_and_prompt_by_seed():
     assert targets["aio3_mixed_cea_minus_prompt_db"] == pytest.approx(0.5)
     assert targets["aio3_mixed_target_met"] is True
     records[2]["mixed"]["average"]["psnr"] = 18.3
-    assert cea_ablation.targets(records)["aio3_mixed_target_met"] is False
+    assert report.targets(records)["aio3_mixed_target_met"] is False
 
 
 def test_ablation_table_lists_the_reference_cea_run_first():
     records = [_record("cea", 0, 21.0, 19.0), _record("cea", 1, 25.0, 25.0),
                _record("cea", 0, 20.0, 18.0, group="ablations", label="rank 16")]
-    lines = cea_ablation.ablation_table(records).splitlines()
+    lines = report.ablation_table(records).splitlines()
     assert lines[2].startswith("| default") and "21.00" in lines[2]
     assert lines[3].startswith("| rank 16 ") and "20.00" in lines[3]
     assert len(lines) == 4
@@ -75,5 +69,5 @@ def test_a_record_made_with_other_settings_is_refused_not_reused(tmp_path, capsy
     (tmp_path / "records.jsonl").write_text(json.dumps({**run, "test": {}, "mixed": {}}) + "\n")
     assert cea_ablation.main([*argv[:-1], "30"]) == 2  # --steps 30: the 20-step record must not be reused
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"cea_ablation.py: error: {tmp_path / 'records.jsonl'}: {run['name']} was scored with other settings "
+        f"cea_ablation: error: {tmp_path / 'records.jsonl'}: {run['name']} was scored with other settings "
         "(digest mismatch); use another --out")

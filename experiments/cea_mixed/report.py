@@ -1,8 +1,10 @@
-"""Tables, intervals, figure and verdict of benchmarks/cea_mixed.py (issue 16).
+"""Tables, intervals, figure and verdict of the cea_mixed experiment, from its records alone.
 
-Differences CEA - baseline are paired by seed (same data order and initial key) and by
-test tile; their 95% intervals come from a two-way bootstrap that resamples seeds and
-tiles independently (percentile interval), so both sources of spread are in them.
+    python -m experiments.cea_mixed.report      # rewrites results.{md,json} and per_region.png here
+
+Differences CEA - baseline are paired by seed (same data order and initial key) and by test
+tile; their 95% intervals come from a two-way bootstrap that resamples seeds and tiles
+independently (percentile interval), so both sources of spread are in them.
 """
 
 from __future__ import annotations
@@ -10,28 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cea_jax.configs import get_config, matched_overrides
+from experiments.cea_mixed import config
+from experiments.cea_tables import budget_table, mean_sd, paired_bootstrap
 from runkit.files import atomic_write
+from runkit.records import load_records
 
+HERE = Path(__file__).parent
 GLOBAL_BASELINES = ("descriptor", "experts", "prompt")  # conditioning on a global summary of the image
 TARGET_OVER_PROMPT_DB = 0.5
-
-
-def paired_bootstrap(diff: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, 2.5th, 97.5th percentile) of the mean of ``diff`` [seeds, tiles] under a two-way bootstrap."""
-    seeds, tiles = diff.shape
-    rng = np.random.default_rng(seed)
-    seed_counts = np.stack([np.bincount(rng.integers(seeds, size=seeds), minlength=seeds) for _ in range(resamples)])
-    tile_counts = np.stack([np.bincount(rng.integers(tiles, size=tiles), minlength=tiles) for _ in range(resamples)])
-    means = np.einsum("bs,st,bt->b", seed_counts, diff, tile_counts) / (seeds * tiles)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
 
 
 def per_tile(records: list[dict[str, Any]], variant: str, task: str, key: str) -> np.ndarray:
@@ -44,28 +37,6 @@ def per_tile(records: list[dict[str, Any]], variant: str, task: str, key: str) -
     return np.asarray(values, np.float64)
 
 
-def _mean_sd(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def budget_table(variants: list[str]) -> str:
-    from cea_jax.summary import count_params
-
-    cea = count_params(get_config("tiny", "cea"))["adapter"]
-    lines = ["| variant | setting | adapter params (K) | vs CEA | sites |", "|---|---|---|---|---|"]
-    for variant in variants:
-        overrides = matched_overrides("tiny", variant)
-        config = get_config("tiny", variant, **overrides)
-        adapter = count_params(config)["adapter"]
-        setting = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "default"
-        ratio = "-" if variant == "none" else f"{100 * (adapter / cea - 1):+.1f}%"
-        sites = "-" if variant == "none" else config.adapter.sites
-        lines.append(f"| {variant} | {setting} | {adapter / 1e3:.1f} | {ratio} | {sites} |")
-    return "\n".join(lines)
-
-
 def single_table(records: list[dict[str, Any]], variants: list[str]) -> str:
     columns = list(records[0]["aio3"]["columns"])
     lines = ["| method | seeds | " + " | ".join(columns) + " | Average PSNR | Average SSIM |",
@@ -75,8 +46,8 @@ def single_table(records: list[dict[str, Any]], variants: list[str]) -> str:
                  + f" | {first['average']['psnr']:.2f} | {first['average']['ssim']:.3f} |")
     for variant in variants:
         group = [r["aio3"] for r in records if r["variant"] == variant]
-        cells = [_mean_sd([g["columns"][c]["psnr"] for g in group], 2) for c in columns]
-        cells += [_mean_sd([g["average"]["psnr"] for g in group], 2), _mean_sd([g["average"]["ssim"] for g in group], 3)]
+        cells = [mean_sd([g["columns"][c]["psnr"] for g in group], 2) for c in columns]
+        cells += [mean_sd([g["average"]["psnr"] for g in group], 2), mean_sd([g["average"]["ssim"] for g in group], 3)]
         lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,9 +61,9 @@ def mixed_table(records: list[dict[str, Any]], variants: list[str]) -> str:
                  + " | ".join(f"{inp['regions'][k]['psnr']:.2f}" for k in kinds) + " | - | - |")
     for variant in variants:
         group = [r["mixed"]["summary"] for r in records if r["variant"] == variant]
-        cells = [_mean_sd([g["model"]["psnr"] for g in group], 2), _mean_sd([g["model"]["ssim"] for g in group], 3)]
-        cells += [_mean_sd([g["model"]["regions"][k]["psnr"] for g in group], 2) for k in kinds]
-        cells += [_mean_sd([g["composite_psnr"] for g in group], 2), _mean_sd([g["delta"] for g in group], 2)]
+        cells = [mean_sd([g["model"]["psnr"] for g in group], 2), mean_sd([g["model"]["ssim"] for g in group], 3)]
+        cells += [mean_sd([g["model"]["regions"][k]["psnr"] for g in group], 2) for k in kinds]
+        cells += [mean_sd([g["composite_psnr"] for g in group], 2), mean_sd([g["delta"] for g in group], 2)]
         lines.append(f"| {variant} | {len(group)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -163,24 +134,28 @@ def region_figure(records: list[dict[str, Any]], variants: list[str], path: Path
     plt.close(fig)
 
 
-def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """results.json, results.md and per_region.png under ``args.out`` from the finished records."""
+def write_results(records: list[dict[str, Any]], settings: dict[str, Any], out: Path) -> list[Path]:
+    """results.json, results.md and per_region.png under ``out`` from the finished records; the pages written.
+
+    ``settings`` holds the run's steps, batch_size, crop, mix_prob, seeds, bootstrap and command.
+    """
     variants = list(dict.fromkeys(r["variant"] for r in records))
-    diffs = paired_differences(records, args.bootstrap)
+    diffs = paired_differences(records, settings["bootstrap"])
     decision = verdict(diffs)
-    settings = {"preset": "tiny", "protocol": "aio3", "data": "embedded", "steps": args.steps,
-                "batch_size": args.batch_size, "crop": args.crop, "mix_prob": args.mix_prob, "seeds": args.seeds,
-                "command": " ".join(["python", *sys.argv])}
-    payload = {"settings": settings, "paired_differences": diffs, "verdict": decision,
+    stated = {"preset": "tiny", "protocol": "aio3", "data": "embedded",
+              **{k: v for k, v in settings.items() if k != "bootstrap"}}
+    payload = {"settings": stated, "paired_differences": diffs, "verdict": decision,
                "runs": [{k: r[k] for k in ("name", "variant", "seed", "digest", "adapter_params")}
                         | {"aio3": {k: r["aio3"][k] for k in ("columns", "average")}, "mixed": r["mixed"]["summary"]}
                         for r in records]}
-    atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
-    region_figure(records, variants, args.out / "per_region.png")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "results.json", json.dumps(payload, indent=2) + "\n")
+    region_figure(records, variants, out / "per_region.png")
     parts = [
-        f"# CEA under spatially mixed degradations (tiny preset, AIO-3 embedded, {args.steps} steps x batch "
-        f"{args.batch_size}, crop {args.crop}, mix-prob {args.mix_prob})\n", f"Command: `{settings['command']}`\n",
-        "## Adapter budgets\n\n" + budget_table(variants) + "\n",
+        f"# CEA under spatially mixed degradations (tiny preset, AIO-3 embedded, {settings['steps']} steps x batch "
+        f"{settings['batch_size']}, crop {settings['crop']}, mix-prob {settings['mix_prob']})\n",
+        f"Command: `{settings['command']}`\n",
+        "## Adapter budgets\n\n" + budget_table(records, variants) + "\n",
         "## Single-degradation test tiles (PSNR dB; mean ± sd over seeds)\n\n" + single_table(records, variants) + "\n",
         f"## Mixed set ({records[0]['mixed']['summary']['count']} tiles; mean ± sd over seeds)\n\n"
         + mixed_table(records, variants) + "\n",
@@ -188,4 +163,23 @@ def write_results(records: list[dict[str, Any]], args: argparse.Namespace) -> No
         "## CEA − baseline, paired by seed and tile (mean [95% bootstrap interval])\n\n" + diff_table(diffs) + "\n",
         "## Verdict\n\n```json\n" + json.dumps(decision, indent=2) + "\n```\n",
     ]
-    atomic_write(args.out / "results.md", "\n".join(parts))
+    atomic_write(out / "results.md", "\n".join(parts))
+    return [out / "results.md"]
+
+
+def write_pages(out: Path = HERE) -> list[Path]:
+    """The results page of the committed records (records.jsonl beside this file) under ``out``."""
+    return write_results(load_records(HERE / "records.jsonl", key="name"),
+                         config.SETTINGS | {"command": config.COMMAND}, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=HERE, help="where the page and figure go (default: here)")
+    for page in write_pages(parser.parse_args(argv).out):
+        print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Figures of benchmarks/cea_study.py: CEA − baseline with intervals, and per-region PSNR with error bars."""
+"""Figures of the cea_frozen_backbone experiment: CEA − baseline with intervals, and per-region PSNR with error bars."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from cea_study_report import METRICS, TARGET_OVER_BEST_DB, _region_means  # noqa: E402
+from experiments.cea_frozen_backbone.stats import METRICS, TARGET_OVER_BEST_DB, region_means
+
+matplotlib.use("Agg")  # files only, never a window
 
 
 def diff_figure(diffs: dict[str, dict[str, Any]], path: Path) -> None:
@@ -46,10 +47,10 @@ def diff_figure(diffs: dict[str, dict[str, Any]], path: Path) -> None:
 def region_figure(records: list[dict[str, Any]], variants: list[str], path: Path) -> None:
     """Grouped bars of per-region PSNR on the mixed set by recipe: the degraded input, then each
     method (mean over seeds, error bars ± sd over seeds); the axis starts at 0 dB."""
-    kinds = list(_region_means(records[0], "input_psnr"))
-    series = {"degraded input": (list(_region_means(records[0], "input_psnr").values()), None)}
+    kinds = list(region_means(records[0], "input_psnr"))
+    series = {"degraded input": (list(region_means(records[0], "input_psnr").values()), None)}
     for variant in variants:
-        per_seed = [_region_means(r, "psnr") for r in records if r["variant"] == variant]
+        per_seed = [region_means(r, "psnr") for r in records if r["variant"] == variant]
         means = [statistics.fmean(p[k] for p in per_seed) for k in kinds]
         sds = [statistics.stdev(p[k] for p in per_seed) if len(per_seed) > 1 else 0.0 for k in kinds]
         series["none (backbone)" if variant == "none" else variant] = (means, sds)

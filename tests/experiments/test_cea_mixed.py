@@ -1,28 +1,21 @@
-"""benchmarks/cea_mixed.py's statistics: two-way paired bootstrap, paired differences and the verdict."""
-
-import importlib.util
-import sys
-from pathlib import Path
+"""The cea_mixed experiment's statistics: two-way paired bootstrap, paired differences and the verdict."""
 
 import numpy as np
 import pytest
 
-_DIR = Path(__file__).parents[2] / "benchmarks"
-sys.path.insert(0, str(_DIR))
-_spec = importlib.util.spec_from_file_location("mixed_report", _DIR / "mixed_report.py")
-report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
+from experiments.cea_mixed import report
+from experiments.cea_tables import paired_bootstrap
 
 
 def test_bootstrap_interval_is_exact_for_a_constant_and_widens_with_spread():
-    assert report.paired_bootstrap(np.full((3, 10), 0.7), 500) == pytest.approx((0.7, 0.7, 0.7))
+    assert paired_bootstrap(np.full((3, 10), 0.7), 500) == pytest.approx((0.7, 0.7, 0.7))
     rng = np.random.default_rng(0)
-    narrow = report.paired_bootstrap(1.0 + 0.1 * rng.standard_normal((3, 96)), 2000)
-    wide = report.paired_bootstrap(1.0 + 1.0 * rng.standard_normal((3, 96)), 2000)
+    narrow = paired_bootstrap(1.0 + 0.1 * rng.standard_normal((3, 96)), 2000)
+    wide = paired_bootstrap(1.0 + 1.0 * rng.standard_normal((3, 96)), 2000)
     assert narrow[1] < narrow[0] < narrow[2] and (wide[2] - wide[1]) > 5 * (narrow[2] - narrow[1])
     # A seed that disagrees with the others widens the interval: seeds are resampled too.
     seed_effect = np.concatenate([np.zeros((2, 96)), np.full((1, 96), 3.0)])
-    low, high = report.paired_bootstrap(seed_effect, 2000)[1:]
+    low, high = paired_bootstrap(seed_effect, 2000)[1:]
     assert low == pytest.approx(0.0) and high == pytest.approx(3.0)
 
 

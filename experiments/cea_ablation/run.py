@@ -1,4 +1,4 @@
-"""CEA vs the plain backbone, prompt, experts and descriptor at equal budget, plus CEA ablations (issue 7).
+"""CEA vs the plain backbone, prompt, experts and descriptor at equal budget, plus CEA ablations.
 
 Every run trains the ``tiny`` preset with train.py's own loop (same data, steps, batch,
 crop and seed schedule), then is scored with evaluate.py's own code on the protocol's
@@ -6,26 +6,24 @@ embedded test split and on the spatially mixed split. Runs live in ``--runs``
 (one train.py workdir each, so an interrupted run resumes from its checkpoint);
 finished scores are appended to ``--out``/records.jsonl, so re-running the same command
 skips what is done. Every record carries a digest of its run's settings; a record or
-workdir made with other settings (another --steps, --crop, ...) is refused, never reused. Tables (mean and spread over seeds), params/FLOPs per variant and two
-figures (restored mixed image per variant, CEA routing maps) are rewritten after every run.
+workdir made with other settings (another --steps, --crop, ...) is refused, never reused.
+Tables (mean and spread over seeds) and params/FLOPs per variant are rewritten after every
+run; two figures (restored mixed image per variant, CEA routing maps) at the end.
 
-    python benchmarks/cea_ablation.py                     # the full grid (about 2 h on 2 CPU cores)
-    python benchmarks/cea_ablation.py --steps 20 --seeds 0 --protocols aio3 --no-ablations  # smoke run
+    python -m experiments.cea_ablation.run          # the full grid (about 2 h on 2 CPU cores)
+    python -m experiments.cea_ablation.run --steps 20 --seeds 0 --protocols aio3 --no-ablations --out /tmp/a
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cea_mixed import SettingsMismatch, load_records, settings_digest
 
 from cea_jax import evaluation, metrics, viz
 from cea_jax.configs import VARIANTS
@@ -34,10 +32,13 @@ from cea_jax.inference import restore_batch
 from cea_jax.summary import count_params, forward_flops
 from cea_jax.train_lib import TrainConfig, train
 from cea_jax.workdir import ModelSpec, WorkdirError, load_params
+from experiments.cea_ablation.report import write_results
+from experiments.cea_runs import run_digest, scored_records
 from runkit.cli import one_line
-from runkit.files import append_jsonl, atomic_write
+from runkit.files import append_jsonl
+from runkit.records import SettingsMismatch
 
-DEFAULT_OUT = Path(__file__).parent / "results" / "cea_ablation"
+HERE = Path(__file__).parent
 # CEA ablations of the tiny preset (rank 4 is its default, so "rank 4" is the cea run itself).
 ABLATIONS: dict[str, dict[str, Any]] = {
     "softmax affinities": {"affinity": "softmax"},
@@ -51,7 +52,7 @@ FIGURE_TILE = 0  # index of the mixed test tile shown in the figures
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records.jsonl, results.{json,md}, figures")
+    p.add_argument("--out", type=Path, default=HERE, help="records.jsonl, results.{json,md}, figures")
     p.add_argument("--runs", type=Path, default=Path("runs/cea_ablation"), help="train.py workdirs (checkpoints)")
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--protocols", default="aio3,cdd11", help="training protocols on the embedded data")
@@ -65,7 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     args.protocols = [v for v in args.protocols.split(",") if v]
-    unknown = [v for v in args.variants if v not in VARIANTS] + [v for v in args.protocols if v not in ("aio3", "cdd11")]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    unknown += [v for v in args.protocols if v not in ("aio3", "cdd11")]
     if unknown:
         p.error(f"unknown --variants/--protocols value(s) {unknown}; variants: {VARIANTS}, protocols: aio3, cdd11")
     try:
@@ -90,7 +92,7 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
                          "protocol": "aio3", "variant": "cea", "seed": seed, "overrides": overrides})
     scoring = {"tasks": "protocol+mixed", "flops_size": args.flops_size,
                "embedded": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
-    return [{**run, "digest": settings_digest(*run_settings(run, args), scoring)} for run in runs]
+    return [{**run, "digest": run_digest(*run_settings(run, args), scoring)} for run in runs]
 
 
 def run_settings(run: dict[str, Any], args: argparse.Namespace) -> tuple[ModelSpec, TrainConfig]:
@@ -125,75 +127,6 @@ def run_one(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "test": score(workdir, run["protocol"]), "mixed": score(workdir, "mixed")}
 
 
-def _spread(values: list[float]) -> tuple[float, float]:
-    """(mean, half the max-min range); with two seeds the half-range is the natural spread."""
-    return statistics.fmean(values), (max(values) - min(values)) / 2
-
-
-def _cell(values: list[float], digits: int) -> str:
-    mean, spread = _spread(values)
-    return f"{mean:.{digits}f}" if len(values) == 1 else f"{mean:.{digits}f} ± {spread:.{digits}f}"
-
-
-def variant_table(records: list[dict[str, Any]], protocol: str) -> str:
-    """PSNR (dB) per test column, the average, SSIM average and mixed-split PSNR, mean ± half-range over seeds."""
-    rows = [r for r in records if r["group"] == "variants" and r["protocol"] == protocol]
-    if not rows:
-        return ""
-    columns = list(rows[0]["test"]["columns"])
-    header = ["variant", "seeds", "params (K)", f"MFLOPs @{rows[0]['flops_size']}", *columns,
-              "Average PSNR", "Average SSIM", "Mixed PSNR"]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        group = [r for r in rows if r["variant"] == variant]
-        cells = [variant, str(len(group)), f"{group[0]['params'] / 1e3:.1f}", f"{group[0]['flops'] / 1e6:.0f}"]
-        cells += [_cell([r["test"]["columns"][c]["psnr"] for r in group], 2) for c in columns]
-        cells += [_cell([r["test"]["average"]["psnr"] for r in group], 2),
-                  _cell([r["test"]["average"]["ssim"] for r in group], 3),
-                  _cell([r["mixed"]["average"]["psnr"] for r in group], 2)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ablation_table(records: list[dict[str, Any]]) -> str:
-    """CEA ablations next to the default CEA run of the same seed (AIO-3)."""
-    ablations = [r for r in records if r["group"] == "ablations"]
-    if not ablations:
-        return ""
-    seed = ablations[0]["seed"]
-    reference = [r for r in records if r["group"] == "variants" and r["protocol"] == "aio3"
-                 and r["variant"] == "cea" and r["seed"] == seed]
-    rows = [{**r, "label": "default (signed, dense, instance, rank 4)"} for r in reference] + ablations
-    lines = ["| CEA setting | params (K) | AIO-3 average PSNR | AIO-3 average SSIM | Mixed PSNR |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['label']} | {r['params'] / 1e3:.1f} | {r['test']['average']['psnr']:.2f} | "
-                     f"{r['test']['average']['ssim']:.3f} | {r['mixed']['average']['psnr']:.2f} |")
-    return "\n".join(lines)
-
-
-def targets(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets: CEA >= prompt + 0.3 dB average and >= +0.5 dB on the mixed split.
-
-    Differences are paired by seed (same data order and initial key), per training protocol,
-    and averaged over the seeds both variants have finished.
-    """
-    def by_seed(protocol: str, variant: str, key: str) -> dict[int, float]:
-        return {r["seed"]: r[key]["average"]["psnr"] for r in records
-                if r["group"] == "variants" and r["protocol"] == protocol and r["variant"] == variant}
-
-    out: dict[str, Any] = {}
-    for protocol in dict.fromkeys(r["protocol"] for r in records):
-        for key, margin in (("test", 0.3), ("mixed", 0.5)):
-            cea, prompt = by_seed(protocol, "cea", key), by_seed(protocol, "prompt", key)
-            paired = [cea[seed] - prompt[seed] for seed in sorted(cea.keys() & prompt.keys())]
-            if paired:
-                out[f"{protocol}_{key}_cea_minus_prompt_db"] = statistics.fmean(paired)
-                out[f"{protocol}_{key}_cea_minus_prompt_per_seed_db"] = paired
-                out[f"{protocol}_{key}_target_met"] = statistics.fmean(paired) >= margin
-    return out
-
-
 def mixed_figures(records: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     """Restored mixed tile per variant (AIO-3, first seed) and CEA's routing maps on it."""
     seed = args.seeds[0]
@@ -217,33 +150,20 @@ def mixed_figures(records: list[dict[str, Any]], args: argparse.Namespace) -> li
     return ["restored_mixed.png", *written]
 
 
-def write_results(records: list[dict[str, Any]], args: argparse.Namespace, figures: list[str]) -> None:
-    settings = {"preset": "tiny", "data": "embedded", "steps": args.steps, "batch_size": args.batch_size,
-                "crop": args.crop, "seeds": args.seeds, "command": " ".join(["python", *sys.argv])}
-    checks = targets(records)
-    payload = {"settings": settings, "targets": checks, "figures": figures, "runs": records}
-    atomic_write(args.out / "results.json", json.dumps(payload, indent=2) + "\n")
-    parts = [f"# CEA ablation (tiny preset, embedded data, {args.steps} steps x batch {args.batch_size}, "
-             f"crop {args.crop})\n", f"Command: `{settings['command']}`\n"]
-    for protocol in args.protocols:
-        table = variant_table(records, protocol)
-        if table:
-            parts.append(f"## Trained on {protocol} (PSNR dB per test column; mean ± half-range over seeds)\n\n"
-                         f"{table}\n")
-    table = ablation_table(records)
-    if table:
-        parts.append(f"## CEA ablations (AIO-3, seed {args.seeds[0]})\n\n{table}\n")
-    parts.append("## Targets\n\n```json\n" + json.dumps(checks, indent=2) + "\n```\n")
-    atomic_write(args.out / "results.md", "\n".join(parts))
+def settings(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """What the results page states about this run, and the command that made it."""
+    return {key: getattr(args, key) for key in ("steps", "batch_size", "crop", "seeds", "protocols")} | {
+        "command": " ".join(["python", "-m", "experiments.cea_ablation.run", *argv])}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     records_path = args.out / "records.jsonl"
     runs = planned_runs(args)
     try:
-        done = load_records(records_path, runs)  # torn lines: redone
+        done = scored_records(records_path, runs)  # torn lines: redone
         todo = [run for run in runs if run["name"] not in done]
         print(f"{len(runs) - len(todo)} of {len(runs)} runs already done; {len(todo)} to go", file=sys.stderr)
         for number, run in enumerate(todo, 1):
@@ -252,16 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             append_jsonl(records_path, record)
             done[run["name"]] = record
             wanted = [done[r["name"]] for r in runs if r["name"] in done]
-            write_results(wanted, args, [])
+            write_results(wanted, settings(args, argv), args.out)
     except (SettingsMismatch, WorkdirError) as err:  # a record or workdir of other settings
-        print(f"cea_ablation.py: error: {one_line(err)}", file=sys.stderr)
+        print(f"cea_ablation: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     records = [done[r["name"]] for r in runs if r["name"] in done]
     figures = mixed_figures(records, args)
-    write_results(records, args, figures)
+    write_results(records, settings(args, argv), args.out, figures)
     print((args.out / "results.md").read_text())
     return 0
 

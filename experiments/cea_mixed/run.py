@@ -1,28 +1,25 @@
-"""Does per-pixel expert assembly cope with degradations that vary inside an image? (issue 16)
+"""Does per-pixel expert assembly cope with degradations that vary inside an image?
 
 Trains the ``tiny`` preset of none, descriptor, experts and prompt (budget-matched to CEA's
 adapter parameters at its sites, ``configs.MATCHED_BUDGET``) and cea jointly from scratch on
 the embedded AIO-3 data with spatially mixed crops (``--mix-prob``), several seeds,
 then scores every run with evaluate.py's code on the single-degradation test tiles and
-on the region-labelled mixed set (264 held-out tiles). Reports CEA minus each
-baseline, paired by seed and tile, on mixed-set PSNR and on the mixing penalty delta,
-with 95% bootstrap intervals (seeds and tiles resampled).
+on the region-labelled mixed set. Reports CEA minus each baseline, paired by seed and tile,
+on mixed-set PSNR and on the mixing penalty delta, with 95% bootstrap intervals (seeds and
+tiles resampled).
 
 Resumable: runs live in ``--runs`` (train.py workdirs; an interrupted run resumes from
 its checkpoint) and scores are appended to ``--out``/records.jsonl. Every run and record
 carries a digest of its settings; a workdir or record made with other settings is
-refused, never reused.
+refused, never reused. The committed run's command is in config.py.
 
-    python benchmarks/cea_mixed.py --steps 150              # train then score everything
-    python benchmarks/cea_mixed.py --steps 150 --phase train # training only (background)
+    python -m experiments.cea_mixed.run --steps 150 --out /tmp/mixed              # train then score everything
+    python -m experiments.cea_mixed.run --steps 150 --out /tmp/mixed --phase train # training only (background)
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,22 +28,20 @@ from cea_jax import evaluation
 from cea_jax.configs import matched_overrides
 from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
-from cea_jax.train_lib import FREE_ON_RESUME, TrainConfig, train
-from cea_jax.workdir import ModelSpec, WorkdirError, check_resume
-from runkit.files import append_jsonl, read_jsonl
+from cea_jax.train_lib import TrainConfig
+from cea_jax.workdir import ModelSpec
+from experiments.cea_mixed.report import write_results
+from experiments.cea_runs import check_workdir, run_digest, scored_records, train_run
+from runkit.files import append_jsonl
+from runkit.records import SettingsMismatch
 
-DEFAULT_OUT = Path(__file__).parent / "results" / "cea_mixed"
+HERE = Path(__file__).parent
 VARIANTS = ("cea", "prompt", "experts", "descriptor", "none")  # CEA first: a cut-short run still pairs
-BASELINES = ("none", "descriptor", "experts", "prompt")
-
-
-class SettingsMismatch(Exception):
-    """A workdir or record made with other settings than the ones asked for."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records.jsonl, results.{json,md}, figure")
+    p.add_argument("--out", type=Path, default=HERE, help="records.jsonl, results.{json,md}, figure")
     p.add_argument("--runs", type=Path, default=Path("runs/cea_mixed"), help="train.py workdirs (checkpoints)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--steps", type=int, default=600)
@@ -74,33 +69,10 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             config = TrainConfig(protocol="aio3", steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                  seed=seed, workers=0, mix_prob=args.mix_prob, val_every=args.steps,
                                  val_images=1, checkpoint_every=max(25, args.steps // 6))
-            digest = settings_digest(spec, config, [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS])
+            digest = run_digest(spec, config, [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS])
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "digest": digest})
     return runs
-
-
-def settings_digest(spec: ModelSpec, config: TrainConfig, scoring: Any) -> str:
-    """Short digest of a run's model, training and scoring settings (what its record depends on)."""
-    settings = {"model": spec.to_json(), "train": dataclasses.asdict(config), "test": scoring}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def check_workdir(run: dict[str, Any], workdir: Path) -> None:
-    """Refuse a workdir holding another run than ``run`` (it would resume the wrong run), by train.py's rule."""
-    try:
-        check_resume(workdir, run["spec"], dataclasses.asdict(run["config"]), dataclasses.asdict(TrainConfig()),
-                     FREE_ON_RESUME)
-    except WorkdirError as err:  # its advice names train.py's flags: replaced by this script's
-        raise SettingsMismatch(f"{str(err).rsplit('; ', 1)[0]}; remove it or use another --runs") from None
-
-
-def train_run(run: dict[str, Any], args: argparse.Namespace, progress: bool = True) -> None:
-    workdir = args.runs / run["name"]
-    check_workdir(run, workdir)
-    last = train(workdir, run["spec"], run["config"], progress=progress)
-    if last.get("interrupted"):
-        raise KeyboardInterrupt
 
 
 def score_run(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -121,38 +93,31 @@ def score_run(run: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def load_records(path: Path, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Finished records by run name; a record whose digest differs from its run's is refused."""
-    digests = {run["name"]: run["digest"] for run in runs}
-    records = {}
-    for record in read_jsonl(path):  # a torn line (killed write) is skipped with a warning: that run is rescored
-        if record["name"] in digests and record.get("digest") != digests[record["name"]]:
-            raise SettingsMismatch(f"{path}: {record['name']} was scored with other settings "
-                                   "(digest mismatch); use another --out")
-        records[record["name"]] = record
-    return records
+def settings(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """What the results page states about this run, and the command that made it."""
+    return {key: getattr(args, key) for key in ("steps", "batch_size", "crop", "mix_prob", "seeds", "bootstrap")} | {
+        "command": " ".join(["python", "-m", "experiments.cea_mixed.run", *argv])}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixed_report import write_results  # the sibling module; imported late so --help stays fast
-
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     runs = planned_runs(args)
     records_path = args.out / "records.jsonl"
     try:
-        done = load_records(records_path, runs)
+        done = scored_records(records_path, runs)
         for number, run in enumerate(runs, 1):
             if args.phase in ("all", "train") and run["name"] not in done:
                 print(f"[{number}/{len(runs)}] train {run['name']}", file=sys.stderr)
-                train_run(run, args)
+                train_run(run, args.runs)
             finished = (args.runs / run["name"] / "checkpoints" / str(args.steps)).is_dir()
             if args.phase in ("all", "score") and run["name"] not in done and finished:
                 print(f"[{number}/{len(runs)}] score {run['name']}", file=sys.stderr)
                 done[run["name"]] = score_run(run, args)
                 append_jsonl(records_path, done[run["name"]])
-                write_results([done[r["name"]] for r in runs if r["name"] in done], args)
+                write_results([done[r["name"]] for r in runs if r["name"] in done], settings(args, argv), args.out)
     except SettingsMismatch as err:
-        print(f"cea_mixed.py: error: {err}", file=sys.stderr)
+        print(f"cea_mixed: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Scores and the routing figure of benchmarks/cea_study.py (issue 25).
+"""Scores and the routing figure of the cea_frozen_backbone experiment (they need the trained weights).
 
 The same metrics as evaluate.py (PSNR/SSIM on RGB in [0, 1], the mixing penalty of
 cea_jax.mixing), restoring each test column in fixed-size batches so every run compiles

@@ -1,4 +1,4 @@
-"""CEA's claim on a restorer that works: one shared backbone, each module trained alone on it (issue 25).
+"""CEA's claim on a restorer that works: one shared backbone, each module trained alone on it.
 
 Stage 1 trains the plain backbone (tiny preset, ``--variant none``) once on the embedded
 AIO-3 data with spatially mixed crops. Stage 2 attaches each conditioning module (cea,
@@ -13,48 +13,41 @@ One resumable command: runs live in ``--runs`` (train.py workdirs, resumed from 
 checkpoints), scores are appended to ``--out``/records.jsonl and the report is rewritten
 after each one. Every run and record carries a digest of its settings, of the backbone's
 weights (Stage 2) and of the test set; anything made with other settings is refused.
-
-    PYTHONPATH=. python benchmarks/cea_study.py --commit     # this checkout's code; hours on a 2-core CPU
-    PYTHONPATH=. python benchmarks/cea_study.py --backbone-steps 20000 --adapter-steps 3000 --batch-size 32 \\
-        --adapter-batch-size 32 --out benchmarks/results/cea_study_gpu --runs runs/cea_study_gpu  # accelerator
+Records are appended whole, so an interrupted study loses nothing; committing them is left
+to the user (the runner never touches git). The commands are in config.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
-# Under a loaded CPU one XLA thread per process beats a contended pool (set before JAX loads).
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import jax
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from cea_jax import finetune
+from cea_jax.configs import matched_overrides
+from cea_jax.data import catalog, embedded
+from cea_jax.summary import count_params
+from cea_jax.train_lib import TrainConfig
+from cea_jax.workdir import CHECKPOINTS, ModelSpec, load_params
+from experiments.cea_frozen_backbone.report import ROUTING, SETTING_KEYS, write_results
+from experiments.cea_frozen_backbone.score import save_routing_figure, score
+from experiments.cea_runs import check_workdir, scored_records, train_run
+from runkit.files import append_jsonl
+from runkit.records import SettingsMismatch, settings_digest
 
-import jax  # noqa: E402
-from cea_mixed import SettingsMismatch, check_workdir, load_records, train_run  # noqa: E402
-from cea_study_score import save_routing_figure, score  # noqa: E402
-
-from cea_jax import finetune  # noqa: E402
-from cea_jax.configs import matched_overrides  # noqa: E402
-from cea_jax.data import catalog, embedded  # noqa: E402
-from cea_jax.summary import count_params  # noqa: E402
-from cea_jax.train_lib import TrainConfig  # noqa: E402
-from cea_jax.workdir import CHECKPOINTS, ModelSpec, load_params  # noqa: E402
-from runkit.files import append_jsonl  # noqa: E402
-
-DEFAULT_OUT = Path(__file__).parent / "results" / "cea_study"
+HERE = Path(__file__).parent
 MODULES = ("cea", "prompt", "experts", "descriptor")  # CEA first: a cut-short run still pairs
 BACKBONE = "backbone"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records.jsonl, results.{json,md}, figures")
+    p.add_argument("--out", type=Path, default=HERE, help="records.jsonl, results.{json,md}, figures")
     p.add_argument("--runs", type=Path, default=Path("runs/cea_study"), help="train.py workdirs (checkpoints)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="Stage 2 seeds (data order, crops, module init)")
     p.add_argument("--backbone-steps", type=int, default=1000)
@@ -68,7 +61,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--phase", default="all", choices=("all", "train", "score"))
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of the intervals")
     p.add_argument("--routing-tiles", type=int, default=4, help="mixed tiles in the routing figure")
-    p.add_argument("--commit", action="store_true", help="git-commit --out after every new record")
     p.add_argument("--max-tiles", type=int, default=None, help="score only the first N tiles per test set (smoke runs)")
     args = p.parse_args(argv)
     try:
@@ -86,10 +78,6 @@ def test_set_identity() -> dict[str, Any]:
     """What the scores depend on besides the weights: the held-out photos and the mixed set's shape."""
     return {"test_photos": embedded.TEST_PHOTOS, "train_photos": embedded.TRAIN_PHOTOS,
             "tile": embedded.TEST_TILE, "mixed_tile": embedded.MIXED_TILE, "mixed_layouts": catalog.MIXED_LAYOUTS}
-
-
-def _digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 def backbone_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,20 +125,13 @@ def score_run(run: dict[str, Any], backbone_weights: dict[str, Any], args: argpa
     return record | score(args.runs / run["name"], run["tasks"], args.max_tiles)
 
 
-def commit(paths: list[Path], message: str) -> None:
-    """git-commit only ``paths`` (a failed commit, e.g. a busy index, is a warning: the next record retries)."""
-    subprocess.run(["git", "add", "--", *map(str, paths)], check=False)
-    done = subprocess.run(["git", "commit", "-q", "-m", message, "--", *map(str, paths)], check=False,
-                          capture_output=True, text=True)
-    if done.returncode and "nothing" not in done.stdout + done.stderr:
-        print(f"warning: git commit failed: {done.stderr.strip()[:200]}", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from cea_study_report import write_results  # the sibling module; imported late so --help stays fast
-
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    args.command = " ".join(["python", "benchmarks/cea_study.py", *(sys.argv[1:] if argv is None else argv)])
+    # Under a loaded CPU one XLA thread per process beats a contended pool; read when the backend starts.
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    settings = {key: getattr(args, key) for key in SETTING_KEYS} | {
+        "command": " ".join(["python", "-m", "experiments.cea_frozen_backbone.run", *argv])}
     args.runs.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str((args.runs / "jax_cache").absolute()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -160,35 +141,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.phase in ("all", "train") and not finished(backbone, args):
             print("[stage 1] train the backbone", file=sys.stderr)
-            train_run(backbone, args, progress=False)
+            train_run(backbone, args.runs, progress=False)
         if not finished(backbone, args):
             raise SettingsMismatch(f"{args.runs / BACKBONE}: Stage 1 has not finished; run with --phase train")
         check_workdir(backbone, args.runs / BACKBONE)
         step, sha = weights_digest(args.runs / BACKBONE)
         backbone["weights"] = {"step": step, "sha256": sha}
         for run in [backbone, *modules]:
-            run["digest"] = _digest({"model": run["spec"].to_json(), "train": dataclasses.asdict(run["config"]),
+            run["digest"] = settings_digest({"model": run["spec"].to_json(), "train": dataclasses.asdict(run["config"]),
                                      "backbone": sha, "test": identity, "tasks": run["tasks"],
                                      "max_tiles": args.max_tiles})
         runs = [backbone, *modules]
-        done = load_records(records_path, runs)
+        done = scored_records(records_path, runs)
         for number, run in enumerate(runs):
             if run["name"] in done:
                 continue
             if args.phase in ("all", "train") and run is not backbone:
                 print(f"[stage 2: {number}/{len(modules)}] train {run['name']}", file=sys.stderr)
-                train_run(run, args, progress=False)
+                train_run(run, args.runs, progress=False)
             if args.phase == "train" or not finished(run, args):
                 continue
             done[run["name"]] = score_run(run, backbone["weights"], args)
             append_jsonl(records_path, done[run["name"]])
-            if run["variant"] == "cea" and not (args.out / "routing.png").is_file():
-                save_routing_figure(args.runs / run["name"], args.out / "routing.png", args.routing_tiles)
-            write_results([done[r["name"]] for r in runs if r["name"] in done], args)
-            if args.commit:
-                commit([args.out], f"cea_study: {run['name']} scored ({len(done)}/{len(runs)} runs)")
+            if run["variant"] == "cea" and not (args.out / ROUTING).is_file():
+                save_routing_figure(args.runs / run["name"], args.out / ROUTING, args.routing_tiles)
+            write_results([done[r["name"]] for r in runs if r["name"] in done], settings, args.out,
+                          args.out / ROUTING)
     except SettingsMismatch as err:
-        print(f"cea_study.py: error: {err}", file=sys.stderr)
+        print(f"cea_frozen_backbone: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
