@@ -4,8 +4,8 @@ Per run: the mean KL(full || method) of each selector, their order, and for each
 prompts its KL is below each baseline's, with the Holm-adjusted signed-rank p (the run's own family).
 Runs are compared on the prompts each holds; a run still going counts what it has.
 
-    python benchmarks/ruler_compare.py benchmarks/results/ruler_1024 benchmarks/results/ruler_2048 \\
-        benchmarks/results/ruler_2048_c128 benchmarks/results/ruler_2048_c256
+    python -m experiments.prophetkv_ruler_fidelity.compare experiments/prophetkv_ruler_fidelity/runs/ruler_1024 \\
+        experiments/prophetkv_ruler_fidelity/runs/ruler_2048
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from runkit.records import load_records
 
 
 def row(run: Path) -> str:
+    """The run's Markdown row (exit with a message when it has no records)."""
     records = load_records(run / "records.jsonl")
     if not records:
         raise SystemExit(f"{run}: no records.jsonl to read")
@@ -30,22 +31,25 @@ def row(run: Path) -> str:
     for pair in summary["paired"]:
         if pair["method"] in SELECTING_BASELINES:
             s = pair["kl"]
-            wins.append(f"{pair['ours']} < {pair['method']}: {s['negative']}/{pair['pairs']} (Holm p {s['p_holm']:.2g})")
+            wins.append(f"{pair['ours']} < {pair['method']}: {s['negative']}/{pair['pairs']} "
+                        f"(Holm p {s['p_holm']:.2g})")
     pairs = max((p["pairs"] for p in summary["paired"]), default=0)
     means = " / ".join(f"{kl[m]:.4f}" if m in kl else "-" for m in SELECTORS)
     return (f"| {run.name} | {settings['context']} | {settings['chunk_tokens']} | {settings['template_version']} | "
             f"{pairs} | {means} | {order} | {'; '.join(wins)} |")
 
 
-def main() -> None:
+def table(runs: list[Path]) -> str:
+    """The comparison table of ``runs``, one row each."""
+    return "\n".join(["| run | context | chunk | template | prompts | mean KL: " + " / ".join(SELECTORS)
+                      + " | KL order (mean) | KL below, prompt by prompt |",
+                      "|---|---|---|---|---|---|---|---|", *map(row, runs)])
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
-    runs = parser.parse_args().runs
-    print("| run | context | chunk | template | prompts | mean KL: " + " / ".join(SELECTORS)
-          + " | KL order (mean) | KL below, prompt by prompt |")
-    print("|---|---|---|---|---|---|---|---|")
-    for run in runs:
-        print(row(run))
+    print(table(parser.parse_args(argv).runs))
 
 
 if __name__ == "__main__":
