@@ -1,20 +1,13 @@
-"""benchmarks/prophetkv_tail.py: which prompts it picks and how it labels and weighs context rows."""
-
-import importlib.util
-from pathlib import Path
+"""The prophetkv_tail experiment: which prompts it picks and how it labels and weighs context rows."""
 
 import numpy as np
 import pytest
 
+from experiments.prophetkv_tail import run as script
 from prophetkv_jax import run_records
 from prophetkv_jax.pipeline import RagPrompt
 from prophetkv_jax.tasks.sample import Sample
 from runkit.records import settings_digest
-
-_PATH = Path(__file__).parents[2] / "benchmarks" / "prophetkv_tail.py"
-_spec = importlib.util.spec_from_file_location("prophetkv_tail", _PATH)
-script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(script)
 
 
 def _records(kls):
@@ -71,7 +64,8 @@ def test_concentration_of_uniform_and_one_hot_scores():
 ])
 def test_answer_layout_finds_the_values_offset_and_a_needle_cut_by_a_chunk_boundary(cut, expected):
     ids = [ord(ch) for ch in "xxAB1yyCD2zz"]
-    prompt = RagPrompt(prefix=np.array([5, 6, 7]), chunks=(np.array(ids[:cut]), np.array(ids[cut:])), query=np.array([1]))
+    prompt = RagPrompt(prefix=np.array([5, 6, 7]), chunks=(np.array(ids[:cut]), np.array(ids[cut:])),
+                       query=np.array([1]))
     sample = Sample("niah_multikey_1", 0, "", "", "", "", ("2",), "string_match_all", 8, {"needles": ["AB1", "CD2"]})
     kinds = script.row_categories(prompt, sample, CharTokenizer())
     assert script.answer_layout(prompt, kinds) == expected
@@ -104,7 +98,7 @@ def test_rows_from_a_run_since_redone_with_other_settings_are_refused(tmp_path, 
     with pytest.raises(SystemExit) as exit_:
         script.checked_records(run, "m", rows, done)
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == (f"prophetkv_tail.py: error: {rows} holds records made with context=1024, this "
+    assert capsys.readouterr().err == (f"prophetkv_tail: error: {rows} holds records made with context=1024, this "
                                        "run has context=2048; use another --out or the same settings\n")
 
 

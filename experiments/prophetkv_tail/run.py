@@ -17,9 +17,8 @@ ruler_1024 / ruler_2048) gets that version's key pool back. The recomputed Proph
 the record's. Rows are appended to ``OUT.rows.jsonl`` as they finish, so a stopped run resumes; each
 carries its run's settings digest, and a row from a run since redone with other settings is refused.
 A row does not depend on ``--gap`` (which only picks the prompts), so another ``--gap`` reuses it.
-
-    python benchmarks/prophetkv_tail.py benchmarks/results/ruler_1024 benchmarks/results/ruler_2048 \\
-        --out benchmarks/results/prophetkv_tail.json
+The committed study's command is in config.py; ``python -m experiments.prophetkv_tail.report``
+writes its results.md from tail.json.
 """
 
 from __future__ import annotations
@@ -45,13 +44,14 @@ from prophetkv_jax.tasks import ruler
 from runkit.files import append_jsonl, atomic_write
 from runkit.records import SettingsMismatch, check_settings, load_records, settings_digest
 
+HERE = Path(__file__).parent
 CATEGORIES = ("prefix", "answer_value", "answer_needle", "other_needle", "chunk_first", "rest")
 VALUE = CATEGORIES.index("answer_value")
 
 
 def refuse(message: str) -> NoReturn:
     """Bad input: one line on stderr, exit code 2."""
-    sys.stderr.write(f"prophetkv_tail.py: error: {message}\n")
+    sys.stderr.write(f"prophetkv_tail: error: {message}\n")
     raise SystemExit(2)
 
 
@@ -170,7 +170,8 @@ def measure(engine: Engine, tokenizer, sample, prompt: RagPrompt, ratio: float) 
                            "stage_one": concentration(alpha, selectors.top_k(alpha, selectors.budget(ratio, c)), kinds)}
     for method in SELECTORS:
         result = engine.prefill(prompt, method, ratio)
-        if method == "prophetkv" and not np.array_equal(result.selected, selectors.top_k(alpha, selectors.budget(ratio, c))):
+        stage_one = selectors.top_k(alpha, selectors.budget(ratio, c))
+        if method == "prophetkv" and not np.array_equal(result.selected, stage_one):
             raise RuntimeError("Stage I recomputed here does not reproduce the engine's selection")
         log_probs = fidelity.answer_log_probs(engine.params, engine.config, result, answer)
         per_position = np.sum(np.exp(reference) * (reference - log_probs), axis=-1)
@@ -308,15 +309,15 @@ def study_run(run: Path, gap_threshold: float, model: tuple, rows_path: Path, do
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from prophetkv_jax.model.checkpoint import load_checkpoint
     from prophetkv_jax.store import model_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="RULER output folders (each with records.jsonl)")
     parser.add_argument("--gap", type=float, default=0.1, help="tail: ProphetKV's KL above the best baseline's by more")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prophetkv_tail.json"))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=HERE / "tail.json", help="rows go to OUT.rows.jsonl")
+    args = parser.parse_args(argv)
     params, config, tokenizer = load_checkpoint()
     fingerprint = model_fingerprint(config, params)
     rows_path = args.out.with_suffix(".rows.jsonl")
