@@ -1,5 +1,8 @@
 """One module per committed RULER run; each names evaluate.py's flags, and its docstring the command and result.
 
+The flags pin every setting the run recorded (methods, store dtype), so a later change of
+evaluate.py's defaults cannot change what a config means.
+
 The runs live under ``runs/<name>/`` (evaluate.py's output folder: records.jsonl, summary.json,
 results.md, and ratio_sweep.png for a sweep).
 """

@@ -11,4 +11,5 @@ evaluate.py refuses to resume (the template version is in the settings digest).
 from experiments.prophetkv_ruler_fidelity.configs import TASKS
 
 FLAGS = ("--task", "ruler", "--subtasks", TASKS, "--samples", "25", "--context", "1024", "--chunk-tokens", "128",
-         "--ratios", "0.2", "--max-new-tokens", "64")
+         "--ratios", "0.2", "--max-new-tokens", "64",
+         "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv", "--store-dtype", "float32")

@@ -8,4 +8,5 @@ after Holm; at p = 0.4 EPIC has the lowest mean KL. Made with TEMPLATE_VERSION 2
 """
 
 FLAGS = ("--task", "ruler", "--subtasks", "niah_multivalue,vt", "--samples", "12", "--ratios", "0,0.05,0.1,0.2,0.4,1",
-         "--context", "1024", "--chunk-tokens", "128", "--max-new-tokens", "64")
+         "--context", "1024", "--chunk-tokens", "128", "--max-new-tokens", "64",
+         "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv", "--store-dtype", "float32")

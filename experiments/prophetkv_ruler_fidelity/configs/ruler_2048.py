@@ -10,4 +10,5 @@ evaluate.py refuses to resume.
 from experiments.prophetkv_ruler_fidelity.configs import TASKS
 
 FLAGS = ("--task", "ruler", "--subtasks", TASKS, "--samples", "25", "--context", "2048", "--chunk-tokens", "256",
-         "--ratios", "0.2", "--max-new-tokens", "64")
+         "--ratios", "0.2", "--max-new-tokens", "64",
+         "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv", "--store-dtype", "float32")

@@ -9,4 +9,5 @@ Expected: 1225 records; ProphetKV (both forms) lowest mean KL and below every ba
 from experiments.prophetkv_ruler_fidelity.configs import TASKS
 
 FLAGS = ("--task", "ruler", "--subtasks", TASKS, "--samples", "25", "--context", "2048", "--chunk-tokens", "128",
-         "--ratios", "0.2", "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv,prophetkv_chunks")
+         "--ratios", "0.2", "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv,prophetkv_chunks",
+         "--store-dtype", "float32")

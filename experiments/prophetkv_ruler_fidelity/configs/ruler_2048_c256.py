@@ -9,4 +9,5 @@ three baselines, and below each of them prompt by prompt (Holm p <= 4.2e-09).
 from experiments.prophetkv_ruler_fidelity.configs import TASKS
 
 FLAGS = ("--task", "ruler", "--subtasks", TASKS, "--samples", "25", "--context", "2048", "--chunk-tokens", "256",
-         "--ratios", "0.2", "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv,prophetkv_chunks")
+         "--ratios", "0.2", "--methods", "full,naive,cacheblend,epic,kvshare,prophetkv,prophetkv_chunks",
+         "--store-dtype", "float32")
