@@ -1,4 +1,4 @@
-"""CEA efficiency, side by side with the backbone and the baselines (issue 7, part 3).
+"""CEA efficiency, side by side with the backbone and the baselines.
 
 For the ``paper`` preset of every variant: parameters, FLOPs (XLA cost analysis of the
 compiled forward) and inference latency on one image per size; for the ``tiny`` preset:

@@ -69,7 +69,7 @@ def ablation_table(records: list[dict[str, Any]]) -> str:
 
 
 def targets(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets: CEA >= prompt + 0.3 dB average and >= +0.5 dB on the mixed split.
+    """The targets: CEA >= prompt + 0.3 dB average and >= +0.5 dB on the mixed split.
 
     Differences are paired by seed (same data order and initial key), per training protocol,
     and averaged over the seeds both variants have finished.

@@ -87,7 +87,7 @@ def paired_differences(records: list[dict[str, Any]], resamples: int) -> dict[st
 
 
 def verdict(diffs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's goal: CEA's delta above every global baseline's (interval > 0) and >= +0.5 dB over prompt."""
+    """The goal: CEA's delta above every global baseline's (interval > 0) and >= +0.5 dB over prompt."""
     smaller_penalty = {b: diffs[b]["delta"]["low"] > 0 for b in GLOBAL_BASELINES if b in diffs}
     over_prompt = diffs.get("prompt", {}).get("mixed_psnr", {}).get("mean")
     complete = len(smaller_penalty) == len(GLOBAL_BASELINES) and over_prompt is not None
