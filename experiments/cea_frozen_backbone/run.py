@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         step, sha = weights_digest(args.runs / BACKBONE)
         backbone["weights"] = {"step": step, "sha256": sha}
         for run in [backbone, *modules]:
-            run["digest"] = settings_digest({"model": run["spec"].to_json(), "train": dataclasses.asdict(run["config"]),
-                                     "backbone": sha, "test": identity, "tasks": run["tasks"],
-                                     "max_tiles": args.max_tiles})
+            run["digest"] = settings_digest({"model": run["spec"].to_json(),
+                                             "train": dataclasses.asdict(run["config"]), "backbone": sha,
+                                             "test": identity, "tasks": run["tasks"], "max_tiles": args.max_tiles})
         runs = [backbone, *modules]
         done = scored_records(records_path, runs)
         for number, run in enumerate(runs):
