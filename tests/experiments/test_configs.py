@@ -30,3 +30,11 @@ def test_a_ruler_config_gives_the_settings_its_committed_run_recorded(name):
     parsed = vars(evaluation.parse_args(ruler_run.evaluate_argv(name, [])))
     assert parsed.pop("out") == str(folder)
     assert {k: parsed[k] for k in recorded if k != "out"} == {k: v for k, v in recorded.items() if k != "out"}
+
+
+def test_the_tail_config_states_its_command_and_names_committed_runs():
+    from experiments.prophetkv_tail import config
+
+    assert config.COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())
+    runs = [flag for flag in config.FLAGS if not flag.startswith("--") and "/" in flag]
+    assert runs and all((ROOT / run / "records.jsonl").is_file() for run in runs)

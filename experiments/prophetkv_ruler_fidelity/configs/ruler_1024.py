@@ -3,7 +3,7 @@
     python -m experiments.prophetkv_ruler_fidelity.run ruler_1024
 
 Expected: 1050 records; CacheBlend has the lowest mean KL (ProphetKV third), yet ProphetKV's KL is
-below every baseline's on most prompts (112-146 of 175, Holm p <= 0.0035) and its selection overlaps
+below every baseline's on most prompts (108-146 of 175, Holm p <= 0.0035) and its selection overlaps
 the oracle's 64.9% against 20-26% for the baselines. Made with TEMPLATE_VERSION 2, which today's
 evaluate.py refuses to resume (the template version is in the settings digest).
 """
