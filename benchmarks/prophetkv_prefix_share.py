@@ -5,7 +5,7 @@ already exact; a selected prefix row is budget spent on nothing. The spec counts
 in C (DECISION), so this measures how much that costs each selector on the RULER prompts
 of the README run, and the oracle overlap restricted to chunk rows.
 
-    python benchmarks/prophetkv_prefix_share.py --samples 2 --out benchmarks/results/prophetkv_prefix_share.json
+    python -m benchmarks.prophetkv_prefix_share --samples 2 --out benchmarks/results/prophetkv_prefix_share.json
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ def main() -> None:
         engine.precompute(prompt)
         rows.append({"task": sample.task, "index": sample.index, **share_record(engine, prompt, args.ratio)})
     metrics = [key for key in rows[0] if key not in ("task", "index")]
-    groups = {"all": rows, **{task: [r for r in rows if r["task"] == task] for task in dict.fromkeys(r["task"] for r in rows)}}
+    tasks = dict.fromkeys(r["task"] for r in rows)
+    groups = {"all": rows, **{task: [r for r in rows if r["task"] == task] for task in tasks}}
     means = {name: {m: float(np.mean([r[m] for r in group])) for m in metrics} for name, group in groups.items()}
-    atomic_write(args.out, json.dumps({"settings": vars(args) | {"out": str(args.out), "model": engine.fingerprint}, "means": means, "rows": rows}, indent=1))
+    settings = vars(args) | {"out": str(args.out), "model": engine.fingerprint}
+    atomic_write(args.out, json.dumps({"settings": settings, "means": means, "rows": rows}, indent=1))
     for name, mean in means.items():
         print(name, {k: round(v, 3) for k, v in mean.items()})
 
