@@ -1,9 +1,10 @@
 """Where each selector's budget and the oracle's rows fall: the prefix segment or the chunks.
 
 The prefix segment is cached at its true positions with nothing before it, so its KV is
-already exact; a selected prefix row is budget spent on nothing. The spec counts the prefix
-in C (DECISION), so this measures how much that costs each selector on the RULER prompts
-of the README run, and the oracle overlap restricted to chunk rows.
+already exact; a selected prefix row is budget spent on nothing. The recompute budget counts
+the prefix among the context rows (as the paper's C does), so this measures how much that costs
+each selector on the prompts of the headline RULER run (experiments/prophetkv_ruler_fidelity),
+and the oracle overlap restricted to chunk rows.
 
     python -m benchmarks.prophetkv_prefix_share --samples 2 --out benchmarks/results/prophetkv_prefix_share.json
 """
@@ -23,7 +24,7 @@ from prophetkv_jax.pipeline import Engine
 from runkit.files import atomic_write
 
 SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv")
-TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the README run's seven
+TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the headline RULER run's seven
 
 
 def share_record(engine: Engine, prompt, ratio: float) -> dict[str, float]:
