@@ -44,7 +44,8 @@ from runkit.files import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
-# Spec recipe: 15 warm-up epochs, cosine over 150, stop at 120 -> fractions of the run.
+# PromptIR's training recipe: 15 warm-up epochs, cosine over 150, stop at 120; kept as
+# fractions so a run of any length has the same schedule shape.
 WARMUP_FRACTION = 15 / 120
 SCHEDULE_FRACTION = 150 / 120
 
@@ -102,7 +103,8 @@ class TrainConfig:
         if self.train == "adapter" and not self.init_from:
             raise ValueError("train 'adapter' freezes the backbone, so it needs init_from (a trained --workdir)")
         if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
-            raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
+            raise ValueError(
+                f"mix_prob must be in [0, 1] and mix_feather >= 0, got {self.mix_prob}, {self.mix_feather}")
 
 
 # Settings that do not change what the model learns: a resumed run may change them freely
@@ -258,7 +260,9 @@ def validation_records(config: TrainConfig) -> list[tuple[str, np.ndarray, np.nd
     return out
 
 
-def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(
+    model_config: ModelConfig, params: Any, records: list[tuple[str, np.ndarray, np.ndarray]],
+) -> dict[str, float]:
     """Mean PSNR per test column and overall on the validation records."""
     predict = predictor(model_config)
     scores: dict[str, list[float]] = {}
