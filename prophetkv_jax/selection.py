@@ -53,16 +53,16 @@ def select_and_recompute(params: llama.Params, config: LlamaConfig, layout: Layo
     query = np.arange(c, layout.total)
     clock = time.perf_counter()
     if method in ("cacheblend", "kvshare"):
-        check = recompute.check_layer(params, config, cache, tokens, np.arange(layout.total),
-                                      with_attention=method == "kvshare")
+        checked = recompute.check_layer(params, config, cache, tokens, np.arange(layout.total),
+                                        with_attention=method == "kvshare")
         if method == "cacheblend":
-            scores = selectors.cacheblend_scores(check.v_fresh[:c], check.v_cached[:c])
+            scores = selectors.cacheblend_scores(checked.v_fresh[:c], checked.v_cached[:c])
         else:
-            scores = selectors.kvshare_scores(check.attention_received[:c], check.v_fresh[:c], check.v_cached[:c])
+            scores = selectors.kvshare_scores(checked.attention_received[:c], checked.v_fresh[:c], checked.v_cached[:c])
         selected = selectors.top_k(scores, k)
         timings["select"] = time.perf_counter() - clock
         rows = np.concatenate([selected, query])
-        logits, cache = recompute.continue_from_layer_1(params, config, check, rows, rows)
+        logits, cache = recompute.continue_from_layer_1(params, config, checked, rows, rows)
         return logits, cache, selected
     if method == "naive":
         selected = np.zeros((0,), np.int64)
