@@ -1,9 +1,9 @@
-"""Time to the first batch and batches/s of the training pipeline with 0 or N grain workers (issue 25).
+"""Time to the first batch and batches/s of the training pipeline with 0 or N grain workers.
 
 JAX's backend is initialised first, as ``train()`` does before it reads data; the child
 processes' loaded XLA libraries are listed to show that every worker imports jaxlib.
 
-    python benchmarks/cea_data_workers.py --workers 0,1,2
+    python -m benchmarks.cea_data_workers --workers 0,1,2
 """
 
 from __future__ import annotations

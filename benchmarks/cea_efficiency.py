@@ -1,4 +1,4 @@
-"""CEA efficiency, side by side with the backbone and the baselines (issue 7, part 3).
+"""CEA efficiency, side by side with the backbone and the baselines.
 
 For the ``paper`` preset of every variant: parameters, FLOPs (XLA cost analysis of the
 compiled forward) and inference latency on one image per size; for the ``tiny`` preset:
@@ -6,9 +6,9 @@ training throughput (images/s of a jitted AdamW step on ``--train-batch`` crops)
 Timings are interleaved (one call per variant per round) so a change in machine load
 hits every variant alike; the median over rounds is reported.
 
-    python benchmarks/cea_efficiency.py                        # 256 and 512, 5 rounds
-    python benchmarks/cea_efficiency.py --sizes 256 --repeats 3
-    python benchmarks/cea_efficiency.py --quick                # small sizes, smoke run
+    python -m benchmarks.cea_efficiency                        # 256 and 512, 5 rounds
+    python -m benchmarks.cea_efficiency --sizes 256 --repeats 3
+    python -m benchmarks.cea_efficiency --quick                # small sizes, smoke run
 
 Writes JSON to ``--out`` and prints a Markdown table; the ``targets`` entry checks the
 claims: CEA adds <= 5% params and FLOPs and <= 10% latency over the backbone, and costs
@@ -168,7 +168,8 @@ def markdown(report: dict[str, Any]) -> str:
         return "" if reference is None or value == reference else f" ({_pct(value, reference):+.1f}%)"
 
     for name, row in rows.items():
-        cells = [name, f"{row['params']['total'] / 1e6:.2f}" + delta(row["params"]["total"], base and base["params"]["total"])]
+        total = row["params"]["total"]
+        cells = [name, f"{total / 1e6:.2f}" + delta(total, base and base["params"]["total"])]
         cells += [f"{row['flops'][s] / 1e9:.1f}" + delta(row["flops"][s], base and base["flops"][s]) for s in sizes]
         cells += [
             f"{row['latency_ms'][s]['median']:.0f}"

@@ -7,7 +7,7 @@ transformers (``llama_prefill.py``), TTFT of full prefill and ProphetKV@0.2 at 4
 (``prophetkv_ttft.py``), and greedy decoding (``llama_decode.py``). Rounds alternate the order of
 the two checkouts, so load from other processes hits both alike; every number is kept.
 
-    python benchmarks/cpu_before_after.py --base ebf0900 --out benchmarks/results/cpu_before_after.json
+    python -m benchmarks.cpu_before_after --base ebf0900 --out benchmarks/results/cpu_before_after.json
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from runkit.files import atomic_write, read_jsonl  # noqa: E402
+from runkit.files import atomic_write, read_jsonl
 
+ROOT = Path(__file__).resolve().parents[1]
+# Run by file path inside each checkout: an older commit's benchmarks are scripts, not a package.
 BENCHMARKS = {
     "prefill": ["benchmarks/llama_prefill.py", "--lengths", "1024", "2048", "--repeats", "2",
                 "--matmul-sizes", "1024", "--out", "{out}.json"],

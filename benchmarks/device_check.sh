@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The accelerator check of issue 23, as one command for a session that is lent a GPU (device tool):
+# The accelerator check of the TTFT claim, as one command for a session that is lent a GPU (device tool):
 # every part under its own timeout, every result and log under $OUT. The H200 image already holds
 # jax, flax, torch, transformers, safetensors, tokenizers and jinja2; nothing needs carrying.
 #
 #   run(command="bash benchmarks/device_check.sh", timeout_s=560)
 #
-# Then commit $OUT/gpu_ttft_8b.{json,md} into benchmarks/results/ and the table into README.
+# Then commit $OUT/gpu_ttft_8b.{json,md} into benchmarks/results/, add a section for it to
+# benchmarks/report.py and rerun `python -m benchmarks.report` (docs/performance.md).
 set -u
 OUT=${OUT:-/tmp/device_check}
 mkdir -p "$OUT"
@@ -19,7 +20,7 @@ JAX_DEFAULT_MATMUL_PRECISION=highest timeout 120 python3 -m pytest -q -x -p no:c
 echo "tests exit $?" >> "$OUT/gpu_tests.log"
 
 # The claim: transformers vs project full prefill vs ProphetKV@0.2 (device and host tiers), 8K-32K.
-timeout 400 python3 benchmarks/gpu_ttft_8b.py --budget-s 330 --out "$OUT/gpu_ttft_8b.json" \
+timeout 400 python3 -m benchmarks.gpu_ttft_8b --budget-s 330 --out "$OUT/gpu_ttft_8b.json" \
   > "$OUT/gpu_ttft_8b.log" 2>&1
 echo "benchmark exit $?" >> "$OUT/gpu_ttft_8b.log"
 tail -n 20 "$OUT/gpu_ttft_8b.log" "$OUT/gpu_tests.log"

@@ -15,7 +15,7 @@ Timing does not depend on the weights, so they are random, drawn on the device. 
 configuration is warmed up once (compiles), then timed ``--repeats`` times; contexts that do not
 fit the remaining ``--budget-s`` are skipped with a note. JSON plus a Markdown table:
 
-    python benchmarks/gpu_ttft_8b.py --out benchmarks/results/gpu_ttft_8b.json
+    python -m benchmarks.gpu_ttft_8b --out benchmarks/results/gpu_ttft_8b.json
 
 On CPU it refuses (an 8B prefill there takes many minutes); ``--allow-cpu --scale 0.02 --contexts 512
 --matmul-sizes 256`` is the smoke test (layers, heads, FFN and vocabulary scaled down, head_dim 128 kept).
@@ -23,34 +23,29 @@ On CPU it refuses (an 8B prefill there takes many minutes); ``--allow-cpu --scal
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.6")  # leave room for the torch reference
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts' helpers
-from llama_prefill import matmul_gflops, prefill_flops  # noqa: E402
-from prophetkv_phases import one_request  # noqa: E402
-from prophetkv_ttft import CompileCounter, make_prompt, time_requests  # noqa: E402
-
-from prophetkv_jax.model import sharding  # noqa: E402
-from prophetkv_jax.model.config import LlamaConfig, RopeScaling  # noqa: E402
-from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths  # noqa: E402
-from prophetkv_jax.pipeline import Engine  # noqa: E402
-from prophetkv_jax.store import GIB, ChunkStore, model_fingerprint  # noqa: E402
-from runkit.files import atomic_write  # noqa: E402
+from benchmarks.llama_prefill import matmul_gflops, prefill_flops
+from benchmarks.prophetkv_phases import one_request
+from benchmarks.prophetkv_ttft import CompileCounter, make_prompt, time_requests
+from prophetkv_jax.model import sharding
+from prophetkv_jax.model.config import LlamaConfig, RopeScaling
+from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths
+from prophetkv_jax.pipeline import Engine
+from prophetkv_jax.store import GIB, ChunkStore, model_fingerprint
+from runkit.files import atomic_write
 
 LLAMA_31_8B = LlamaConfig(
     vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,
@@ -179,7 +174,8 @@ def measure(params: Params, config: LlamaConfig, context: int, args: argparse.Na
         rows.append(row)
     fastest_full = min(r["ttft_s"] for r in rows if r["method"] in ("full", "transformers_full"))
     for row in rows:
-        row.update(context=context, chunk_tokens=args.chunk_tokens, speedup_vs_fastest_full=fastest_full / row["ttft_s"])
+        row.update(context=context, chunk_tokens=args.chunk_tokens,
+                   speedup_vs_fastest_full=fastest_full / row["ttft_s"])
         if "phases_s" in row:
             row["assembly_share"] = row["phases_s"]["assemble_s"] / sum(row["phases_s"].values())
     return rows
@@ -223,14 +219,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.mesh = sharding.parse_mesh(args.mesh)
     except ValueError as err:
         parser.error(str(err).splitlines()[0])
-    if not 0 < args.scale <= 1 or not 0 < args.ratio <= 1 or min(args.repeats, args.chunk_tokens, *args.contexts, *args.matmul_sizes) < 1:
-        parser.error("--scale and --ratio must lie in (0, 1]; --repeats, --chunk-tokens, --contexts, --matmul-sizes must be positive")
+    sizes = (args.repeats, args.chunk_tokens, *args.contexts, *args.matmul_sizes)
+    if not 0 < args.scale <= 1 or not 0 < args.ratio <= 1 or min(sizes) < 1:
+        parser.error("--scale and --ratio must lie in (0, 1]; --repeats, --chunk-tokens, --contexts, "
+                     "--matmul-sizes must be positive")
     if min(args.store_device_gib, args.store_host_gib, args.budget_s) < 0:
         parser.error("--store-device-gib, --store-host-gib and --budget-s must be >= 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Read when the backend starts (the next line), so set here rather than at import.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.6")  # leave room for the torch reference
     args = parse_args(argv)
     if jax.default_backend() == "cpu" and not (args.allow_cpu and args.scale <= CPU_SCALE_LIMIT):
         sys.stderr.write("gpu_ttft_8b.py: refusing to run on CPU: this checks accelerator TTFT (an 8B prefill "

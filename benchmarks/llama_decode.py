@@ -5,7 +5,7 @@ an older checkout too (run it with that checkout first on PYTHONPATH) for a befo
 pair. The prompt is random tokens and no EOS is given, so every request decodes exactly
 ``--new-tokens`` tokens; decode time excludes the prefill and the compile (one warm-up).
 
-    python benchmarks/llama_decode.py --context 2048 --label after --out benchmarks/results/llama_decode.jsonl
+    python -m benchmarks.llama_decode --context 2048 --label after --out benchmarks/results/llama_decode.jsonl
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -44,14 +42,6 @@ def decode_seconds(params, config, context: int, new_tokens: int, repeats: int) 
     return times, str(cache.k.dtype)
 
 
-def code_version() -> str:
-    import prophetkv_jax
-
-    folder = Path(prophetkv_jax.__file__).resolve().parent.parent
-    result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() or str(folder)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--context", type=int, default=2048)
@@ -60,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="HF Llama directory or .gguf (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="weights, activations and KV cache")
     parser.add_argument("--label", required=True, help="e.g. before / after; one JSON line per run")
+    parser.add_argument("--code", default=None,
+                        help="the commit (or any name) of the code timed, stored in the row as given")
     parser.add_argument("--out", default="benchmarks/results/llama_decode.jsonl")
     args = parser.parse_args(argv)
     if min(args.context, args.new_tokens, args.repeats) < 1:
@@ -69,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     times, cache_dtype = decode_seconds(params, config, args.context, args.new_tokens, args.repeats)
     row = {
-        "label": args.label, "code": code_version(), "context": args.context, "new_tokens": args.new_tokens,
+        "label": args.label, "code": args.code, "context": args.context, "new_tokens": args.new_tokens,
         "dtype": args.dtype, "kv_cache_dtype": cache_dtype,
         "seconds": times, "tokens_per_s_best": args.new_tokens / min(times),
         "load_average_1min": {"start": load, "end": os.getloadavg()[0]},

@@ -10,7 +10,7 @@ head) and is compared with a measured ``jnp.matmul`` (in the same dtype) of a la
 this machine's XLA backend does on the op that dominates a transformer (the best over a
 few sizes, since cache effects make the rate size-dependent).
 
-    python benchmarks/llama_prefill.py --lengths 512 1024 2048 4096
+    python -m benchmarks.llama_prefill --lengths 512 1024 2048 4096
 """
 
 from __future__ import annotations

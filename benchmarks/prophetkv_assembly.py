@@ -14,7 +14,7 @@ Each measurement runs twice, in two child processes: with glibc's default malloc
 large blocks (as NumPy does for its own arrays). XLA:CPU allocates a new cache with malloc, so on a
 kernel whose THP mode is ``madvise`` the default pays a page fault per 4 KiB of a fresh cache.
 
-    python benchmarks/prophetkv_assembly.py --out benchmarks/results/prophetkv_assembly.json
+    python -m benchmarks.prophetkv_assembly --out benchmarks/results/prophetkv_assembly.json
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.gpu_ttft_8b import LLAMA_31_8B
 from prophetkv_jax import assembly
 from prophetkv_jax.store import SegmentKV
 from runkit.files import atomic_write
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the 8B shape
-from gpu_ttft_8b import LLAMA_31_8B  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the child runs as a module of this checkout's package
 
 
 def segments_for(config, tokens: int, chunk: int, seed: int = 0) -> list[SegmentKV]:
@@ -146,8 +146,9 @@ def run_child(allocator: str, argv: list[str]) -> list[dict]:
     """The measurements of a child process started under ``allocator``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "child.json"
-        command = [sys.executable, __file__, *argv, "--allocator", allocator, "--out", str(out)]
-        subprocess.run(command, env=allocator_env(allocator), check=True, stdout=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "benchmarks.prophetkv_assembly", *argv, "--allocator", allocator,
+                   "--out", str(out)]
+        subprocess.run(command, env=allocator_env(allocator), check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
         return [row | {"allocator": allocator} for row in json.loads(out.read_text())["results"]]
 
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=4, help="layers of the 8B KV layout kept (32 in the model)")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--allocators", default=",".join(ALLOCATORS), help="malloc settings to compare, in child processes")
+    parser.add_argument("--allocators", default=",".join(ALLOCATORS),
+                        help="malloc settings to compare, in child processes")
     parser.add_argument("--allocator", choices=ALLOCATORS, help=argparse.SUPPRESS)  # set in a child process
     parser.add_argument("--out", default="benchmarks/results/prophetkv_assembly.json")
     args = parser.parse_args(argv)
@@ -185,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         b = r["best_s"]
         print(f"{r['dtype']:9s} {r['kv_bytes'] / 2**20:.0f} MiB, malloc {r.get('allocator', args.allocator)}: "
               f"memcpy {b['host_memcpy']:.3f}s; assemble into the previous request's cache from the device tier "
-              f"{b['assemble_device_tier_recycled']:.3f}s ({r['recycled_device_tier_over_memcpy']:.2f}x), from the host "
-              f"tier {b['assemble_host_tier_recycled']:.3f}s ({r['recycled_host_tier_over_memcpy']:.2f}x) | memcpy into "
+              f"{b['assemble_device_tier_recycled']:.3f}s ({r['recycled_device_tier_over_memcpy']:.2f}x), "
+              f"from the host tier {b['assemble_host_tier_recycled']:.3f}s "
+              f"({r['recycled_host_tier_over_memcpy']:.2f}x) | memcpy into "
               f"a new array {b['host_memcpy_fresh']:.3f}s; assemble into a new cache {b['assemble_device_tier']:.3f}s "
               f"({r['device_tier_over_fresh_memcpy']:.2f}x), {b['assemble_host_tier']:.3f}s "
               f"({r['host_tier_over_fresh_memcpy']:.2f}x)")

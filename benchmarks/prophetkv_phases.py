@@ -4,7 +4,7 @@ Each phase is timed on its own (``block_until_ready`` between them), after one w
 request, with the engine's own calls in the engine's order. Random tokens; the chunk KVs
 are precomputed first (the store read is not a phase here).
 
-    python benchmarks/prophetkv_phases.py --context 4096 --out benchmarks/results/prophetkv_phases.json
+    python -m benchmarks.prophetkv_phases --context 4096 --out benchmarks/results/prophetkv_phases.json
 """
 
 from __future__ import annotations
@@ -13,21 +13,17 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
+from benchmarks.prophetkv_ttft import NEW_TOKENS, PREFIX_TOKENS, make_prompt
 from prophetkv_jax import assembly, recompute, selectors
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.pipeline import Engine, RagPrompt
 from runkit.files import atomic_write
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's prompt shape
-from prophetkv_ttft import NEW_TOKENS, PREFIX_TOKENS, make_prompt  # noqa: E402
 
 QUERY = 50
 
@@ -53,7 +49,8 @@ def one_request(engine: Engine, prompt: RagPrompt, ratio: float, with_full: bool
     cache, assemble_s = timed(lambda: assembly.assemble(config, segments, capacity))
     (scores, _, cache), stage1_s = timed(
         lambda: recompute.query_attention(params, config, cache, tokens[c:], query, score_from=c, donate=True))
-    selected, topk_s = timed(lambda: selectors.top_k(selectors.prophetkv_scores(scores)[:c], selectors.budget(ratio, c)))
+    budget = selectors.budget(ratio, c)
+    selected, topk_s = timed(lambda: selectors.top_k(selectors.prophetkv_scores(scores)[:c], budget))
     rows = np.concatenate([selected, query]).astype(np.int32)
     _, recompute_s = timed(lambda: recompute.recompute_rows(params, config, cache, tokens[rows], rows,
                                                             last_only=True, donate=True)[0])

@@ -1,11 +1,12 @@
 """Where each selector's budget and the oracle's rows fall: the prefix segment or the chunks.
 
 The prefix segment is cached at its true positions with nothing before it, so its KV is
-already exact; a selected prefix row is budget spent on nothing. The spec counts the prefix
-in C (DECISION), so this measures how much that costs each selector on the RULER prompts
-of the README run, and the oracle overlap restricted to chunk rows.
+already exact; a selected prefix row is budget spent on nothing. The recompute budget counts
+the prefix among the context rows (as the paper's C does), so this measures how much that costs
+each selector on the prompts of the headline RULER run (experiments/prophetkv_ruler_fidelity),
+and the oracle overlap restricted to chunk rows.
 
-    python benchmarks/prophetkv_prefix_share.py --samples 2 --out benchmarks/results/prophetkv_prefix_share.json
+    python -m benchmarks.prophetkv_prefix_share --samples 2 --out benchmarks/results/prophetkv_prefix_share.json
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from prophetkv_jax.pipeline import Engine
 from runkit.files import atomic_write
 
 SELECTORS = ("cacheblend", "epic", "kvshare", "prophetkv")
-TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the README run's seven
+TASKS = (*DEFAULT_RULER_TASKS, "niah_multikey_2")  # the headline RULER run's seven
 
 
 def share_record(engine: Engine, prompt, ratio: float) -> dict[str, float]:
@@ -64,9 +65,11 @@ def main() -> None:
         engine.precompute(prompt)
         rows.append({"task": sample.task, "index": sample.index, **share_record(engine, prompt, args.ratio)})
     metrics = [key for key in rows[0] if key not in ("task", "index")]
-    groups = {"all": rows, **{task: [r for r in rows if r["task"] == task] for task in dict.fromkeys(r["task"] for r in rows)}}
+    tasks = dict.fromkeys(r["task"] for r in rows)
+    groups = {"all": rows, **{task: [r for r in rows if r["task"] == task] for task in tasks}}
     means = {name: {m: float(np.mean([r[m] for r in group])) for m in metrics} for name, group in groups.items()}
-    atomic_write(args.out, json.dumps({"settings": vars(args) | {"out": str(args.out), "model": engine.fingerprint}, "means": means, "rows": rows}, indent=1))
+    settings = vars(args) | {"out": str(args.out), "model": engine.fingerprint}
+    atomic_write(args.out, json.dumps({"settings": settings, "means": means, "rows": rows}, indent=1))
     for name, mean in means.items():
         print(name, {k: round(v, 3) for k, v in mean.items()})
 

@@ -6,7 +6,7 @@ outside TTFT), assembles, selects and recomputes. Every configuration is warmed 
 (compilation), then timed ``--repeats`` times with query lengths that vary inside one
 shape bucket; XLA compilations during the timed requests are counted (should be zero).
 
-    python benchmarks/prophetkv_ttft.py --out benchmarks/results/prophetkv_ttft.json
+    python -m benchmarks.prophetkv_ttft --out benchmarks/results/prophetkv_ttft.json
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def make_prompt(rng: np.random.Generator, vocab: int, context: int, chunk: int, 
     tokens minus room for the first ``NEW_TOKENS`` answer tokens."""
     body = rng.integers(100, vocab, context - PREFIX_TOKENS - query - NEW_TOKENS)
     chunks = tuple(body[i : i + chunk] for i in range(0, len(body), chunk))
-    return RagPrompt(prefix=rng.integers(100, vocab, PREFIX_TOKENS), chunks=chunks, query=rng.integers(100, vocab, query))
+    return RagPrompt(prefix=rng.integers(100, vocab, PREFIX_TOKENS), chunks=chunks,
+                     query=rng.integers(100, vocab, query))
 
 
 def time_requests(engine_for, prompts, method, ratio, counter) -> dict:
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| context | chunk | method | p | TTFT (s) | speed-up vs full | select share | store read (s) | recompiles |",
+    lines = ["| context | chunk | method | p | TTFT (s) | speed-up vs full | select share | store read (s) "
+             "| recompiles |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(

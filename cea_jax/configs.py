@@ -1,7 +1,7 @@
 """Typed model configurations for the CEA restoration network and its baselines.
 
-One frozen dataclass describes the Restormer backbone (spec §3), which variant sits on
-it (spec §2, §4) and every DECISION of the CEA reconstruction as a knob, so ablations are
+One frozen dataclass describes the Restormer backbone, which variant sits on it (CEA or
+a baseline) and every design choice of the CEA reconstruction as a knob, so ablations are
 config overrides rather than code edits. Frozen dataclasses are hashable, so a config
 can be a static argument of ``jax.jit``.
 
@@ -38,8 +38,8 @@ def _require(condition: bool, message: str) -> None:
 class AdapterConfig:
     """Knobs of the conditioning module placed at the sites (CEA and the baselines).
 
-    CEA (spec §2): ``rank`` r components; ``probes`` M learnable probe queries (None
-    means M = r, the DECISION); ``probe_heads`` heads of the probe attention;
+    CEA: ``rank`` r components; ``probes`` M learnable probe queries (None
+    means M = r, the default); ``probe_heads`` heads of the probe attention;
     ``probe_dim_ratio`` sets the probe width Ch = round(C * ratio); ``probe_stride``
     average-pools the tokens the probes read (1 = every pixel); ``tau_init`` is the
     affinity temperature (None means sqrt(C)) and ``learn_tau`` makes it trainable;
@@ -126,13 +126,13 @@ class AdapterConfig:
 
     @property
     def num_probes(self) -> int:
-        """M, the number of probe queries (DECISION: M = r unless set)."""
+        """M, the number of probe queries (M = r unless set: one probe per component)."""
         return self.rank if self.probes is None else self.probes
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Restormer U-Net hyper-parameters (spec §3), the variant on top and the compute dtype.
+    """Restormer U-Net hyper-parameters, the variant on top and the compute dtype.
 
     ``dtype`` is the compute dtype ("bfloat16" on accelerators); parameters are always
     float32 and the restored image is returned as float32.
@@ -184,11 +184,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Budget-matched baselines (issues 16, 25): widths that put every baseline's adapter
-# within +-10% of CEA's adapter parameters in each preset, all at CEA's decoder sites
-# (see summary.py). The prompt keeps PromptIR's 5 prompts; its widths and sizes shrink
-# and it fuses linearly (AdapterConfig.prompt_fusion). Decoder levels 3, 2, 1 use the
-# second, third and third prompt_dims/prompt_sizes entries; the first (latent) is unused.
+# Budget-matched baselines: widths that put every baseline's adapter within +-10% of
+# CEA's adapter parameters in each preset, all at CEA's decoder sites (see summary.py),
+# so a comparison measures how a module conditions, not how many parameters it has.
+# The prompt keeps PromptIR's 5 prompts; its widths and sizes shrink and it fuses
+# linearly (AdapterConfig.prompt_fusion). Decoder levels 3, 2, 1 use the second, third
+# and third prompt_dims/prompt_sizes entries; the first (latent) is unused.
 _MATCHED_PROMPT = {"sites": "decoder_blocks", "prompt_fusion": "linear"}
 MATCHED_BUDGET: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"experts": {"expert_rank": 18}, "descriptor": {"descriptor_hidden_ratio": 1.0},

@@ -1,4 +1,6 @@
-"""Start a run from another run's weights and train only the conditioning module (issue 25).
+"""Start a run from another run's weights and train only the conditioning module.
+
+This is how every module is compared on one shared, already trained backbone.
 
 ``--init-from WORKDIR`` copies the weights of WORKDIR's newest intact checkpoint into the
 new model (every backbone tensor must be there with the same shape; adapter tensors are

@@ -45,7 +45,8 @@ from runkit.files import append_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
-# Spec recipe: 15 warm-up epochs, cosine over 150, stop at 120 -> fractions of the run.
+# PromptIR's training recipe: 15 warm-up epochs, cosine over 150, stop at 120; kept as
+# fractions so a run of any length has the same schedule shape.
 WARMUP_FRACTION = 15 / 120
 SCHEDULE_FRACTION = 150 / 120
 
@@ -203,7 +204,9 @@ def validation_records(config: TrainConfig) -> list[tuple[str, np.ndarray, np.nd
     return out
 
 
-def validate(model_config: ModelConfig, params: Any, records: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(
+    model_config: ModelConfig, params: Any, records: list[tuple[str, np.ndarray, np.ndarray]],
+) -> dict[str, float]:
     """Mean PSNR per test column and overall on the validation records."""
     predict = predictor(model_config)
     scores: dict[str, list[float]] = {}

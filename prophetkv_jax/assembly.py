@@ -1,18 +1,13 @@
-"""Chunk encoding and cache assembly: position-independent chunk KVs, RoPE applied once.
+"""Cache assembly: stored chunk KVs laid out in retrieval order in one cache, RoPE applied once.
 
-A chunk is encoded alone at local positions 0..n-1 and kept with its keys as the layer
-computed them, before RoPE, so that at request time the stored chunks can be laid out in
-retrieval order and rotated exactly once, at their global positions (rotating a stored
-rotated key again would be the double-RoPE bug the ProphetKV paper warns about). Nothing
-is un-rotated, so a bf16 entry is the very bf16 value a full prefill would start from.
-
-Assembly is device work only: each segment (a device array, or a host array that goes to
-the device once, in its own dtype) is rotated at its offset in fp32 and written into the
-cache in the compute dtype by one jitted, cache-donating call (``dynamic_update_slice`` in
-place; on CPU the keys' halves are swapped by a program of their own, see ``llama.rotate``). Segments
-travel padded to ``segment_rows`` buckets, so a new mix of chunk lengths compiles nothing. A
-finished request's cache can be handed back (``recycle``) and its memory rewritten in place:
-on CPU a new cache costs a page fault per 4 KiB, more than the writes.
+Chunk KVs hold their keys before RoPE (``chunks``); here each segment (a device array, or a
+host array that goes to the device once, in its own dtype) is rotated at its offset in fp32
+and written into the cache in the compute dtype by one jitted, cache-donating call
+(``dynamic_update_slice`` in place; on CPU the keys' halves are swapped by a program of their
+own, see ``llama.rotate``). Segments arrive padded to ``segment_rows`` buckets, so a new mix of
+chunk lengths compiles nothing. A finished request's cache can be handed back (``recycle``) and
+its memory rewritten in place: on CPU a new cache costs a page fault per 4 KiB, more than the
+writes.
 """
 
 from __future__ import annotations
@@ -23,42 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prophetkv_jax.buckets import bucket_size
+from prophetkv_jax.chunks import SEGMENT_ROW_STEP, segment_rows
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
-from prophetkv_jax.store import EntrySpec, SegmentKV
-
-SEGMENT_ROW_STEP = 64
-
-
-def segment_rows(n: int) -> int:
-    """Rows a stored segment of n tokens occupies: n rounded up to a multiple of 64."""
-    return max(SEGMENT_ROW_STEP, -(-n // SEGMENT_ROW_STEP) * SEGMENT_ROW_STEP)
-
-
-def segment_spec(config: LlamaConfig, n: int, dtype: str) -> EntrySpec:
-    """The shape, length and dtype a stored n-token segment of this model must have."""
-    return EntrySpec((config.num_layers, segment_rows(n), config.num_kv_heads, config.head_dim), n, dtype)
-
-
-@functools.partial(jax.jit, static_argnames=("rows", "dtype"))
-def _segment_kv(cache: llama.KVCache, raw_k: jax.Array, n: jax.Array, rows: int, dtype: str):
-    keep = (jnp.arange(rows) < n)[None, :, None, None]  # padding rows are zeros, never garbage
-    as_stored = lambda x: jnp.where(keep, x[:, :rows], 0).astype(dtype)  # noqa: E731
-    return as_stored(raw_k), as_stored(cache.v)
-
-
-def encode_segment(params: llama.Params, config: LlamaConfig, tokens: np.ndarray, dtype: str | None = None) -> SegmentKV:
-    """Prefill one segment on its own (local positions) and return its pre-RoPE K and V as
-    device arrays of ``segment_rows(n)`` rows in ``dtype`` (default: the compute dtype)."""
-    tokens = np.asarray(tokens, np.int32)
-    n = tokens.size
-    if n == 0:
-        raise ValueError("cannot encode an empty segment")
-    capacity = llama.bucket_size(n)
-    padded = np.pad(tokens, (0, capacity - n))
-    cache, raw_k = llama.encode(params, padded, llama.KVCache.empty(config, capacity), config)
-    k, v = _segment_kv(cache, raw_k, np.int32(n), segment_rows(n), dtype or config.dtype)
-    return SegmentKV(k=k, v=v, num_tokens=n)
+from prophetkv_jax.store import SegmentKV
 
 
 def padded_end(lengths: list[int]) -> int:
@@ -74,7 +38,7 @@ def padded_end(lengths: list[int]) -> int:
 def cache_capacity(lengths: list[int], total_tokens: int) -> int:
     """Cache slots for ``total_tokens`` tokens (prompt and answer) whose leading segments have these
     token counts: every method of one request gets this size, so their caches decode together."""
-    return llama.bucket_size(max(total_tokens, padded_end(lengths)))
+    return bucket_size(max(total_tokens, padded_end(lengths)))
 
 
 _rope_program = jax.jit(llama.rope_tables, static_argnames="config")
@@ -149,7 +113,7 @@ def blank_cache(config: LlamaConfig, capacity: int, recycle: llama.KVCache | Non
     stale = capacity - min(capacity, overwritten) // SEGMENT_ROW_STEP * SEGMENT_ROW_STEP
     # Slot 0 (which the caller writes) is never cleared: a result that depended on no input slot
     # would be laid out anew by XLA (replicated over a mesh) and the donation dropped.
-    k, v = _clear_tail(recycle.k, recycle.v, min(capacity - 1, llama.bucket_size(stale, SEGMENT_ROW_STEP)))
+    k, v = _clear_tail(recycle.k, recycle.v, min(capacity - 1, bucket_size(stale, SEGMENT_ROW_STEP)))
     return llama.KVCache(k=k, v=v, positions=jnp.zeros((capacity,), jnp.int32), valid=jnp.zeros((capacity,), bool))
 
 

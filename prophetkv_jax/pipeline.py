@@ -1,9 +1,9 @@
 """RAG prefill with reused chunk caches: ``engine.prefill(prompt, method, ratio)`` then ``generate``.
 
-A prompt is a prefix segment (cached like a chunk), chunks in retrieval order, and a
-query segment that is always computed. Every method assembles the same cache from the
-store and recomputes a different set of context rows with the same kernel; full prefill
-is the reference that ignores the store.
+A prefill is four steps, each one module: ``layout`` places the segments, the chunk KVs come from
+the ``store`` (encoded on a miss), ``assembly`` lays them out in one cache, and ``selection`` picks
+the rows the method recomputes and recomputes them with the query, whose last row gives the first
+token. Full prefill is the reference that ignores the store.
 """
 
 from __future__ import annotations
@@ -14,25 +14,15 @@ import time
 import jax
 import numpy as np
 
-from prophetkv_jax import recompute, selectors
-from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_recyclable, encode_segment, segment_spec
+from prophetkv_jax import selection, selectors
+from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_recyclable
+from prophetkv_jax.buckets import bucket_size
+from prophetkv_jax.chunks import encode_segment, segment_spec
 from prophetkv_jax.decode import decode_from_cache
+from prophetkv_jax.layout import Layout, RagPrompt, lay_out
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
-
-
-@dataclasses.dataclass(frozen=True)
-class RagPrompt:
-    """Token ids of the three parts of a RAG prompt."""
-
-    prefix: np.ndarray
-    chunks: tuple[np.ndarray, ...]
-    query: np.ndarray
-
-    def __post_init__(self) -> None:
-        if len(self.query) == 0:
-            raise ValueError("the query segment must hold at least one token (it produces the answer)")
 
 
 @dataclasses.dataclass
@@ -46,25 +36,6 @@ class Prefill:
     selected: np.ndarray  # recomputed context positions (sorted)
     num_context: int
     timings: dict[str, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where the segments sit in the assembled prompt."""
-
-    segments: tuple[np.ndarray, ...]  # prefix (maybe empty), chunks, query
-    starts: tuple[int, ...]
-
-    @property
-    def num_context(self) -> int:
-        return self.starts[-1]
-
-    @property
-    def total(self) -> int:
-        return self.starts[-1] + len(self.segments[-1])
-
-    def tokens(self) -> np.ndarray:
-        return np.concatenate(self.segments).astype(np.int32)
 
 
 DEFAULT_SPARE_BYTES = 2 * 2**30  # released caches kept for reuse, newest first
@@ -119,19 +90,7 @@ class Engine:
     # -- layout and chunk caches --------------------------------------------------------
 
     def layout(self, prompt: RagPrompt) -> Layout:
-        chunks = [np.asarray(c, np.int32) for c in prompt.chunks]
-        if self.chunk_bos_id is not None:
-            chunks = [np.concatenate([[self.chunk_bos_id], c]).astype(np.int32) for c in chunks]
-        segments = [np.asarray(prompt.prefix, np.int32), *chunks, np.asarray(prompt.query, np.int32)]
-        starts = np.concatenate([[0], np.cumsum([len(s) for s in segments[:-1]])]).tolist()
-        layout = Layout(tuple(segments), tuple(int(s) for s in starts))
-        limit = self.config.max_position_embeddings
-        if layout.total + self.max_new_tokens > limit:
-            raise ValueError(
-                f"prompt of {layout.total} tokens + {self.max_new_tokens} new tokens exceeds the "
-                f"model's context of {limit} tokens"
-            )
-        return layout
+        return lay_out(prompt, self.chunk_bos_id, self.config.max_position_embeddings, self.max_new_tokens)
 
     @property
     def store_dtype(self) -> str:
@@ -158,29 +117,26 @@ class Engine:
     # -- prefill ------------------------------------------------------------------------
 
     def prefill(self, prompt: RagPrompt, method: str = "prophetkv", ratio: float = 0.2) -> Prefill:
-        if method not in selectors.METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {selectors.METHODS}")
-        selectors.check_ratio(ratio)
+        """Layout, the stored chunk KVs, assembly, the method's selection and recompute, the first token.
+
+        ``full`` skips the store and assembly: every row is computed into a blank cache."""
+        selection.check(method, ratio)
         layout = self.layout(prompt)
-        lengths = [len(s) for s in layout.segments[:-1] if len(s)]
-        capacity = cache_capacity(lengths, layout.total + self.max_new_tokens)
+        capacity = cache_capacity([len(s) for s in layout.segments[:-1] if len(s)],
+                                  layout.total + self.max_new_tokens)
         timings: dict[str, float] = {}
         recycle = self._spare(capacity)
         clock = time.perf_counter()
         if method == "full":
-            tokens = layout.tokens()
-            blank = blank_cache(self.config, capacity, recycle, overwritten=len(tokens))
-            logits, cache = recompute.recompute_rows(
-                self.params, self.config, self._placed(blank), tokens, np.arange(len(tokens)),
-                last_only=True, donate=True, causal_prefix=True,
-            )
-            selected = np.arange(layout.num_context)
+            blank = blank_cache(self.config, capacity, recycle, overwritten=layout.total)
+            logits, cache, selected = selection.full_prefill(self.params, self.config, layout, self._placed(blank))
         else:
             segments = [self.segment_kv(s) for s in layout.segments[:-1] if len(s)]
             timings["store_read"] = time.perf_counter() - clock
             clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
             cache = self._placed(assemble(self.config, segments, capacity, recycle))
-            logits, cache, selected = self._select_and_recompute(method, ratio, layout, cache, timings)
+            logits, cache, selected = selection.select_and_recompute(
+                self.params, self.config, layout, cache, method, ratio, timings)
         last = np.asarray(jax.block_until_ready(logits[-1]))
         timings["ttft"] = time.perf_counter() - clock
         return Prefill(
@@ -188,48 +144,6 @@ class Engine:
             next_position=layout.total, selected=selected, num_context=layout.num_context,
             timings=timings,
         )
-
-    def _select_and_recompute(self, method, ratio, layout, cache, timings):
-        """Pick the rows for ``method`` and run the shared kernel; returns logits, cache, rows."""
-        tokens, c = layout.tokens(), layout.num_context
-        k = selectors.budget(ratio, c)
-        query = np.arange(c, layout.total)
-        clock = time.perf_counter()
-        if method in ("cacheblend", "kvshare"):
-            everything = np.arange(layout.total)
-            check = recompute.check_layer(
-                self.params, self.config, cache, tokens, everything, with_attention=method == "kvshare"
-            )
-            if method == "cacheblend":
-                scores = selectors.cacheblend_scores(check.v_fresh[:c], check.v_cached[:c])
-            else:
-                scores = selectors.kvshare_scores(
-                    check.attention_received[:c], check.v_fresh[:c], check.v_cached[:c]
-                )
-            selected = selectors.top_k(scores, k)
-            timings["select"] = time.perf_counter() - clock
-            rows = np.concatenate([selected, query])
-            logits, cache = recompute.continue_from_layer_1(self.params, self.config, check, rows, rows)
-            return logits, cache, selected
-        if method == "naive":
-            selected = np.zeros((0,), np.int64)
-        elif method == "epic":
-            selected = selectors.epic(list(layout.starts[1:-1]), [len(s) for s in layout.segments[1:-1]], ratio, k)
-        else:  # prophetkv, prophetkv_chunks
-            # Stage I writes the query rows' K/V in place; the recompute pass below rewrites
-            # every one of those slots before reading them, so its cache carries straight on.
-            layer_scores, _, cache = recompute.query_attention(
-                self.params, self.config, cache, tokens[c:], query, score_from=c, donate=True
-            )
-            scores = selectors.prophetkv_scores(layer_scores)[:c]
-            selected = (selectors.top_k(scores, k) if method == "prophetkv"
-                        else selectors.prophetkv_chunk_rows(scores, layout.starts[1], ratio))
-        timings["select"] = time.perf_counter() - clock
-        rows = np.concatenate([selected, query]).astype(np.int32)
-        logits, cache = recompute.recompute_rows(
-            self.params, self.config, cache, tokens[rows], rows, last_only=True, donate=True
-        )
-        return logits, cache, selected
 
     # -- decoding -----------------------------------------------------------------------
 
@@ -251,12 +165,8 @@ class Engine:
         """The query's attention to each context row in a real full prefill (layer mean): one pass
         serves the oracle set at every ratio."""
         layout = self.layout(prompt)
-        tokens, c = layout.tokens(), layout.num_context
-        cache = self._placed(llama.KVCache.empty(self.config, llama.bucket_size(layout.total)))
-        scores, _, _ = recompute.query_attention(
-            self.params, self.config, cache, tokens, np.arange(layout.total), score_from=c, donate=True
-        )
-        return selectors.prophetkv_scores(scores)[:c]
+        blank = self._placed(llama.KVCache.empty(self.config, bucket_size(layout.total)))
+        return selection.oracle_scores(self.params, self.config, layout, blank)
 
     def oracle(self, prompt: RagPrompt, ratio: float, scores: np.ndarray | None = None) -> np.ndarray:
         """Top-k context rows by ``oracle_scores`` (computed here unless given)."""

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from prophetkv_jax.pipeline import RagPrompt
+from prophetkv_jax.layout import RagPrompt
 
 _PLACEHOLDER = "\u2063<<context>>\u2063"  # never produced by a tokenizer's decode of real text
 

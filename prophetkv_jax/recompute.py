@@ -23,13 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prophetkv_jax.buckets import pad_rows
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.attention import blocked_attention
 from prophetkv_jax.model.config import LlamaConfig
 
 
 def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: int = 64):
-    return llama.pad_rows(tokens, positions, positions, capacity, minimum)
+    return pad_rows(tokens, positions, positions, capacity, minimum)
 
 
 def recompute_rows(

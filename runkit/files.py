@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(path)
     try:
         yield tmp
         if durable:
@@ -39,6 +37,23 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_temporary(path: Path) -> Path:
+    """Create an empty, uniquely named file beside ``path`` with the mode the umask gives.
+
+    ``tempfile.mkstemp`` would create it 0600 whatever the umask, so every atomically
+    written file (tables, configs, store entries) would be private to its writer, unlike a
+    file written in place; ``os.open`` with 0o666 lets the umask decide, as ``open()`` does.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, durable: bool = False) -> None:

@@ -37,3 +37,53 @@ def test_a_package_imports_only_what_it_stands_on(package):
             if top in PACKAGES and top != package and top not in ALLOWED[package]:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(tops: tuple[str, ...]) -> dict[str, set[str]]:
+    """Module -> the repository modules it imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    paths = {_module_name(p): p for top in tops if (ROOT / top).is_dir() for p in (ROOT / top).rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        edges = set()
+        for imported in _imported_modules(path):
+            if imported in paths:
+                edges.add(imported)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                edges.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in paths)
+        graph[name] = edges - {name}
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, as the list of modules on it, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_circles():
+    graph = _import_graph(PACKAGES + ("benchmarks", "experiments"))
+    assert _find_cycle(graph) is None

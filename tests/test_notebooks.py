@@ -16,7 +16,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TINY", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.chdir(tmp_path)  # whatever a notebook writes lands here
+    # The kernel runs in the checkout (the notebooks' set-up cell clones one when it is not inside one), so the
+    # CEA run folder is pointed here; the ProphetKV notebook writes to a temporary folder of its own.
+    monkeypatch.setenv("WORKDIR", str(tmp_path / "cea_run"))
+    monkeypatch.chdir(tmp_path)
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]

@@ -1,4 +1,4 @@
-"""Data for all-in-one restoration (spec §5).
+"""Data for all-in-one restoration: real dataset folders or photos degraded on the fly.
 
 ``degrade``: the synthesis recipes; ``io``: image files with named errors; ``layouts``:
 the PromptIR/AdaIR, MoCE-IR and CDD-11 folder conventions; ``embedded``: the bundled

@@ -66,7 +66,8 @@ def parse_data(value: str, tfds_data_dir: str | None = None) -> DataSpec:
                         tfds_data_dir=tfds_data_dir)
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise DataLayoutError(f"--data {value}: folder not found (expected 'embedded', 'tfds:NAME' or a dataset folder)")
+        raise DataLayoutError(
+            f"--data {value}: folder not found (expected 'embedded', 'tfds:NAME' or a dataset folder)")
     return DataSpec("folder", path=path)
 
 
@@ -152,7 +153,8 @@ def test_sets(spec: DataSpec, task: str, *, seed: int = 0, skip_bad: bool = Fals
                 for t, s in layouts.PROTOCOL_TESTS[task]]
     assert spec.path is not None
     if task == "cdd11":
-        return [TestSet(c, PairSource(pairs, skip_bad=skip_bad)) for c, pairs in layouts.cdd11_pairs(spec.path, "test").items()]
+        return [TestSet(c, PairSource(pairs, skip_bad=skip_bad))
+                for c, pairs in layouts.cdd11_pairs(spec.path, "test").items()]
     if task == "mixed":
         # Regions of clean test images carry different degradations of the protocol.
         if protocol == "cdd11":

@@ -1,4 +1,4 @@
-"""Degradation recipes that turn a clean image into a degraded one (spec §5).
+"""Degradation recipes that turn a clean image into a degraded one.
 
 Every function is pure numpy: it takes a float32 image [H, W, 3] in [0, 1] (uint8 only
 for the denoising recipe, which the official AIO loaders apply on uint8) and a

@@ -19,7 +19,8 @@ from PIL import Image
 from cea_jax.data.degrade import disparity_to_depth
 
 # Training keeps the stereo pair (the only real depth map, for haze) and the three
-# scientific photos; every other bundled colour photo is held out (issue 25).
+# scientific photos; every other bundled colour photo is held out, so test scores are on
+# scenes the model never saw.
 TRAIN_PHOTOS = (
     "hubble_deep_field", "retina", "immunohistochemistry", "motorcycle_left", "motorcycle_right",
 )
@@ -27,8 +28,8 @@ TEST_PHOTOS = ("chelsea", "rocket", "coffee", "astronaut")
 TRAIN_SHORT_SIDE = 200  # training photos are downscaled so random crops see whole objects
 TEST_SHORT_SIDE = 256
 TEST_TILE = 128  # test photos are cut into TEST_TILE squares: more test samples, one shape
-# The mixed set's tiles are the training crop size (issue 25): 88 tiles from the four
-# held-out photos, a quarter of the pixels to restore per tile.
+# The mixed set's tiles are the training crop size, so a tile's regions are as large as
+# in training: 88 tiles from the four held-out photos, a quarter of the pixels per tile.
 MIXED_TILE = 64
 
 

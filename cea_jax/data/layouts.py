@@ -1,4 +1,4 @@
-"""Where the real all-in-one datasets live on disk and how their files pair up (spec §5).
+"""Where the real all-in-one datasets live on disk and how their files pair up.
 
 Two AIO folder conventions are in use, PromptIR/AdaIR (``Train/...``, ``test/...``) and
 MoCE-IR (``denoising/...``, ``deraining/...``), plus CDD-11 (``cdd11/{train,test}/<category>``).

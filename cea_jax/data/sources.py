@@ -185,7 +185,7 @@ class ArrayImages(CleanImages):
 
 
 class SyntheticSource:
-    """Training pairs synthesised online from clean images with the spec §5 recipes.
+    """Training pairs synthesised online from clean images with the ``degrade`` recipes.
 
     Index i takes task ``tasks[i % T]`` (a (task, sigma) tuple) and clean image
     ``(i // T) % N``; ``repeats`` sets how many variants of each (task, image) an epoch
@@ -293,7 +293,9 @@ class MixedTestSource:
 
 
 class MixedTrainSource:
-    """Spatially mixed training crops on top of any training source (issue 16).
+    """Spatially mixed training crops on top of any training source.
+
+    They train for the case CEA claims to win: degradations that vary inside one image.
 
     With probability ``mix_prob`` (drawn per index) a sample of ``base`` becomes a mixed
     one: a random ``window`` of its pair is cut out, 1-2 other tasks of the protocol are

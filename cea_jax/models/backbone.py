@@ -1,4 +1,4 @@
-"""Restormer / PromptIR U-Net in Flax Linen, NHWC (spec §3).
+"""Restormer / PromptIR U-Net in Flax Linen, NHWC, as their reference code builds it.
 
 The U-Net exposes named *sites* (after every transformer block, and after the latent
 and decoder levels 3 and 2) where a conditioning module can be inserted. Which module

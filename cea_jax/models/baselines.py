@@ -1,4 +1,4 @@
-"""The conditioning baselines CEA is compared against, at the same sites (spec §4).
+"""The conditioning baselines CEA is compared against, at the same sites so only the module differs.
 
 - ``PromptSite``: PromptIR's prompt generation + fusion (prompts chosen by a softmax
   over GAP features, resized, fused by concat + a transformer block + 1x1 reduction).

@@ -1,4 +1,4 @@
-"""The Continuous Expert Assembly adapter (spec §2).
+"""The Continuous Expert Assembly (CEA) adapter.
 
 Per image, M probe queries attend over the layer-normalised tokens and their summaries
 Z generate r routing bases B and r residual directions D. Every token then assembles

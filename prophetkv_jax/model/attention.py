@@ -87,7 +87,7 @@ def blocked_attention(
 
         def accumulate(j, state):
             def update(state):
-                m, l, acc = state
+                m, denom, acc = state
                 logits, seen, v = key_block(j, qb, qpos)
                 m_new = jnp.maximum(m, logits.max(axis=-1))
                 p = jnp.where(seen, jnp.exp(logits - m_new[..., None]), 0.0)
@@ -95,17 +95,17 @@ def blocked_attention(
                 acc = acc * correction[..., None] + jnp.einsum(
                     "kms,ksd->kmd", p.astype(v.dtype), v, preferred_element_type=jnp.float32
                 )
-                return m_new, l * correction + p.sum(axis=-1), acc
+                return m_new, denom * correction + p.sum(axis=-1), acc
 
             return jax.lax.cond(visible[j], update, lambda s: s, state)
 
         stats = jnp.full((kv_heads, group * bq), _MASKED, jnp.float32)
         init = (stats, jnp.zeros_like(stats), jnp.zeros((kv_heads, group * bq, head_dim), jnp.float32))  # bf16 too
-        m, l, acc = jax.lax.fori_loop(0, nk, accumulate, init)
-        out = jnp.where(l[..., None] > 0, acc / jnp.maximum(l, 1e-30)[..., None], 0.0).astype(q.dtype)
+        m, denom, acc = jax.lax.fori_loop(0, nk, accumulate, init)
+        out = jnp.where(denom[..., None] > 0, acc / jnp.maximum(denom, 1e-30)[..., None], 0.0).astype(q.dtype)
         if w is None:
             return out, None
-        log_norm = m + jnp.log(jnp.maximum(l, 1e-30))
+        log_norm = m + jnp.log(jnp.maximum(denom, 1e-30))
         row_weight = jnp.tile(w, group)[None, :, None] / heads
 
         def score(j, totals):
@@ -138,7 +138,8 @@ def few_rows_attention(
     rows, heads, head_dim = q.shape
     slots, kv_heads = k_cache.shape[1], k_cache.shape[2]
     group = heads // kv_heads
-    seen = (jnp.asarray(key_positions)[None, :] <= jnp.asarray(row_positions)[:, None]) & jnp.asarray(key_valid)[None, :]
+    key_positions, key_valid = jnp.asarray(key_positions), jnp.asarray(key_valid)
+    seen = (key_positions[None, :] <= jnp.asarray(row_positions)[:, None]) & key_valid[None, :]
     k = jax.lax.dynamic_index_in_dim(k_cache, layer, keepdims=False)  # [S, KV, hd]
     v = jax.lax.dynamic_index_in_dim(v_cache, layer, keepdims=False)
     if rows == 1:
@@ -147,7 +148,8 @@ def few_rows_attention(
         logits = jnp.einsum("hc,sc->hs", q_wide, k.reshape(slots, -1), preferred_element_type=jnp.float32)
         logits = logits.reshape(kv_heads, group, slots)  # [KV, group x rows, S], rows = 1
     else:
-        q_grouped = q.reshape(rows, kv_heads, group, head_dim).transpose(1, 2, 0, 3).reshape(kv_heads, group * rows, head_dim)
+        q_grouped = q.reshape(rows, kv_heads, group, head_dim).transpose(1, 2, 0, 3)
+        q_grouped = q_grouped.reshape(kv_heads, group * rows, head_dim)
         logits = jnp.einsum("kmd,ksd->kms", q_grouped, k.transpose(1, 0, 2), preferred_element_type=jnp.float32)
     visible = jnp.tile(seen, (group, 1))[None]  # [1, group x rows, S], rows of a group share the mask
     logits = jnp.where(visible, logits * head_dim**-0.5, _MASKED)
@@ -158,7 +160,8 @@ def few_rows_attention(
                           preferred_element_type=jnp.float32).reshape(heads, kv_heads, head_dim)
         out = jnp.einsum("hkd,hk->hd", wide, own)[None]
     else:
-        out = jnp.einsum("kms,ksd->kmd", probs.astype(v.dtype), v.transpose(1, 0, 2), preferred_element_type=jnp.float32)
+        out = jnp.einsum("kms,ksd->kmd", probs.astype(v.dtype), v.transpose(1, 0, 2),
+                         preferred_element_type=jnp.float32)
         out = out.reshape(kv_heads, group, rows, head_dim).transpose(2, 0, 1, 3).reshape(rows, heads, head_dim)
     out = out.astype(q.dtype)
     if score_rows is None:

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax.model import sharding, weights
@@ -86,55 +85,24 @@ def checkpoint_id(path: str | os.PathLike | None = None) -> str:
 # ----------------------------------------------------------------------------- shared assembly
 
 
-def _stack_params(get: Callable[[str], np.ndarray], config: LlamaConfig, dtype: str,
-                  names: dict[str, str]) -> Params:
-    """Build the Flax tree, on the host, from a getter of HF-layout ([out, in]) tensors named via ``names``."""
-    cast = lambda a: np.asarray(a, np.float32).astype(jnp.dtype(dtype))  # noqa: E731
-
-    def stacked(template: str, transpose: bool) -> np.ndarray:
-        layers = [get(template.format(i=i)) for i in range(config.num_layers)]
-        return cast(np.stack([w.T if transpose else w for w in layers]))
-
-    def linear(key: str) -> dict[str, np.ndarray]:
-        if config.qkv_bias and key in ("q_proj", "k_proj", "v_proj"):
-            return {"kernel": stacked(names[key], True), "bias": stacked(names[f"{key}_bias"], False)}
-        return {"kernel": stacked(names[key], True)}
-
-    params: Params = {
-        "embed": {"embedding": cast(get(names["embed"]))},
-        "layers": {
-            "attn_norm": {"scale": stacked(names["attn_norm"], False)},
-            "attn": {p: linear(p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
-            "mlp_norm": {"scale": stacked(names["mlp_norm"], False)},
-            "mlp": {p: linear(p) for p in ("gate_proj", "up_proj", "down_proj")},
-        },
-        "final_norm": {"scale": cast(get(names["final_norm"]))},
-    }
-    if config.qk_norm:
-        for norm in ("q_norm", "k_norm"):
-            params["layers"]["attn"][norm] = {"scale": stacked(names[norm], False)}
-    if not config.tie_word_embeddings:
-        params["lm_head"] = {"kernel": cast(get(names["lm_head"]).T)}
-    return params
-
-
-def _assemble(read_tensor: Callable[[str], np.ndarray], available: Iterable[str], source: Path, config: LlamaConfig,
-              dtype: str, names: dict[str, str], layer_pattern: str, layers_field: str,
-              ignorable: Iterable[str] = ()) -> Params:
-    """The Flax tree from a checkpoint's ``available`` tensors (``source`` lists them), checked against
-    the config on every side: the layers it names (``layer_pattern``'s group; ``layers_field`` says
-    where the config's count came from), no tensor missing or left unread, every shape."""
+def _assemble(read_tensor: Callable[[weights.Weight, str], np.ndarray], available: Iterable[str], source: Path,
+              config: LlamaConfig, dtype: str, file_name: Callable[[weights.Weight], str], layer_pattern: str,
+              layers_field: str, ignorable: Iterable[str] = ()) -> Params:
+    """The Flax tree from a checkpoint's ``available`` tensors (``source`` lists them; ``file_name``
+    picks a weight's name in this format), checked against the config on every side: the layers it
+    names (``layer_pattern``'s group; ``layers_field`` says where the config's count came from), no
+    tensor missing or left unread, every shape."""
     available = set(available)
     check_layers(available, layer_pattern, config.num_layers, source, layers_field)
     read: set[str] = set()
 
-    def get(name: str) -> np.ndarray:
+    def get(weight: weights.Weight, name: str) -> np.ndarray:
         if name not in available:
             raise CheckpointError(f"{source}: tensor {name} missing")
         read.add(name)
-        return read_tensor(name)
+        return read_tensor(weight, name)
 
-    params = _stack_params(get, config, dtype, names)
+    params = weights.from_tensors(get, file_name, config, dtype)
     check_all_read(available, read, source, ignorable)
     problems = weights.shape_mismatches(params, config)
     if problems:
@@ -143,17 +111,6 @@ def _assemble(read_tensor: Callable[[str], np.ndarray], available: Iterable[str]
 
 
 # ----------------------------------------------------------------------------- HF directories
-
-_HF_NAMES = {
-    "embed": "model.embed_tokens.weight", "final_norm": "model.norm.weight", "lm_head": "lm_head.weight",
-    "attn_norm": "model.layers.{i}.input_layernorm.weight",
-    "mlp_norm": "model.layers.{i}.post_attention_layernorm.weight",
-    **{p: f"model.layers.{{i}}.self_attn.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")},
-    **{f"{p}_bias": f"model.layers.{{i}}.self_attn.{p}.bias" for p in ("q_proj", "k_proj", "v_proj")},
-    **{n: f"model.layers.{{i}}.self_attn.{n}.weight" for n in ("q_norm", "k_norm")},
-    **{p: f"model.layers.{{i}}.mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")},
-}
-
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -259,16 +216,17 @@ def _load_hf_dir(path: Path, dtype: str):
     if shards is None:
         shards = {name: listing for name in opened(listing).keys()}
 
-    def read(name: str) -> np.ndarray:
+    def read(_: weights.Weight, name: str) -> np.ndarray:
         try:
-            weight = opened(shards[name]).get_tensor(name)
+            tensor = opened(shards[name]).get_tensor(name)
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"{shards[name]}: tensor {name} missing or unreadable ({err})") from err
-        return finite(weight, shards[name], name)
+        return finite(tensor, shards[name], name)
 
     # transformers ties a tied model's head to the embedding, ignoring a stored copy; so does this loader
-    params = _assemble(read, shards, listing, config, dtype, _HF_NAMES, r"model\.layers\.(\d+)\.",
-                       "config.json num_hidden_layers", ["lm_head.weight"] if config.tie_word_embeddings else [])
+    head = weights.BY_PATH["lm_head/kernel"].hf
+    params = _assemble(read, shards, listing, config, dtype, lambda weight: weight.hf, r"model\.layers\.(\d+)\.",
+                       "config.json num_hidden_layers", [head] if config.tie_word_embeddings else [])
     return params, config, _hf_tokenizer(path)
 
 
@@ -284,17 +242,6 @@ def _hf_tokenizer(path: Path) -> tokenizer_lib.Tokenizer:
 
 
 # ----------------------------------------------------------------------------- GGUF files
-
-_GGUF_NAMES = {
-    "embed": "token_embd.weight", "final_norm": "output_norm.weight", "lm_head": "output.weight",
-    "attn_norm": "blk.{i}.attn_norm.weight", "mlp_norm": "blk.{i}.ffn_norm.weight",
-    "q_proj": "blk.{i}.attn_q.weight", "k_proj": "blk.{i}.attn_k.weight", "v_proj": "blk.{i}.attn_v.weight",
-    "o_proj": "blk.{i}.attn_output.weight", "gate_proj": "blk.{i}.ffn_gate.weight",
-    "up_proj": "blk.{i}.ffn_up.weight", "down_proj": "blk.{i}.ffn_down.weight",
-    "q_proj_bias": "blk.{i}.attn_q.bias", "k_proj_bias": "blk.{i}.attn_k.bias", "v_proj_bias": "blk.{i}.attn_v.bias",
-    "q_norm": "blk.{i}.attn_q_norm.weight", "k_norm": "blk.{i}.attn_k_norm.weight",
-}
-
 
 # Float and block-quantised weight types gguf.quants dequantises exactly (k-quants included).
 _GGUF_ARCHITECTURES = ("llama", "qwen2", "qwen3")
@@ -344,19 +291,18 @@ def _load_gguf(path: Path, dtype: str):
         config = dataclasses.replace(config, rope_scaling=_llama3_scaling_from_factors(factors, config, path))
     permuted = arch == "llama"
 
-    def read(name: str) -> np.ndarray:
-        tensor = tensors[name]
-        weight = finite(gguf.quants.dequantize(tensor.data, tensor.tensor_type), path, name)
-        heads = {"attn_q.weight": config.num_heads, "attn_k.weight": config.num_kv_heads}.get(name.split(".", 2)[-1])
-        if permuted and heads:
-            if weight.shape[0] % (2 * heads):
-                raise CheckpointError(f"{path}: tensor {name} has {weight.shape[0]} rows, not a multiple of "
+    def read(weight: weights.Weight, name: str) -> np.ndarray:
+        tensor = finite(gguf.quants.dequantize(tensors[name].data, tensors[name].tensor_type), path, name)
+        if permuted and weight.rotary_heads:
+            heads = getattr(config, weight.rotary_heads)
+            if tensor.shape[0] % (2 * heads):
+                raise CheckpointError(f"{path}: tensor {name} has {tensor.shape[0]} rows, not a multiple of "
                                       f"2 x {heads} heads")
-            weight = _unpermute_rotary(weight, heads)
-        return weight
+            tensor = _unpermute_rotary(tensor, heads)
+        return tensor
 
-    params = _assemble(read, tensors, path, config, dtype, _GGUF_NAMES, r"blk\.(\d+)\.", f"GGUF {arch}.block_count",
-                       ignorable=("rope_freqs.weight",) if config.rope_scaling else ())
+    params = _assemble(read, tensors, path, config, dtype, lambda weight: weight.gguf, r"blk\.(\d+)\.",
+                       f"GGUF {arch}.block_count", ignorable=("rope_freqs.weight",) if config.rope_scaling else ())
     return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
 
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+# generate.py and benchmarks/llama_{prefill,decode}.py still call these as llama.*; they live in buckets.
+from prophetkv_jax.buckets import bucket_size, pad_rows  # noqa: F401
+from prophetkv_jax.model import weights
 from prophetkv_jax.model.attention import blocked_attention, choose_kernel, fused_attention, mask_bias
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.weights import Params
@@ -36,6 +39,15 @@ class KVCache:
     v: jax.Array  # [L, S, KV, hd]
     positions: jax.Array  # [S] int32, global position of the token held in each slot
     valid: jax.Array  # [S] bool, slot holds a token
+
+    # Each field's logical axes, named as the weights' are (``weights.WEIGHTS``), so the sharding
+    # rules that split the k/v projections by KV head split the cache the same way.
+    LOGICAL_AXES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "k": ("layers", "slots", "kv_heads", "head_dim"),
+        "v": ("layers", "slots", "kv_heads", "head_dim"),
+        "positions": ("slots",),
+        "valid": ("slots",),
+    }
 
     @classmethod
     def empty(cls, config: LlamaConfig, capacity: int, dtype: Any = None) -> "KVCache":
@@ -108,40 +120,85 @@ def apply_rope(x: jax.Array, rope: Rope) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- modules
+# One idiom throughout: ``setup`` declares the parameters from the weight table (``weights.create``:
+# names, shapes and initialisers live there) and the submodules that several methods share
+# (``project``/``output``, ``encode``/``logits``).
 
 
 class RMSNorm(nn.Module):
-    eps: float
+    """Root-mean-square norm over the last axis, statistics in fp32."""
 
-    @nn.compact
+    config: LlamaConfig
+    weight: str  # the scale's path in the weight table
+
+    def setup(self) -> None:
+        self.scale = weights.create(self, self.weight, self.config)
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
         x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return normed.astype(x.dtype) * scale.astype(x.dtype)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.config.rms_norm_eps)
+        return normed.astype(x.dtype) * self.scale.astype(x.dtype)
 
 
-def _dense(features: int, config: LlamaConfig, name: str, use_bias: bool = False) -> nn.Dense:
-    return nn.Dense(
-        features, use_bias=use_bias, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
-        kernel_init=nn.initializers.normal(0.02), name=name,
-    )
+class Linear(nn.Module):
+    """x @ kernel (+ bias where the table has one for this config), in the compute dtype."""
+
+    config: LlamaConfig
+    weight: str  # path of the kernel's (and bias's) module in the weight table, e.g. "layers/attn/q_proj"
+
+    def setup(self) -> None:
+        self.kernel = weights.create(self, f"{self.weight}/kernel", self.config)
+        bias = f"{self.weight}/bias"
+        self.bias = weights.create(self, bias, self.config) if weights.has(bias, self.config) else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = jnp.dtype(self.config.dtype)
+        x, kernel = jnp.asarray(x, dtype), jnp.asarray(self.kernel, dtype)
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        if self.bias is not None:
+            y += jnp.reshape(jnp.asarray(self.bias, dtype), (1,) * (y.ndim - 1) + (-1,))
+        return y
+
+
+class Embedding(nn.Module):
+    """Token embedding; its [V, D] table also serves as the LM head of tied models."""
+
+    config: LlamaConfig
+
+    def setup(self) -> None:
+        self.embedding = weights.create(self, "embed/embedding", self.config)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return jnp.take(jnp.asarray(self.embedding, jnp.dtype(self.config.dtype)), tokens, axis=0)
+
+
+class LMHead(nn.Module):
+    """An untied head: hidden states to fp32 logits."""
+
+    config: LlamaConfig
+
+    def setup(self) -> None:
+        self.kernel = weights.create(self, "lm_head/kernel", self.config)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return jnp.dot(h, self.kernel.astype(h.dtype), preferred_element_type=jnp.float32)
 
 
 class Attention(nn.Module):
-    """Llama attention; ``qkv_bias`` adds Qwen2's q/k/v biases, ``qk_norm`` Qwen3's per-head norms."""
+    """Llama attention's projections; Qwen2's q/k/v biases and Qwen3's per-head q/k norms come from the table."""
 
     config: LlamaConfig
 
     def setup(self) -> None:
         c = self.config
-        self.q_proj = _dense(c.num_heads * c.head_dim, c, "q_proj", c.qkv_bias)
-        self.k_proj = _dense(c.num_kv_heads * c.head_dim, c, "k_proj", c.qkv_bias)
-        self.v_proj = _dense(c.num_kv_heads * c.head_dim, c, "v_proj", c.qkv_bias)
-        self.o_proj = _dense(c.hidden_size, c, "o_proj")
-        if c.qk_norm:
-            self.q_norm = RMSNorm(c.rms_norm_eps)
-            self.k_norm = RMSNorm(c.rms_norm_eps)
+        self.q_proj = Linear(c, "layers/attn/q_proj")
+        self.k_proj = Linear(c, "layers/attn/k_proj")
+        self.v_proj = Linear(c, "layers/attn/v_proj")
+        self.o_proj = Linear(c, "layers/attn/o_proj")
+        self.qk_norm = weights.has("layers/attn/q_norm/scale", c)
+        if self.qk_norm:
+            self.q_norm = RMSNorm(c, "layers/attn/q_norm/scale")
+            self.k_norm = RMSNorm(c, "layers/attn/k_norm/scale")
 
     def project(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """q [T, H, hd], k [T, KV, hd] before RoPE, and v [T, KV, hd]."""
@@ -149,7 +206,7 @@ class Attention(nn.Module):
         q = self.q_proj(x).reshape(rows, c.num_heads, c.head_dim)
         k = self.k_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
         v = self.v_proj(x).reshape(rows, c.num_kv_heads, c.head_dim)
-        if c.qk_norm:  # over head_dim, per head, before RoPE
+        if self.qk_norm:  # over head_dim, per head, before RoPE
             q, k = self.q_norm(q), self.k_norm(k)
         return q, k, v
 
@@ -158,14 +215,17 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    """SwiGLU feed-forward."""
+
     config: LlamaConfig
 
-    @nn.compact
+    def setup(self) -> None:
+        self.gate_proj = Linear(self.config, "layers/mlp/gate_proj")
+        self.up_proj = Linear(self.config, "layers/mlp/up_proj")
+        self.down_proj = Linear(self.config, "layers/mlp/down_proj")
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        c = self.config
-        gate = _dense(c.intermediate_size, c, "gate_proj")(x)
-        up = _dense(c.intermediate_size, c, "up_proj")(x)
-        return _dense(c.hidden_size, c, "down_proj")(nn.silu(gate) * up)
+        return self.down_proj(nn.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 @jax.tree_util.register_dataclass
@@ -212,9 +272,9 @@ class DecoderLayer(nn.Module):
     config: LlamaConfig
 
     def setup(self) -> None:
-        self.attn_norm = RMSNorm(self.config.rms_norm_eps)
+        self.attn_norm = RMSNorm(self.config, "layers/attn_norm/scale")
         self.attn = Attention(self.config)
-        self.mlp_norm = RMSNorm(self.config.rms_norm_eps)
+        self.mlp_norm = RMSNorm(self.config, "layers/mlp_norm/scale")
         self.mlp = MLP(self.config)
 
     def __call__(
@@ -245,15 +305,6 @@ class DecoderLayer(nn.Module):
         return apply_rope(q, rope), apply_rope(k, rope), v
 
 
-class LMHead(nn.Module):
-    vocab_size: int
-
-    @nn.compact
-    def __call__(self, h: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.normal(0.02), (h.shape[-1], self.vocab_size), jnp.float32)
-        return jnp.dot(h, kernel.astype(h.dtype), preferred_element_type=jnp.float32)
-
-
 class Llama(nn.Module):
     """The whole model; params {embed, layers (stacked on axis 0), final_norm, lm_head?}.
 
@@ -267,10 +318,7 @@ class Llama(nn.Module):
 
     def setup(self) -> None:
         c = self.config
-        self.embed = nn.Embed(
-            c.vocab_size, c.hidden_size, dtype=jnp.dtype(c.dtype), param_dtype=jnp.float32,
-            embedding_init=nn.initializers.normal(0.02),
-        )
+        self.embed = Embedding(c)
         if self.unrolled:
             self.layers = [DecoderLayer(c) for _ in range(c.num_layers)]
         else:
@@ -280,9 +328,10 @@ class Llama(nn.Module):
                 DecoderLayer, variable_axes={"params": 0}, split_rngs={"params": True},
                 in_axes=(0, nn.broadcast),
             )(c)
-        self.final_norm = RMSNorm(c.rms_norm_eps)
-        if not c.tie_word_embeddings:
-            self.lm_head = LMHead(c.vocab_size)
+        self.final_norm = RMSNorm(c, "final_norm/scale")
+        self.tied = not weights.has("lm_head/kernel", c)
+        if not self.tied:
+            self.lm_head = LMHead(c)
 
     def __call__(
         self, tokens: jax.Array, positions: jax.Array, cache: KVCache, write_slots: jax.Array,
@@ -322,7 +371,7 @@ class Llama(nn.Module):
     def logits(self, h: jax.Array) -> jax.Array:
         """Final norm and LM head; logits in fp32."""
         h = self.final_norm(h)
-        if self.config.tie_word_embeddings:  # contract with [V, D] as stored: no transposed copy per call
+        if self.tied:  # contract with [V, D] as stored: no transposed copy per call
             embedding = self.embed.embedding.astype(h.dtype)
             return jnp.einsum("td,vd->tv", h, embedding, preferred_element_type=jnp.float32)
         return self.lm_head(h)
@@ -394,50 +443,3 @@ def init_params(config: LlamaConfig, rng: jax.Array) -> Params:
     """Random parameters in the layout the checkpoint loaders produce."""
     one = jnp.zeros((1,), jnp.int32)
     return Llama(config).init(rng, one, one, KVCache.empty(config, 1), one)["params"]
-
-
-# ----------------------------------------------------------------------------- shapes
-
-
-POWER_OF_TWO_LIMIT, BUCKET_STEP = 1024, 256
-
-
-def bucket_size(n: int, minimum: int = 64) -> int:
-    """Padded length for n rows or slots: lengths within a bucket share one compile.
-
-    Powers of two up to 1024, then multiples of 256: padding rows cost as much as real
-    ones, so a 2.1K-token prompt pads to 2304, not 4096 (at most 1/8 extra work above 2K).
-    """
-    if n < 0:
-        raise ValueError(f"length must be >= 0, got {n}")
-    if n > POWER_OF_TWO_LIMIT:
-        return max(minimum, -(-n // BUCKET_STEP) * BUCKET_STEP)
-    return max(minimum, 1 << max(0, n - 1).bit_length())
-
-
-def pad_rows(
-    tokens: np.ndarray, positions: np.ndarray, write_slots: np.ndarray, capacity: int,
-    minimum: int = 64,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pad a batch of rows to its bucket (padding rows get slot -1) after bounds-checking slots.
-
-    Scatter silently drops out-of-range writes, so a bad slot is refused here instead.
-    """
-    tokens, positions, write_slots = (np.asarray(a, np.int32) for a in (tokens, positions, write_slots))
-    if not (tokens.shape == positions.shape == write_slots.shape and tokens.ndim == 1):
-        raise ValueError(
-            f"tokens, positions and write_slots must be equal-length vectors, got shapes "
-            f"{tokens.shape}, {positions.shape}, {write_slots.shape}"
-        )
-    if write_slots.size and (write_slots.min() < 0 or write_slots.max() >= capacity):
-        raise ValueError(
-            f"write slots must lie in [0, {capacity}) (the cache capacity), got "
-            f"[{write_slots.min()}, {write_slots.max()}]"
-        )
-    padded = bucket_size(tokens.size, minimum)
-    extra = padded - tokens.size
-    return (
-        np.pad(tokens, (0, extra)),
-        np.pad(positions, (0, extra)),
-        np.pad(write_slots, (0, extra), constant_values=-1),
-    )

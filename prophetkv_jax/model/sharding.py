@@ -1,7 +1,8 @@
 """Tensor parallelism over a 1-D ``model`` mesh axis: Megatron-style rules on the weights' logical axes.
 
-Each weight's axes are named in ``weights.LOGICAL_AXES``; ``rules`` maps those names to the mesh
-axis, and everything else follows from placing the params and the KV cache with ``NamedSharding``:
+Each weight's logical axes are named in its row of ``weights.WEIGHTS`` and the cache's beside
+``llama.KVCache``; ``rules`` maps those names to the mesh axis, and everything else follows from
+placing the params and the KV cache with ``NamedSharding``:
 the jitted model is unchanged and GSPMD propagates the shardings through it (the mesh's axis is
 ``Auto``), so selection, assembly and the scatter updates run on sharded arrays as they are.
 
@@ -38,20 +39,21 @@ def rules(config: LlamaConfig, size: int) -> dict[str, str | None]:
             "mlp": split(config.intermediate_size), "vocab": split(config.vocab_size)}
 
 
+def _spec(axes: tuple[str, ...], table: dict[str, str | None]) -> PartitionSpec:
+    return PartitionSpec(*(table.get(axis) for axis in axes))
+
+
 def param_specs(params: Params, config: LlamaConfig, size: int) -> Params:
     """A PartitionSpec per weight, from its logical axes."""
     table = rules(config, size)
-
-    def spec(path, _leaf) -> PartitionSpec:
-        return PartitionSpec(*(table.get(axis) for axis in LOGICAL_AXES["/".join(k.key for k in path)]))
-
-    return jax.tree_util.tree_map_with_path(spec, params)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: _spec(LOGICAL_AXES["/".join(k.key for k in path)], table), params)
 
 
 def cache_specs(config: LlamaConfig, size: int) -> KVCache:
     """K/V [L, S, KV, hd] split along KV heads when they divide; slot positions and flags replicated."""
-    kv = PartitionSpec(None, None, rules(config, size)["kv_heads"], None)
-    return KVCache(k=kv, v=kv, positions=PartitionSpec(), valid=PartitionSpec())
+    table = rules(config, size)
+    return KVCache(**{field: _spec(axes, table) for field, axes in KVCache.LOGICAL_AXES.items()})
 
 
 def make_mesh(size: int, devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -35,7 +35,8 @@ def normalize_answer(text: str) -> str:
 
 def normalize_zh_answer(text: str) -> str:
     """Lower case, no spaces, no ASCII or CJK punctuation."""
-    cjk = "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃《》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏."
+    cjk = ("！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、"
+           "〃《》「」『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏.")
     banned = set(string.punctuation + cjk)
     return "".join(ch for ch in text.lower() if ch not in banned and not ch.isspace())
 

@@ -209,7 +209,8 @@ def _niah(task: str, index: int, rng: random.Random, count: CountTokens, budget:
     query = queried[0] if len(queried) == 1 else ", ".join(queried[:-1]) + ", and " + queried[-1]
     references = tuple(v for vs in values[: spec.num_queries] for v in vs)
     depths = rng.sample(DEPTHS, len(needles))
-    distractors = [NEEDLE.format(type_needle_v=type_v, key=_value(rng, spec.key_type), value=_value(rng, spec.value_type))
+    distractors = [NEEDLE.format(type_needle_v=type_v, key=_value(rng, spec.key_type),
+                                 value=_value(rng, spec.value_type))
                    for _ in range(4096)] if spec.haystack == "needle" else []
     offset = rng.randrange(max(1, len(sentences) - 4096)) if spec.haystack == "essay" else 0
     template, answer = NIAH_TEMPLATE, NIAH_ANSWER
@@ -269,7 +270,9 @@ def _vt_example(index: int, rng: random.Random, count: CountTokens, num_hops: in
     return example.prompt + "\n"
 
 
-def _vt(index: int, rng: random.Random, count: CountTokens, budget: int, num_chains: int = 1, num_hops: int = 4) -> Sample:
+def _vt(
+    index: int, rng: random.Random, count: CountTokens, budget: int, num_chains: int = 1, num_hops: int = 4,
+) -> Sample:
     example = _vt_example(index, rng, count, num_hops)
     groups, chains = _chains(rng, num_chains, num_hops, name_length=5)
     value = chains[0][0].split("= ")[-1]
@@ -396,7 +399,8 @@ def generate(task: str, num_samples: int, context_tokens: int, count_tokens: Cou
     family = "niah" if task in NIAH else ("qa" if task.startswith("qa") else task)
     budget = context_tokens - GENERATION_BUDGET[family]
     if budget <= 0:
-        raise ValueError(f"--context {context_tokens} leaves no room for {task}'s {GENERATION_BUDGET[family]}-token answer")
+        raise ValueError(
+            f"--context {context_tokens} leaves no room for {task}'s {GENERATION_BUDGET[family]}-token answer")
     sentences = essay_sentences(haystack_dir) if task in NIAH and NIAH[task].haystack == "essay" else []
     samples = []
     for index in range(num_samples):

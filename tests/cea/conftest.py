@@ -71,5 +71,6 @@ def without_adapters(variables: Any) -> Any:
 def helpers() -> types.SimpleNamespace:
     """Plain helper functions (fixtures, so test modules need not import conftest)."""
     return types.SimpleNamespace(
-        BATCH_SHAPE=BATCH_SHAPE, FAST_COMPILE=FAST_COMPILE, images=images, set_gates=set_gates, without_adapters=without_adapters
+        BATCH_SHAPE=BATCH_SHAPE, FAST_COMPILE=FAST_COMPILE, images=images, set_gates=set_gates,
+        without_adapters=without_adapters,
     )

@@ -30,8 +30,8 @@ def _softmax(z, axis):
 
 
 def _explicit(x, params, config):
-    """Spec §2 written out unfolded, per image: x + gamma * W_o (Q B^T D) / tau."""
-    p = {k: np.asarray(v, np.float64) if not isinstance(v, dict) else {n: np.asarray(a, np.float64) for n, a in v.items()}
+    """CEA written out unfolded, per image, in float64: x + gamma * W_o (Q B^T D) / tau."""
+    p = {k: {n: np.asarray(a, np.float64) for n, a in v.items()} if isinstance(v, dict) else np.asarray(v, np.float64)
          for k, v in params.items()}
     out, maps = [], []
     heads, stride = config.probe_heads, config.probe_stride

@@ -54,7 +54,8 @@ def test_the_source_digest_is_saved_and_a_changed_source_is_refused(adapter_run,
     current = dataclasses.asdict(config) | {"init_checkpoint": dict(saved["init_checkpoint"], sha256="0" * 64)}
     with pytest.raises(wd.WorkdirError, match="other settings .*init_checkpoint.*--allow-changed-settings"):
         wd.check_resume(workdir, SMALL_SPEC, current, defaults)
-    current = dataclasses.asdict(dataclasses.replace(config, train="all")) | {"init_checkpoint": saved["init_checkpoint"]}
+    all_trained = dataclasses.replace(config, train="all")
+    current = dataclasses.asdict(all_trained) | {"init_checkpoint": saved["init_checkpoint"]}
     with pytest.raises(wd.WorkdirError, match="train 'adapter' -> 'all'"):
         wd.check_resume(workdir, SMALL_SPEC, current, defaults)
     current = dataclasses.asdict(config) | {"init_checkpoint": saved["init_checkpoint"]}

@@ -14,22 +14,13 @@ import train as train_cli
 from cea_jax.run_lock import LOCK_FILE, RunLocked, run_lock
 
 ROOT = Path(__file__).resolve().parents[2]
-
-HOLD = """
-import os, signal, sys, time
-from cea_jax.run_lock import run_lock
-with run_lock(sys.argv[1]):
-    print("locked", flush=True)
-    if sys.argv[2] == "die":
-        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up: the lock file stays behind
-    time.sleep(120)
-"""
+HOLDER = Path(__file__).with_name("lock_holder_worker.py")
 
 
 def _hold(folder: Path, how: str) -> subprocess.Popen:
     """A process holding ``folder``'s lock (``how``: "hold" until killed, "die" at once by SIGKILL)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), how], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, str(HOLDER), str(folder), how], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.readline().strip() == "locked"
     return proc
 

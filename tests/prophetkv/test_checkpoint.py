@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from prophetkv_jax.buckets import bucket_size, pad_rows
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import CheckpointError, load_checkpoint
 
@@ -18,8 +19,8 @@ PROMPTS = [
 
 def jax_logits(params, config, ids):
     n = len(ids)
-    cache = llama.KVCache.empty(config, llama.bucket_size(n))
-    t, p, s = llama.pad_rows(np.asarray(ids), np.arange(n), np.arange(n), cache.capacity)
+    cache = llama.KVCache.empty(config, bucket_size(n))
+    t, p, s = pad_rows(np.asarray(ids), np.arange(n), np.arange(n), cache.capacity)
     return np.asarray(llama.forward(params, t, p, cache, s, config)[0][:n])
 
 
@@ -40,7 +41,8 @@ def tiny_hf_dir(tmp_path_factory, default_model):
     path = tmp_path_factory.mktemp("tiny_llama")
     model.save_pretrained(path, safe_serialization=True)
     default_model[2].backend.save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>", "chat_template": "{{ messages[0]['content'] }}"}))
+    tokenizer_config = {"eos_token": "<|im_end|>", "chat_template": "{{ messages[0]['content'] }}"}
+    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     return path, model
 
 

@@ -182,7 +182,8 @@ def test_index_entries_outside_the_model_folder_are_refused_and_never_opened(tmp
         index["weight_map"]["lm_head.weight"] = entry
         (path / "model.safetensors.index.json").write_text(json.dumps(index))
         line = refused(capsys, path)
-        assert f"{path / 'model.safetensors.index.json'}: names {entry!r}; index files may only name files inside" in line
+        index_file = path / "model.safetensors.index.json"
+        assert f"{index_file}: names {entry!r}; index files may only name files inside" in line
     link = _sharded(tmp_path / "link", lambda n: "a.safetensors")
     (link / "a.safetensors").rename(outside)
     os.symlink(outside, link / "a.safetensors")

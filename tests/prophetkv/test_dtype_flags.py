@@ -1,8 +1,7 @@
 """``--dtype bfloat16`` reaches the model on every CLI that loads one: evaluate.py and the benchmarks."""
 
-import importlib.util
+import importlib
 import json
-from pathlib import Path
 
 import pytest
 
@@ -10,14 +9,9 @@ from prophetkv_jax import evaluation
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.store import model_fingerprint
 
-_BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
-
 
 def benchmark(name: str):
-    spec = importlib.util.spec_from_file_location(name, _BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_evaluate_records_the_bfloat16_model(tiny_llama_dir, tmp_path):

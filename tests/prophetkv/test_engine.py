@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from prophetkv_jax import assembly, recompute, selectors
+from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.decode import greedy_decode_batch
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
@@ -35,7 +36,7 @@ def make_prompt(seed: int = 0) -> RagPrompt:
 
 
 def full_prefill(params, tokens):
-    cache = llama.KVCache.empty(CONFIG, llama.bucket_size(len(tokens)))
+    cache = llama.KVCache.empty(CONFIG, bucket_size(len(tokens)))
     logits, cache = recompute.recompute_rows(params, CONFIG, cache, tokens, np.arange(len(tokens)))
     return np.asarray(logits), cache
 
@@ -106,7 +107,8 @@ def test_a_recycled_cache_assembles_bit_for_bit_like_a_new_one(params, dtype):
     recycled = assembly.assemble(config, segments, capacity, recycle=stale)
     assert stale.k.is_deleted()  # its memory became the new cache
     for name in ("k", "v", "positions", "valid"):
-        same = np.asarray(assembly._as_bits(getattr(recycled, name))) == np.asarray(assembly._as_bits(getattr(new, name)))
+        bits = lambda cache: np.asarray(assembly._as_bits(getattr(cache, name)))  # noqa: E731
+        same = bits(recycled) == bits(new)
         assert same.all(), f"{name} differs from a new cache's in {int((~same).sum())} places"
     with pytest.raises(ValueError, match=f"cannot recycle a cache of {capacity * 2} slots as one of {capacity}"):
         assembly.assemble(config, segments, capacity, recycle=llama.KVCache.empty(config, capacity * 2))
@@ -132,7 +134,8 @@ def test_released_caches_are_reused_and_give_the_same_results(params):
         assert reusing._spares == [] and poisoned.k.is_deleted()  # its memory holds the new cache
         np.testing.assert_array_equal(again.last_logits, expected.last_logits)
         for name in ("k", "v", "positions", "valid"):
-            np.testing.assert_array_equal(np.asarray(getattr(again.cache, name)), np.asarray(getattr(expected.cache, name)))
+            np.testing.assert_array_equal(np.asarray(getattr(again.cache, name)),
+                                          np.asarray(getattr(expected.cache, name)))
     released = reusing.prefill(prompt, "naive")
     reusing.release(released)
     reusing.prefill(prompt, "naive")
@@ -190,7 +193,7 @@ def test_every_method_gets_one_cache_capacity_so_their_answers_decode_together(e
     prompt = make_prompt()
     results = [engine.prefill(prompt, m) for m in selectors.METHODS]
     layout = engine.layout(prompt)
-    assert assembly.padded_end([len(s) for s in layout.segments[:-1]]) > llama.bucket_size(layout.total + 8)
+    assert assembly.padded_end([len(s) for s in layout.segments[:-1]]) > bucket_size(layout.total + 8)
     assert {r.cache.capacity for r in results} == {results[0].cache.capacity}
     outputs = greedy_decode_batch(engine.params, CONFIG, [r.cache for r in results],
                                   [r.last_logits for r in results], [r.next_position for r in results], 3)
@@ -283,7 +286,8 @@ def test_stage_one_scores_match_numpy(engine, params):
     cache = assembly.assemble(CONFIG, segments, assembly.cache_capacity([s.length for s in segments], layout.total))
     query = np.arange(c, layout.total)
     scores, _, _ = recompute.query_attention(params, CONFIG, cache, tokens[c:], query, score_from=c)
-    expected = numpy_stage_one(params, np.asarray(cache.k, np.float64), np.asarray(cache.v, np.float64), c, tokens[c:], query)
+    k64, v64 = np.asarray(cache.k, np.float64), np.asarray(cache.v, np.float64)
+    expected = numpy_stage_one(params, k64, v64, c, tokens[c:], query)
     np.testing.assert_allclose(scores[:, :c], expected, atol=1e-5)
     # query rows spend the rest of their attention on themselves: per layer, context + query = |query|
     assert np.all(scores[:, :c].sum(1) < len(query))

@@ -142,29 +142,25 @@ def test_full_disk_while_writing_the_tables_names_the_file(model, tmp_path, caps
     assert len(records_in(out)) == 2 and not (out / "summary.json").exists()
 
 
-def _out_is_a_file(tmp_path):
+def _out_is_a_file(tmp_path, read_only):
     (tmp_path / "out").write_text("not a folder")
     return tmp_path / "out", tmp_path / "out"
 
 
-def _records_is_a_folder(tmp_path):
+def _records_is_a_folder(tmp_path, read_only):
     (tmp_path / "out" / "records.jsonl").mkdir(parents=True)
     return tmp_path / "out", tmp_path / "out" / "records.jsonl"
 
 
-def _read_only_folder(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders; the other cases cover the probe")
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out").chmod(0o555)
-    return tmp_path / "out", tmp_path / "out"
+def _read_only_folder(tmp_path, read_only):
+    return read_only(tmp_path / "out"), tmp_path / "out"
 
 
 @pytest.mark.parametrize("make", [_out_is_a_file, _records_is_a_folder, _read_only_folder])
-def test_an_unwritable_out_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, make):
+def test_an_unwritable_out_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, read_only, make):
     from prophetkv_jax.model import checkpoint
 
-    out, named = make(tmp_path)
+    out, named = make(tmp_path, read_only)
     monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: pytest.fail("loaded the model first"))
     code, line = run(capsys, tmp_path / "model-never-read", out)
     assert code == 2 and line.startswith(f"evaluate.py: error: --out {out}: cannot write {named} (")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from prophetkv_jax import fidelity, recompute
+from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import tiny_config
 from prophetkv_jax.pipeline import Engine, RagPrompt
@@ -35,7 +36,7 @@ def test_teacher_forcing_equals_one_prefill_of_prompt_plus_answer(engine):
     answer = [7, 9, 11, 13, 15]
     got = fidelity.answer_log_probs(engine.params, CONFIG, full, answer)
     tokens = np.concatenate([engine.layout(p).tokens(), answer[:-1]])
-    cache = llama.KVCache.empty(CONFIG, llama.bucket_size(len(tokens)))
+    cache = llama.KVCache.empty(CONFIG, bucket_size(len(tokens)))
     logits, _ = recompute.recompute_rows(engine.params, CONFIG, cache, tokens, np.arange(len(tokens)))
     n = full.next_position
     expected = numpy_log_softmax(np.asarray(logits)[n - 1 : n - 1 + len(answer)])

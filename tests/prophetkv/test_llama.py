@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from prophetkv_jax.buckets import pad_rows
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
 
@@ -16,7 +17,7 @@ def params():
 
 
 def run(params, tokens, positions, slots, cache, minimum=64):
-    t, p, s = llama.pad_rows(tokens, positions, slots, cache.capacity, minimum=minimum)
+    t, p, s = pad_rows(tokens, positions, slots, cache.capacity, minimum=minimum)
     logits, cache = llama.forward(params, t, p, cache, s, CONFIG)
     return np.asarray(logits[: len(tokens)]), cache
 
@@ -58,17 +59,6 @@ def test_later_keys_do_not_leak_into_earlier_rows(params):
     b, _ = run(params, changed, np.arange(16), np.arange(16), llama.KVCache.empty(CONFIG, 32))
     np.testing.assert_allclose(a[:10], b[:10], atol=1e-6)
     assert np.abs(a[10:] - b[10:]).max() > 1e-3
-
-
-def test_pad_rows_refuses_out_of_range_slots():
-    with pytest.raises(ValueError, match=r"\[0, 8\)"):
-        llama.pad_rows(np.zeros(3), np.arange(3), np.array([0, 1, 8]), capacity=8)
-
-
-def test_bucket_size():
-    assert [llama.bucket_size(n, 16) for n in (0, 1, 16, 17, 100, 1024, 1025, 4100)] == [
-        16, 16, 16, 32, 128, 1024, 1280, 4352
-    ]
 
 
 def test_unrolled_layers_equal_the_scanned_stack(params):

@@ -94,7 +94,8 @@ def test_paired_differences_pair_by_sample_and_bracket_the_mean():
 def test_holm_adjusts_the_sorted_p_values_step_down():
     """Holm (1979): the i-th smallest of m p-values is multiplied by m - i + 1, made monotone, capped at 1."""
     adjusted, levels = paired.holm([0.01, 0.04, 0.03, 0.005])
-    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 4 x 0.005, 3 x 0.01, max(2 x 0.03, 0.03), 1 x 0.04 -> 0.06
+    # 4 x 0.005, 3 x 0.01, max(2 x 0.03, 0.03), 1 x 0.04 -> 0.06
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert levels == pytest.approx([0.05 / 3, 0.05 / 1, 0.05 / 2, 0.05 / 4])
     assert paired.holm([0.5, 0.9])[0] == pytest.approx([1.0, 1.0])
 

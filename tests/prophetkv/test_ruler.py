@@ -85,8 +85,8 @@ def test_qa_needs_its_file_and_reads_squad(tmp_path):
     with pytest.raises(FileNotFoundError, match="--squad"):
         ruler.generate("qa_1", 1, 500, words)
     squad = {"data": [{"paragraphs": [
-        {"context": f"Paragraph {i} says the code is {i * 11}.", "qas": [{"question": f"What code does paragraph {i} give?",
-                                                                         "answers": [{"text": str(i * 11)}]}]}
+        {"context": f"Paragraph {i} says the code is {i * 11}.",
+         "qas": [{"question": f"What code does paragraph {i} give?", "answers": [{"text": str(i * 11)}]}]}
         for i in range(40)]}]}
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(squad))

@@ -57,7 +57,8 @@ def run(params, tokens, positions, context=None, config=CONFIG):
         keys, values, key_pos = rotate(k, positions, config), v, np.asarray(positions)
         if context is not None:
             ck, cv, cpos = context[index]
-            keys, values, key_pos = np.concatenate([ck, keys]), np.concatenate([cv, values]), np.concatenate([cpos, key_pos])
+            keys, values = np.concatenate([ck, keys]), np.concatenate([cv, values])
+            key_pos = np.concatenate([cpos, key_pos])
         logits = np.einsum("thd,shd->hts", q, np.repeat(keys, group, axis=1)) / np.sqrt(config.head_dim)
         logits = np.where(key_pos[None, None, :] <= np.asarray(positions)[None, :, None], logits, -np.inf)
         probs = np.exp(logits - logits.max(-1, keepdims=True))

@@ -199,7 +199,8 @@ def test_two_processes_reading_and_writing_never_see_a_bad_entry(tmp_path):
     assert failures.empty()
 
 
-@pytest.mark.parametrize("crafted", ["../x", "../" * 3 + "a" * 56, "a" * 63 + "/", "A" * 64, "/etc/passwd", "", "a" * 65])
+@pytest.mark.parametrize(
+    "crafted", ["../x", "../" * 3 + "a" * 56, "a" * 63 + "/", "A" * 64, "/etc/passwd", "", "a" * 65])
 def test_crafted_keys_are_refused_before_any_file_is_touched(tmp_path, crafted):
     root = tmp_path / "store"
     outside = tmp_path / "x"
@@ -242,21 +243,16 @@ def test_eviction_and_cleanup_never_follow_a_link_out_of_the_root(tmp_path):
     assert not store.path_for(key(1)).exists() and store.path_for(key(2)).exists()  # the cap still applies inside
 
 
-def _unusable_root(tmp_path, kind):
+def _unusable_root(tmp_path, kind, read_only):
     if kind == "under a file":
         (tmp_path / "file").write_text("")
         return tmp_path / "file" / "store"
-    if os.geteuid() == 0:
-        pytest.skip("root ignores folder permissions")
-    root = tmp_path / "ro"
-    root.mkdir()
-    root.chmod(0o500)
-    return root
+    return read_only(tmp_path / "ro")
 
 
 @pytest.mark.parametrize("kind", ["under a file", "read-only"])
-def test_unusable_root_falls_back_to_memory_with_one_warning(tmp_path, caplog, kind):
-    root = _unusable_root(tmp_path, kind)
+def test_unusable_root_falls_back_to_memory_with_one_warning(tmp_path, caplog, read_only, kind):
+    root = _unusable_root(tmp_path, kind, read_only)
     with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
         store = ChunkStore(root)
         for n in (1, 2):

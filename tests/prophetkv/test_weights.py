@@ -1,5 +1,7 @@
 """The weights pytree: Linen's own init and the loaders agree on one layout, checked weight by weight."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -27,3 +29,16 @@ def test_every_wrong_missing_or_extra_weight_is_named():
         "final_norm/scale is missing",
         "layers/attn/k_proj/kernel has shape (3, 64, 99), config implies (3, 64, 32)",
     ]
+
+
+def test_each_family_switch_creates_exactly_its_rows():
+    """Qwen2's q/k/v biases and Qwen3's q/k norms come from the table's presence rules."""
+    for config in (tiny_config(qkv_bias=True), tiny_config(qk_norm=True)):
+        assert weights.shape_mismatches(abstract_params(config), config) == []
+
+
+def test_the_cache_names_a_logical_axis_for_every_dimension():
+    cache = llama.KVCache.empty(tiny_config(), 8)
+    assert set(llama.KVCache.LOGICAL_AXES) == {field.name for field in dataclasses.fields(cache)}
+    for field, axes in llama.KVCache.LOGICAL_AXES.items():
+        assert len(axes) == getattr(cache, field).ndim

@@ -33,7 +33,8 @@ def hf_tensors(config: dict[str, Any], layers: int | None = None, seed: int = 0)
              "q": config["num_attention_heads"] * config["head_dim"],
              "kv": config["num_key_value_heads"] * config["head_dim"]}
     out = {"model.embed_tokens.weight": rng.normal(0, 0.5, (config["vocab_size"], sizes["h"])),
-           "model.norm.weight": np.ones(sizes["h"]), "lm_head.weight": rng.normal(0, 0.5, (config["vocab_size"], sizes["h"]))}
+           "model.norm.weight": np.ones(sizes["h"]),
+           "lm_head.weight": rng.normal(0, 0.5, (config["vocab_size"], sizes["h"]))}
     for i in range(config["num_hidden_layers"] if layers is None else layers):
         for name, axes in _LAYER_SHAPES.items():
             shape = tuple(sizes[a] for a in axes)

@@ -1,6 +1,8 @@
 """The shared atomic-write and JSONL helpers (used by both halves)."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -50,3 +52,16 @@ def test_read_jsonl_skips_blank_lines_and_invalid_bytes_and_reads_a_missing_file
     assert read_jsonl(path) == []
     path.write_bytes(b'{"step": 1}\n\n{"step": \xff\n[1, 2]\n{"step": 2}\n')
     assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    """A table or store entry written atomically is as readable to others as one written in place."""
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "atomic.md", "x")
+        (tmp_path / "in_place.md").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "atomic.md").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "in_place.md").stat().st_mode) == 0o666 & ~umask

@@ -1,0 +1,22 @@
+"""The committed study: a tiny backbone trained once, then each module trained alone on it, five seeds.
+
+    python -m experiments.cea_frozen_backbone.run
+
+Expected (records.jsonl here, 21 runs; hours on a 2-core CPU): the backbone restores (+3.6 dB on the
+mixed set) but gains only +0.01 dB on σ=15 and +0.44 dB on rain; every module moves mixed PSNR by at
+most +0.06 dB over it; CEA − prompt on the mixed set about −0.01 dB (target +0.3 dB over the best
+baseline) and CEA's mixing penalty not smaller than any global baseline's: verdict not met.
+
+The accelerator form of the same study (hours on one GPU):
+
+    python -m experiments.cea_frozen_backbone.run --backbone-steps 20000 --adapter-steps 3000 --batch-size 32 \\
+        --adapter-batch-size 32 --out /tmp/cea_frozen_backbone_gpu --runs runs/cea_frozen_backbone_gpu
+"""
+
+RUNNER = "experiments.cea_frozen_backbone.run"
+FLAGS: tuple[str, ...] = ()  # the runner's defaults are this study's settings
+COMMAND = " ".join(("python", "-m", RUNNER, *FLAGS))
+# What the report states about the study, as the runner parses FLAGS (tests check they agree).
+SETTINGS = {"seeds": [0, 1, 2, 3, 4], "backbone_steps": 1000, "backbone_lr": 1e-3, "adapter_steps": 150,
+            "adapter_lr": 1e-3, "batch_size": 8, "adapter_batch_size": 4, "crop": 64, "mix_prob": 0.5,
+            "bootstrap": 10000}
