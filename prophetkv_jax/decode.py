@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax import recompute
+from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.weights import unstack_layers
@@ -124,7 +125,7 @@ def decode_from_cache(
     working = cache if donate else jax.tree.map(jnp.copy, cache)
     tokens, count, _ = _decode_loop(
         params, working, first, next_position, max_new_tokens, _eos_array(eos_ids), key, config,
-        llama.bucket_size(max_new_tokens, minimum=64), temperature <= 0.0, jnp.float32(temperature), jnp.float32(top_p),
+        bucket_size(max_new_tokens, minimum=64), temperature <= 0.0, jnp.float32(temperature), jnp.float32(top_p),
     )
     tokens, count = jax.device_get((tokens, count))
     return tokens[:count].tolist()
@@ -146,7 +147,7 @@ def greedy_decode_batch(
     first = np.asarray([np.argmax(logits) for logits in last_logits], np.int32)
     tokens, counts, _ = _greedy_loops(
         params, stacked, first, np.asarray(next_positions, np.int32), max_new_tokens, _eos_array(eos_ids),
-        config, llama.bucket_size(max_new_tokens, minimum=64),
+        config, bucket_size(max_new_tokens, minimum=64),
     )
     tokens, counts = jax.device_get((tokens, counts))
     return [row[:count].tolist() for row, count in zip(tokens, counts)]
@@ -163,7 +164,7 @@ def generate(
     limit = config.max_position_embeddings
     if n + max_new_tokens > limit:
         raise ValueError(f"prompt of {n} tokens + {max_new_tokens} new tokens exceeds the model's context of {limit}")
-    cache = llama.KVCache.empty(config, llama.bucket_size(n + max_new_tokens))
+    cache = llama.KVCache.empty(config, bucket_size(n + max_new_tokens))
     logits, cache = recompute.recompute_rows(
         params, config, cache, np.asarray(prompt_ids), np.arange(n), last_only=True, donate=True
     )
