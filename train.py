@@ -7,6 +7,8 @@ training settings are refused unless ``--allow-changed-settings``; config.json k
 settings of each step range), and a second train.py on the same folder is refused;
 ``python evaluate.py --task aio3 --workdir DIR`` and
 ``python -m cea_jax.restore in.png out.png --workdir DIR`` then use it.
+
+Every flag and setting is checked before JAX loads, so ``--help`` and a bad one answer at once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import sys
 import typing
 from typing import Any
 
-from runkit.cli import one_line_errors
+from cea_jax.configs import PRESETS, VARIANTS, get_config
+from cea_jax.train_config import TrainConfig
+from runkit.cli import ArgumentParser, one_line_errors
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -34,8 +38,6 @@ def _override(text: str) -> tuple[str, Any]:
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (``skip_bad`` -> ``--skip-bad``), typed and documented by the field."""
-    from cea_jax.train_lib import TrainConfig
-
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag, help_text = "--" + field.name.replace("_", "-"), field.metadata["help"]
@@ -47,9 +49,6 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from cea_jax.configs import PRESETS, VARIANTS
-    from runkit.cli import ArgumentParser
-
     p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True, help="run folder: config, checkpoints, metrics.jsonl")
     p.add_argument("--config", default="tiny", choices=PRESETS, help="model preset")
@@ -64,22 +63,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def checked_settings(args: argparse.Namespace) -> TrainConfig:
+    """The training settings, once the model overrides and the settings are known to be valid (else ValueError)."""
+    get_config(args.config, args.variant, **dict(args.overrides))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
 @one_line_errors("train.py")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    config = checked_settings(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import jax
 
     if args.distributed:
         jax.distributed.initialize()
 
-    from cea_jax.train_lib import TrainConfig, train
+    from cea_jax.train_lib import train
     from cea_jax.workdir import ModelSpec
 
     spec = ModelSpec(args.config, args.variant, tuple(args.overrides))
-    spec.config()  # validate the overrides before any work
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     row = train(args.workdir, spec, config, progress=not args.no_progress,
                 allow_changed_settings=args.allow_changed_settings)
     if row.get("interrupted"):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from prophetkv_jax import recompute
-from prophetkv_jax.generate import decode_from_cache
+from prophetkv_jax.decode import decode_from_cache
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import load_checkpoint
 

@@ -9,6 +9,9 @@ and the mixing penalty (see :mod:`cea_jax.mixing`). ``--skip-bad`` leaves unread
 images out (each named once) and the tables count the images actually scored. Writes
 ``results.json`` (per-image scores included), ``results.md``, ``grid.png`` (input /
 output / target) and, for CEA, ``affinity.png`` into ``--out``.
+
+The flags are parsed before JAX loads (``--help`` and a bad flag answer at once), so the
+model and plotting modules are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -24,18 +27,17 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from cea_jax import metrics, mixing, viz
+from cea_jax import metrics, mixing
 from cea_jax.data import catalog
 from cea_jax.data.io import BadImageError, DataLayoutError
-from cea_jax.inference import restore_batch
-from cea_jax.workdir import WorkdirError, load_params, load_run_config
 from runkit.cli import ArgumentParser
 from runkit.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``evaluate.py --task aio3|aio5|cdd11|mixed`` (light: no JAX behind it)."""
     p = ArgumentParser(prog="evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=catalog.EVAL_TASKS)
     p.add_argument("--workdir", help="train.py --workdir (uses its latest checkpoint)")
@@ -52,7 +54,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="recipes of the mixed set's regions (default: the run's training protocol)")
     p.add_argument("--skip-bad", action="store_true", help="log and skip unreadable/mismatched images")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def markdown_table(rows: dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]]) -> str:
@@ -103,6 +109,8 @@ def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _mixed_protocol(args: argparse.Namespace, run_dir: Path) -> str:
+    from cea_jax.workdir import load_run_config
+
     if args.mixed_protocol:
         return args.mixed_protocol
     return str(load_run_config(run_dir)[1].get("protocol", "aio3"))
@@ -110,6 +118,10 @@ def _mixed_protocol(args: argparse.Namespace, run_dir: Path) -> str:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation and write its files; returns the JSON payload."""
+    from cea_jax import viz
+    from cea_jax.inference import restore_batch
+    from cea_jax.workdir import load_params
+
     config, params, step = load_params(args.workdir, args.checkpoint)
     run_dir = Path(args.workdir) if args.workdir else Path(args.checkpoint).parent.parent
     spec = catalog.parse_data(args.data, args.tfds_data_dir)
@@ -173,13 +185,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
-
 def main(argv: list[str]) -> int:
     """Entry point used by the top-level evaluate.py (``--task`` included in ``argv``)."""
     args = parse_args(argv)
     if args.max_images is not None and args.max_images < 1:
         print("evaluate.py: error: --max-images must be >= 1", file=sys.stderr)
         return 2
+    from cea_jax.workdir import WorkdirError
+
     try:
         payload = evaluate(args)
     except (WorkdirError, DataLayoutError, BadImageError) as err:

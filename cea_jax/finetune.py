@@ -24,8 +24,8 @@ import numpy as np
 from flax import traverse_util
 
 from cea_jax import workdir as wd
+from cea_jax.train_config import TRAINABLE
 
-TRAINABLE = ("all", "adapter")
 ADAPTER_PREFIX = "adapter_"
 
 

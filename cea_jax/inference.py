@@ -1,8 +1,7 @@
 """Full-image inference: one jitted forward per input shape, padding to a multiple of 16.
 
-The U-Net downsamples three times, so any multiple of 8 works; the official test
-scripts centre-crop test images to a multiple of 16, and for a user's own image we
-reflect-pad to 16 and crop back instead, so no pixel is lost.
+A user's own image is reflect-padded to :data:`cea_jax.tiling.MULTIPLE` and cropped back,
+so no pixel is lost.
 
 Memory grows with the pixels restored at once (about 1.8 KB per pixel for the tiny
 preset and 5.4 KB for the paper preset on CPU, from XLA's memory analysis), so an image
@@ -20,8 +19,7 @@ import numpy as np
 
 from cea_jax.configs import ModelConfig
 from cea_jax.models import build_model
-
-MULTIPLE = 16
+from cea_jax.tiling import MULTIPLE, blend_ramp, pad_to_multiple, window_starts
 
 
 @functools.lru_cache(maxsize=8)
@@ -43,16 +41,6 @@ def predictor(config: ModelConfig):
     return predict
 
 
-def _pad_to_multiple(images: np.ndarray) -> np.ndarray:
-    """[B, H, W, C] padded at the bottom and right to multiples of MULTIPLE (reflected, or repeated if tiny)."""
-    h, w = images.shape[1:3]
-    ph, pw = -h % MULTIPLE, -w % MULTIPLE
-    if not (ph or pw):
-        return images
-    mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
-    return np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
-
-
 def restore_batch(config: ModelConfig, params: Any, images: np.ndarray,
                   return_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """Restore uint8 [B, H, W, 3] images of any size (reflect-padded to MULTIPLE, cropped back)."""
@@ -60,25 +48,11 @@ def restore_batch(config: ModelConfig, params: Any, images: np.ndarray,
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [B, H, W, 3], got {images.dtype} {images.shape}")
     h, w = images.shape[1:3]
-    restored, maps = predictor(config)(params, _pad_to_multiple(images))
+    restored, maps = predictor(config)(params, pad_to_multiple(images))
     restored = np.asarray(restored)[:, :h, :w]
     if not return_maps or maps is None:
         return restored, None
     return restored, {name: np.asarray(m) for name, m in maps.items()}
-
-
-def _starts(size: int, window: int, overlap: int) -> list[int]:
-    """Window origins covering ``size`` with at least ``overlap`` shared pixels; the last ends at ``size``."""
-    if size <= window:
-        return [0]
-    starts = list(range(0, size - window, window - overlap))
-    return starts + [size - window]
-
-
-def _ramp(size: int, overlap: int) -> np.ndarray:
-    """Blending weight across a window: rising linearly over ``overlap`` pixels at both ends, never 0."""
-    x = np.arange(size, dtype=np.float64) + 0.5
-    return np.minimum(1.0, np.minimum(x, size - x) / max(overlap, 1))
 
 
 def restore_tiled(config: ModelConfig, params: Any, image: np.ndarray, tile: int,
@@ -93,14 +67,14 @@ def restore_tiled(config: ModelConfig, params: Any, image: np.ndarray, tile: int
     if tile % MULTIPLE or not 0 <= overlap < tile // 2:
         raise ValueError(f"tile must be a multiple of {MULTIPLE} and overlap in [0, tile/2), got {tile}, {overlap}")
     out_h, out_w = image.shape[:2]
-    image = _pad_to_multiple(image[None])[0]  # the borders are padded as restore_batch pads them
+    image = pad_to_multiple(image[None])[0]  # the borders are padded as restore_batch pads them
     h, w = image.shape[:2]
     th, tw = min(h, tile), min(w, tile)
     total = np.zeros((h, w, 3), np.float64)
     weight = np.zeros((h, w, 1), np.float64)
-    window_weight = np.outer(_ramp(th, overlap), _ramp(tw, overlap))[..., None]
-    for top in _starts(h, tile, overlap):
-        for left in _starts(w, tile, overlap):
+    window_weight = np.outer(blend_ramp(th, overlap), blend_ramp(tw, overlap))[..., None]
+    for top in window_starts(h, tile, overlap):
+        for left in window_starts(w, tile, overlap):
             window = image[top:top + th, left:left + tw]
             restored, _ = restore_batch(config, params, window[None])
             total[top:top + th, left:left + tw] += restored[0] * window_weight

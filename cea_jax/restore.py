@@ -6,19 +6,20 @@ the input's size). A larger one is restored in overlapping TILE x TILE tiles ble
 across ``--tile-overlap`` pixels, so memory stays that of one tile (about 2 GB for the
 tiny preset, 6 GB for the paper preset on CPU) whatever the image size. ``--maps
 maps.png`` also draws CEA's per-component affinity maps (for an image restored whole).
-Input and output are 8-bit RGB; 16-bit images are refused (convert them first).
+Input and output are 8-bit RGB; 16-bit images are refused (convert them first). It
+prints the checkpoint it restored with (run folder and step: with ``--workdir`` a damaged
+newest step is skipped) and the files it wrote. The flags and the image are checked before
+JAX and the model load, so ``--help`` and a bad flag answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from cea_jax import viz
-from cea_jax.data.degrade import to_uint8
-from cea_jax.data.io import read_rgb, write_png
-from cea_jax.inference import MULTIPLE, restore_batch, restore_tiled
-from cea_jax.workdir import WorkdirError, load_params
+from cea_jax.data.io import read_rgb
+from cea_jax.tiling import MULTIPLE
 from runkit.cli import ArgumentParser, UsageError, one_line_errors
 
 
@@ -31,7 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--checkpoint", help="a specific step folder, DIR/checkpoints/STEP")
     p.add_argument("--maps", help="also write CEA's affinity maps to this PNG")
     p.add_argument("--tile", type=int, default=1024,
-                   help="images over TILE x TILE pixels are restored in TILE x TILE tiles (multiple of 16; default 1024)")
+                   help="images over TILE x TILE pixels are restored in TILE x TILE tiles "
+                        "(multiple of 16; default 1024)")
     p.add_argument("--tile-overlap", type=int, help="pixels shared by neighbouring tiles (default: TILE/16, 64)")
     args = p.parse_args(argv)
     if args.tile < 4 * MULTIPLE or args.tile % MULTIPLE:
@@ -51,7 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.maps and tiled:
         raise UsageError(f"--maps needs an image restored whole (at most {args.tile}x{args.tile} pixels, see --tile); "
                          f"{args.input} is {image.shape[1]}x{image.shape[0]}")
-    config, params, _ = load_params(args.workdir, args.checkpoint)
+    from cea_jax.data.degrade import to_uint8
+    from cea_jax.data.io import write_png
+    from cea_jax.inference import restore_batch, restore_tiled
+    from cea_jax.workdir import WorkdirError, load_params
+
+    config, params, step = load_params(args.workdir, args.checkpoint)
+    run_dir = args.workdir or Path(args.checkpoint).parent.parent
+    print(f"using checkpoint step {step} of {run_dir}", flush=True)
     if args.maps and config.variant != "cea":
         raise WorkdirError(f"--maps needs a cea model; {args.workdir or args.checkpoint} is {config.variant!r}")
     if tiled:
@@ -61,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         restored = batch[0]
     write_png(args.output, to_uint8(restored))
     if args.maps:
+        from cea_jax import viz  # matplotlib: loaded only to draw the maps
+
         viz.save_affinity_maps(args.maps, image, maps)
     print(f"wrote {args.output}" + (f" and {args.maps}" if args.maps else ""))
     return 0

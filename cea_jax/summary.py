@@ -12,6 +12,9 @@ also without materialising parameters.
 descriptor, experts and prompt baselines (``configs.MATCHED_BUDGET``: within 10% of CEA's
 adapter parameters, all at CEA's decoder sites) and PromptIR's prompt block at CEA's
 decoder sites, each with its adapter parameters and sites.
+
+The command line checks its flags before JAX loads (``--help`` and a bad flag answer at
+once), so the counters import JAX and the models where they run.
 """
 
 from __future__ import annotations
@@ -21,11 +24,7 @@ import json
 import sys
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
 from cea_jax.configs import PRESETS, VARIANTS, ModelConfig, get_config, matched_overrides
-from cea_jax.models import build_model
 from runkit.cli import ArgumentParser, one_line_errors
 
 _INIT_SIZE = 16  # parameter shapes do not depend on the image size
@@ -34,13 +33,19 @@ MAX_SIZE = 4096  # compiling a larger forward only to count its FLOPs exhausts a
 
 def abstract_params(config: ModelConfig) -> Any:
     """The variables pytree as ShapeDtypeStructs (no memory, no compute)."""
-    image = jax.ShapeDtypeStruct((1, _INIT_SIZE, _INIT_SIZE, 3), jnp.float32)
+    import jax
+
+    from cea_jax.models import build_model
+
+    image = jax.ShapeDtypeStruct((1, _INIT_SIZE, _INIT_SIZE, 3), "float32")
     return jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), image)
 
 
 @functools.lru_cache(maxsize=None)
 def count_params(config: ModelConfig) -> dict[str, int]:
     """{"total", "backbone", "adapter"} parameter counts for a config (cached per config)."""
+    import jax
+
     params = abstract_params(config)["params"]
     adapter = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -53,9 +58,13 @@ def count_params(config: ModelConfig) -> dict[str, int]:
 @functools.lru_cache(maxsize=None)
 def forward_flops(config: ModelConfig, size: int = 256) -> float:
     """XLA's FLOP count of the compiled forward on one size x size image (cached)."""
+    import jax
+
+    from cea_jax.models import build_model
+
     model = build_model(config)
     forward = jax.jit(lambda variables, x: model.apply(variables, x)[0])
-    image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    image = jax.ShapeDtypeStruct((1, size, size, 3), "float32")
     analysis = forward.lower(abstract_params(config), image).compile().cost_analysis()
     if isinstance(analysis, list):  # older JAX returned one dict per device
         analysis = analysis[0]
@@ -71,7 +80,8 @@ def summarize(preset: str, variant: str, size: int = 256, setting: str = "defaul
 
 
 def settings(preset: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(variant, setting, overrides) of every comparison row: defaults, matched budgets, PromptIR's block at CEA's sites."""
+    """(variant, setting, overrides) of every comparison row: defaults, matched budgets, PromptIR's block at CEA's
+    sites."""
     rows = []
     for variant in VARIANTS:
         rows.append((variant, "default", {}))

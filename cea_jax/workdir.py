@@ -172,6 +172,29 @@ def _manager(root: Path, options: ocp.CheckpointManagerOptions) -> ocp.Checkpoin
     })
 
 
+class _DropReadOnlyNotice(logging.Filter):
+    """Drops orbax's notice that a read-only manager's directory is read only: the caller asked for exactly that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+
+def _read_only_manager(root: Path) -> ocp.CheckpointManager:
+    """A manager that never writes to the run (inference), without orbax's warnings about it.
+
+    ``save_interval_steps=0`` is what read-only implies (orbax warns when it has to set it
+    itself); its notice that the directory is read only has no option, so only that record
+    is filtered, only while the manager is built.
+    """
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    absl_logger, notice = logging.getLogger("absl"), _DropReadOnlyNotice()
+    absl_logger.addFilter(notice)
+    try:
+        return _manager(root, options)
+    finally:
+        absl_logger.removeFilter(notice)
+
+
 def checkpoint_manager(workdir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
     """Orbax manager over DIR/checkpoints: a ``state`` pytree, a grain ``data`` item and a ``digest``."""
     return _manager(Path(workdir).absolute() / CHECKPOINTS,
@@ -332,7 +355,8 @@ def resolve_checkpoint(workdir: str | None, checkpoint: str | None) -> tuple[Pat
     steps = sorted(int(p.name) for p in root.glob("*") if p.name.isdigit() and (p / "state").is_dir()) \
         if root.is_dir() else []
     if not steps:
-        raise WorkdirError(f"{workdir}: no checkpoints under {root}; train first with python train.py --workdir {workdir}")
+        raise WorkdirError(f"{workdir}: no checkpoints under {root}; "
+                           f"train first with python train.py --workdir {workdir}")
     return Path(workdir), root / str(steps[-1])
 
 
@@ -345,7 +369,7 @@ def load_params(workdir: str | None = None, checkpoint: str | None = None) -> tu
     run_dir, step_dir = resolve_checkpoint(workdir, checkpoint)
     spec, _ = load_run_config(run_dir)
     config = spec.config()
-    manager = _manager(step_dir.parent, ocp.CheckpointManagerOptions(read_only=True, create=False))
+    manager = _read_only_manager(step_dir.parent)
     try:
         state, step = restore_newest_valid(manager, abstract_params(config),
                                            steps=[int(step_dir.name)] if checkpoint else None)

@@ -4,6 +4,9 @@ Each sample's chunks are encoded and stored once, then every (method, ratio) pre
 the same store and decodes greedily. One JSON line per (sample, method, ratio) is appended
 as soon as it is scored, so an interrupted run picks up where it stopped; the tables, the
 summary JSON and the ratio-sweep plot are rewritten from all lines at the end.
+
+The flags are parsed and checked before JAX loads (``--help`` and a bad flag answer at
+once), so the modules that pull JAX in are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -12,21 +15,21 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 from tqdm import tqdm
 
-from prophetkv_jax import fidelity, report, run_records, selectors
-from prophetkv_jax.generate import greedy_decode_batch
-from prophetkv_jax.model import sharding
+from prophetkv_jax import report, run_records, selectors
 from prophetkv_jax.model.config import DTYPES
-from prophetkv_jax.pipeline import Engine, RagPrompt
-from prophetkv_jax.prompts import build_rag_prompt
+from prophetkv_jax.model.mesh_flag import MESH_HELP, parse_mesh
 from prophetkv_jax.store import DEFAULT_DEVICE_BYTES, DEFAULT_HOST_BYTES, GIB, STORE_DTYPES
 from prophetkv_jax.tasks.sample import Sample
 from runkit.files import atomic_write
 from runkit.records import check_settings, load_records, settings_digest
+
+if TYPE_CHECKING:
+    from prophetkv_jax.pipeline import Engine, RagPrompt
 
 DEFAULT_RULER_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multivalue", "niah_multiquery", "vt", "fwe")
 
@@ -43,7 +46,8 @@ def refuse(message: str) -> None:
     raise SystemExit(2)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``evaluate.py --task ruler|longbench`` (light: no JAX behind it)."""
     parser = OneLineParser(prog="evaluate.py", description=__doc__)
     parser.add_argument("--task", required=True, choices=("ruler", "longbench"))
     parser.add_argument("--subtasks", default=None,
@@ -55,7 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--context", type=int, default=2048, help="prompt length in model tokens")
     parser.add_argument("--chunk-tokens", type=int, default=256, help="tokens per cached chunk")
     parser.add_argument("--chunk-bos", action="store_true", help="encode every chunk with its own BOS (EPIC's code)")
-    parser.add_argument("--model", default=None, help="HF Llama directory or .gguf file (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--model", default=None,
+                        help="HF Llama directory or .gguf file (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--no-chat", action="store_true", help="do not wrap prompts in the model's chat template")
     parser.add_argument("--store", default=None, help="persistent chunk-KV store directory (default: in memory)")
     parser.add_argument("--store-dtype", default=None, choices=STORE_DTYPES,
@@ -66,7 +71,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="chunk store's host-RAM tier cap (GiB)")
     parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="weights, activations and KV cache (bfloat16 halves memory; float32 is the CPU default)")
-    parser.add_argument("--mesh", default="auto", help=sharding.MESH_HELP)
+    parser.add_argument("--mesh", default="auto", help=MESH_HELP)
     parser.add_argument("--data-dir", default="data/longbench", help="LongBench jsonl folder")
     parser.add_argument("--haystack-dir", default=None, help="text files for RULER's essay haystack")
     parser.add_argument("--squad", default=None, help="SQuAD v2 dev json (RULER qa_1)")
@@ -75,10 +80,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="cap on each task's answer budget (RULER: niah 128, vt 30, fwe 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/ruler", help="output folder (resumes from its records.jsonl)")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags, checked: a bad one ends in one line and exit code 2 before the model loads."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.methods = _choices("--methods", args.methods, selectors.METHODS)
     try:
-        args.mesh = sharding.parse_mesh(args.mesh)
+        args.mesh = parse_mesh(args.mesh)
     except ValueError as err:
         parser.error(str(err))
     if not min(args.store_device_gib, args.store_host_gib) >= 0:  # NaN fails too
@@ -123,6 +134,8 @@ def sample_prompt(tokenizer: Any, sample: Sample, *, chunk_tokens: int, chat: bo
                   max_new_tokens: int | None = None, context_tokens: int | None = None) -> tuple[RagPrompt, int]:
     """A sample's RAG prompt and its answer budget; with ``context_tokens`` an over-long prompt is
     cut in the middle to leave room for the answer."""
+    from prophetkv_jax.prompts import build_rag_prompt
+
     budget = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
     prompt = build_rag_prompt(tokenizer, sample.instruction, sample.context, sample.question,
                               sample.answer_prefix, chunk_tokens, chat=chat and sample.extra.get("chat", True),
@@ -153,7 +166,8 @@ def evaluate_samples(
     done = {r["key"] for r in records}
     pending = [(s, [(m, p) for m, p in runs if record_key(s.task, s.index, m, p) not in done]) for s in samples]
     pending = [(s, todo) for s, todo in pending if todo]
-    bar = tqdm(total=sum(len(todo) for _, todo in pending), desc="prefill+decode", unit="run", disable=not show_progress)
+    bar = tqdm(total=sum(len(todo) for _, todo in pending), desc="prefill+decode", unit="run",
+               disable=not show_progress)
     with bar:  # closed on any exit, so an error or Ctrl-C line is the last one printed
         for sample, todo in pending:
             prompt, budget = sample_prompt(tokenizer, sample, chunk_tokens=chunk_tokens, chat=chat,
@@ -171,6 +185,9 @@ def evaluate_samples(
 def _score_sample(engine: Engine, tokenizer: Any, sample: Sample, prompt: RagPrompt,
                   todo: list[tuple[str, float | None]], budget: int, score_fn) -> list[dict[str, Any]]:
     """The records of one sample's runs: answer, score, timings and fidelity to full prefill."""
+    from prophetkv_jax import fidelity
+    from prophetkv_jax.decode import greedy_decode_batch
+
     engine.precompute(prompt)
     prefills = [engine.prefill(prompt, method, 0.0 if ratio is None else ratio) for method, ratio in todo]
     methods = [method for method, _ in todo]
@@ -279,7 +296,9 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> int:
+    from prophetkv_jax import fidelity
     from prophetkv_jax.model.checkpoint import load_checkpoint
+    from prophetkv_jax.pipeline import Engine
     from prophetkv_jax.store import ChunkStore, model_fingerprint
     from prophetkv_jax.tasks import longbench, ruler
     from prophetkv_jax.tasks.metrics import score_sample

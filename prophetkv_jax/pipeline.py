@@ -18,7 +18,7 @@ from prophetkv_jax import selection, selectors
 from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_recyclable
 from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.chunks import encode_segment, segment_spec
-from prophetkv_jax.generate import decode_from_cache
+from prophetkv_jax.decode import decode_from_cache
 from prophetkv_jax.layout import Layout, RagPrompt, lay_out
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig

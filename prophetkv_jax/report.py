@@ -212,7 +212,8 @@ def plot_ratio_sweep(summary: dict[str, Any], path: Path) -> bool:
     fig = Figure(figsize=(11, 4))
     for ax, metric, label in zip(fig.subplots(1, 2), ("score", "kl"), ("score", "KL(full ‖ method), nats")):
         for method in sorted({a["method"] for a in averages}, key=lambda m: _column_order((m, 0))):
-            points = sorted((a["ratio"], a[metric]) for a in averages if a["method"] == method and a[metric] is not None)
+            points = sorted((a["ratio"], a[metric]) for a in averages
+                            if a["method"] == method and a[metric] is not None)
             if not points:
                 continue
             if method in RATIO_FREE:

@@ -25,23 +25,11 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.llama import KVCache
+from prophetkv_jax.model.mesh_flag import MESH_HELP, MODEL, parse_mesh  # noqa: F401 (the --mesh flag, re-exported)
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params
 
-MODEL = "model"
-MESH_HELP = ("tensor-parallel devices: model=N splits heads, FFN and vocabulary over N devices; auto (default) "
-             "uses one device unless the weights do not fit it (always one on CPU)")
 # weights take this share of a device's memory at most when choosing automatically (cache, activations)
 _WEIGHT_SHARE = 0.7
-
-
-def parse_mesh(text: str) -> int | None:
-    """``model=N`` -> N; ``auto`` -> None (decided from the weights' size). ValueError names the flag."""
-    if text == "auto":
-        return None
-    name, _, count = text.partition("=")
-    if name == MODEL and count.isdigit() and int(count) >= 1:
-        return int(count)
-    raise ValueError(f"--mesh {text!r}: expected model=N with N >= 1 devices, or auto")
 
 
 def rules(config: LlamaConfig, size: int) -> dict[str, str | None]:

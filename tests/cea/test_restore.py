@@ -1,11 +1,12 @@
 """python -m cea_jax.restore: a user's image in, a same-size restored PNG out (tiled when large); 8-bit only."""
 
+import logging
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from data_helpers import trained_run
+from data_helpers import SMALL_TRAIN, trained_run
 from PIL import Image
 
 from cea_jax import restore
@@ -27,6 +28,18 @@ def test_restore_keeps_the_size_of_an_odd_sized_image(tmp_path, capsys):
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (115, 121, 3) and out.dtype == np.uint8
     assert Image.open(tmp_path / "maps.png").size[0] > 100
+
+
+def test_restore_names_the_checkpoint_it_used_and_logs_no_read_only_warnings(tmp_path, capsys, caplog):
+    workdir, _ = trained_run()
+    src = _save(tmp_path / "in.png", embedded.test_tiles()[0])
+    with caplog.at_level(logging.INFO):
+        code = restore.main([str(src), str(tmp_path / "out.png"), "--workdir", str(workdir)])
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines() == [f"using checkpoint step {SMALL_TRAIN.steps} of {workdir}",
+                                              f"wrote {tmp_path / 'out.png'}"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [m for m in warnings if "read only" in m or "read_only" in m], warnings
 
 
 def test_unreadable_input_is_a_clear_error(tmp_path, capsys):

@@ -85,8 +85,8 @@ def test_prompt_at_ceas_decoder_sites_has_one_prompt_block_per_decoder_block():
 
 
 def test_module_entry_point_exits_2_with_one_line():
-    proc = subprocess.run([sys.executable, "-m", "cea_jax.summary", "--size", "0"], cwd=Path(__file__).resolve().parents[2],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "cea_jax.summary", "--size", "0"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "python -m cea_jax.summary: error: --size must be in [16, 4096], got 0 (see python -m cea_jax.summary --help)"

@@ -67,7 +67,7 @@ def test_default_gguf_matches_transformers(default_model, reference_model, promp
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
     assert np.abs(jax_logits(params, config, ids) - expected).max() <= 1e-3
-    from prophetkv_jax.generate import generate
+    from prophetkv_jax.decode import generate
 
     ours = generate(params, config, ids, 20)
     theirs = model.generate(torch.tensor([ids]), max_new_tokens=20, min_new_tokens=20, do_sample=False)[0, len(ids):]

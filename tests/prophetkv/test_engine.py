@@ -9,7 +9,7 @@ import pytest
 
 from prophetkv_jax import assembly, recompute, selectors
 from prophetkv_jax.buckets import bucket_size
-from prophetkv_jax.generate import greedy_decode_batch
+from prophetkv_jax.decode import greedy_decode_batch
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import RopeScaling, tiny_config
 from prophetkv_jax.pipeline import Engine, RagPrompt

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from prophetkv_jax.generate import generate, main
+from prophetkv_jax.decode import generate
+from prophetkv_jax.generate import main
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_batched_greedy_decoding_equals_one_cache_at_a_time():
     import jax
 
     from prophetkv_jax import recompute
-    from prophetkv_jax.generate import decode_from_cache, greedy_decode_batch
+    from prophetkv_jax.decode import decode_from_cache, greedy_decode_batch
     from prophetkv_jax.model import llama
     from prophetkv_jax.model.config import tiny_config
 
@@ -64,10 +65,12 @@ def test_batched_greedy_decoding_equals_one_cache_at_a_time():
     prefills = []
     for n in (9, 14, 11):
         cache = llama.KVCache.empty(config, 64)
-        logits, cache = recompute.recompute_rows(params, config, cache, rng.integers(0, 256, n), np.arange(n), last_only=True)
+        logits, cache = recompute.recompute_rows(params, config, cache, rng.integers(0, 256, n), np.arange(n),
+                                                 last_only=True)
         prefills.append((cache, np.asarray(logits[-1]), n))
     eos = {int(np.argmax(prefills[1][1]))}  # the second stream stops at once
     together = greedy_decode_batch(params, config, *map(list, zip(*prefills)), 10, eos)
-    one_by_one = [decode_from_cache(params, config, c, l, n, 10, eos) for c, l, n in prefills]  # caches intact
+    one_by_one = [decode_from_cache(params, config, cache, logits, n, 10, eos)
+                  for cache, logits, n in prefills]  # the caches stay intact
     assert together == one_by_one
     assert len(together[1]) == 1 and len(together[0]) == 10

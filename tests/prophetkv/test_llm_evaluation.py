@@ -72,7 +72,8 @@ def test_loop_writes_records_tables_plot_and_resumes(engine, tmp_path):
     runs = evaluation.runs_for(["full", "naive", "epic", "prophetkv"], [0.2, 0.5])
     assert ("full", None) in runs and ("prophetkv", 0.5) in runs and len(runs) == 6
     kwargs = dict(chunk_tokens=32, show_progress=False)
-    records = evaluation.evaluate_samples(engine, ByteTokenizer(), samples(), runs, contains_reference, tmp_path, **kwargs)
+    records = evaluation.evaluate_samples(engine, ByteTokenizer(), samples(), runs, contains_reference, tmp_path,
+                                          **kwargs)
     assert len(records) == 2 * len(runs)
     lines = (tmp_path / "records.jsonl").read_text().splitlines()
     assert len(lines) == len(records)
