@@ -40,7 +40,7 @@ import numpy as np
 from benchmarks.llama_prefill import matmul_gflops, prefill_flops
 from benchmarks.prophetkv_phases import one_request
 from benchmarks.prophetkv_ttft import CompileCounter, make_prompt, time_requests
-from prophetkv_jax.model import sharding
+from prophetkv_jax.model import mesh_flag, sharding
 from prophetkv_jax.model.config import LlamaConfig, RopeScaling
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths
 from prophetkv_jax.pipeline import Engine
@@ -205,7 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ratio", type=float, default=0.2, help="ProphetKV's recompute ratio")
     parser.add_argument("--repeats", type=int, default=2, help="timed requests per method and context")
     parser.add_argument("--scale", type=float, default=1.0, help="model size relative to Llama-3.1-8B (smoke tests)")
-    parser.add_argument("--mesh", default="auto", help=sharding.MESH_HELP)
+    parser.add_argument("--mesh", default="auto", help=mesh_flag.MESH_HELP)
     parser.add_argument("--store-device-gib", type=float, default=48.0, help="chunk store's device tier cap")
     parser.add_argument("--store-host-gib", type=float, default=48.0, help="chunk store's host-RAM tier cap")
     parser.add_argument("--matmul-sizes", default="4096,8192", help="square bf16 matmuls timed for the peak")
@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.contexts = [int(c) for c in args.contexts.split(",")]
         args.matmul_sizes = [int(c) for c in args.matmul_sizes.split(",")]
-        args.mesh = sharding.parse_mesh(args.mesh)
+        args.mesh = mesh_flag.parse_mesh(args.mesh)
     except ValueError as err:
         parser.error(str(err).splitlines()[0])
     sizes = (args.repeats, args.chunk_tokens, *args.contexts, *args.matmul_sizes)

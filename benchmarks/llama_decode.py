@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from prophetkv_jax import recompute
+from prophetkv_jax import buckets, recompute
 from prophetkv_jax.decode import decode_from_cache
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import load_checkpoint
@@ -29,7 +29,7 @@ def decode_seconds(params, config, context: int, new_tokens: int, repeats: int) 
     """Seconds to decode ``new_tokens`` after a ``context``-token prefill, per timed request, and the
     KV cache's dtype."""
     ids = np.random.RandomState(0).randint(100, config.vocab_size, context).astype(np.int32)
-    cache = llama.KVCache.empty(config, llama.bucket_size(context + new_tokens))
+    cache = llama.KVCache.empty(config, buckets.bucket_size(context + new_tokens))
     logits, cache = recompute.recompute_rows(params, config, cache, ids, np.arange(context), last_only=True)
     last = np.asarray(logits[-1])
     decode_from_cache(params, config, cache, last, context, new_tokens)  # compile

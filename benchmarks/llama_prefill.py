@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prophetkv_jax import buckets
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.checkpoint import default_model_path, load_checkpoint
 from prophetkv_jax.model.config import DTYPES, LlamaConfig
@@ -69,8 +70,8 @@ def matmul_gflops(size: int, repeats: int, dtype: str = "float32") -> float:
 def project_prefill(params, config: LlamaConfig, ids: np.ndarray) -> Callable[[], None]:
     """One blocking prefill through ``llama.forward``, as the engine's full prefill runs it."""
     n = len(ids)
-    capacity = llama.bucket_size(n)
-    tokens, positions, slots = llama.pad_rows(ids, np.arange(n), np.arange(n), capacity)
+    capacity = buckets.bucket_size(n)
+    tokens, positions, slots = buckets.pad_rows(ids, np.arange(n), np.arange(n), capacity)
 
     def run() -> None:  # a fresh cache per request, donated
         cache = llama.KVCache.empty(config, capacity)

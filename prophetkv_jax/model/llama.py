@@ -20,8 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# generate.py and benchmarks/llama_{prefill,decode}.py still call these as llama.*; they live in buckets.
-from prophetkv_jax.buckets import bucket_size, pad_rows  # noqa: F401
 from prophetkv_jax.model import weights
 from prophetkv_jax.model.attention import blocked_attention, choose_kernel, fused_attention, mask_bias
 from prophetkv_jax.model.config import LlamaConfig

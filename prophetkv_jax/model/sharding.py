@@ -25,7 +25,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.llama import KVCache
-from prophetkv_jax.model.mesh_flag import MESH_HELP, MODEL, parse_mesh  # noqa: F401 (the --mesh flag, re-exported)
+from prophetkv_jax.model.mesh_flag import MODEL
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params
 
 # weights take this share of a device's memory at most when choosing automatically (cache, activations)
