@@ -4,7 +4,7 @@
 
 One table per benchmark, with the command that produced it and the machine it ran on, as far as
 the JSON records it. The numbers come from the files only, so the page cannot drift from them;
-tests/benchmarks/test_report.py fails when the committed page differs from what this writes.
+tests/benchmarks/test_performance_page.py fails when the committed page differs from what this writes.
 """
 
 from __future__ import annotations
