@@ -8,12 +8,12 @@ CEA and prompt are paired by seed for the targets.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from experiments.pages import page_command
 from runkit.files import atomic_write
 from runkit.records import load_records
 
@@ -129,15 +129,8 @@ def write_pages(out: Path = HERE) -> list[Path]:
     return write_results(records, config.SETTINGS | {"command": config.COMMAND}, out, figures)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=HERE, help="where the page goes (default: here)")
-    pages = write_pages(parser.parse_args(argv).out)
-    for page in pages:
-        print(f"wrote {page}")
-    if not pages:
-        print(f"{HERE / 'records.jsonl'}: no records committed yet; run experiments.cea_ablation.run first")
-    return 0
+main = page_command(__doc__, HERE, write_pages, when_empty=f"{HERE / 'records.jsonl'}: no records committed yet; "
+                                                           "run experiments.cea_ablation.run first")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ this page shows the committed one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -26,6 +25,7 @@ from experiments.cea_frozen_backbone.stats import (
     verdict,
 )
 from experiments.cea_tables import budget_table, mean_sd
+from experiments.pages import page_command
 from runkit.files import atomic_write
 from runkit.records import load_records
 
@@ -137,12 +137,7 @@ def write_pages(out: Path = HERE) -> list[Path]:
                          config.SETTINGS | {"command": config.COMMAND}, out, HERE / ROUTING)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=HERE, help="where the page and figures go (default: here)")
-    for page in write_pages(parser.parse_args(argv).out):
-        print(f"wrote {page}")
-    return 0
+main = page_command(__doc__, HERE, write_pages)
 
 
 if __name__ == "__main__":

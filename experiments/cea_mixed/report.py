@@ -9,7 +9,6 @@ independently (percentile interval), so both sources of spread are in them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from experiments.cea_mixed import config
 from experiments.cea_tables import budget_table, mean_sd, paired_bootstrap
+from experiments.pages import page_command
 from runkit.files import atomic_write
 from runkit.records import load_records
 
@@ -173,12 +173,7 @@ def write_pages(out: Path = HERE) -> list[Path]:
                          config.SETTINGS | {"command": config.COMMAND}, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=HERE, help="where the page and figure go (default: here)")
-    for page in write_pages(parser.parse_args(argv).out):
-        print(f"wrote {page}")
-    return 0
+main = page_command(__doc__, HERE, write_pages)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ the page sets the groups' means side by side, so what tells a tail prompt apart 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from experiments.pages import page_command
 from experiments.prophetkv_tail import config
 from runkit.files import atomic_write
 
@@ -67,12 +67,7 @@ def write_pages(out: Path = HERE) -> list[Path]:
     return [out / "results.md"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=HERE, help="where the page goes (default: here)")
-    for written in write_pages(parser.parse_args(argv).out):
-        print(f"wrote {written}")
-    return 0
+main = page_command(__doc__, HERE, write_pages)
 
 
 if __name__ == "__main__":
