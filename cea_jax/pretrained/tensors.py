@@ -20,8 +20,8 @@ def _flat(tree: Any) -> dict[tuple[str, ...], Any]:
 
 
 def flat_tensors(variables: Any) -> dict[str, np.ndarray]:
-    """Every variable as a contiguous host array, by dotted name."""
-    return {".".join(key): np.ascontiguousarray(np.asarray(leaf)) for key, leaf in _flat(variables).items()}
+    """Every variable as a contiguous host array, by dotted name (scalars stay 0-d: ascontiguousarray would not)."""
+    return {".".join(key): np.asarray(leaf, order="C") for key, leaf in _flat(variables).items()}
 
 
 def tensors_to_variables(tensors: dict[str, np.ndarray], abstract: Any, where: str) -> Any:
