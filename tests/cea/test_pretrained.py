@@ -2,6 +2,9 @@
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -142,3 +145,26 @@ def test_pretrained_flag_is_checked_before_the_model_loads(tmp_path, capsys, fla
 def test_the_package_ships_the_model_files():
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert {"*.safetensors", "*.json"} <= set(package_data["cea_jax.pretrained"])
+
+
+def _imports_and_errors(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, set[str], list[str]]:
+    """(exit code, top-level packages imported, stderr lines other than import timings) of ``python -m ...``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **env)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    lines = proc.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    return proc.returncode, imported, [line for line in lines if not line.startswith("import time:")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["cea_jax.restore", "in.png", "out.png"], "no pretrained model is shipped in"),
+    (["cea_jax.pretrained.export", "--workdir", "w", "--name", "a/b"], "model name 'a/b': use letters"),
+    (["cea_jax.pretrained.export", "--name", "x"], "give --workdir DIR (newest checkpoint) or --checkpoint"),
+    (["cea_jax.pretrained.export", "--workdir", "w", "--psnr", "sigma25"], "--psnr expects COLUMN=DB"),
+])
+def test_a_missing_model_or_a_bad_export_flag_answers_before_jax_loads(tmp_path, args, message):
+    _image(tmp_path)
+    code, imported, errors = _imports_and_errors(args, tmp_path, {FOLDER_VARIABLE: str(tmp_path / "empty")})
+    assert code == 2 and len(errors) == 1 and message in errors[0], errors
+    assert not imported & {"jax", "jaxlib", "flax", "orbax"}, sorted(imported & {"jax", "jaxlib", "flax", "orbax"})
