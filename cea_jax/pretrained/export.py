@@ -103,7 +103,8 @@ def export(workdir: str | None, checkpoint: str | None, name: str, out: Path, ps
         "format": FORMAT, "name": name, "weights": weights_path(name, out).name, "weights_sha256": sha256_hex(data),
         "weights_dtype": ",".join(sorted({str(t.dtype) for t in tensors.values()})), "model": model,
         "training": {"checkpoint_step": step, **{key: train.get(key) for key in TRAINING_SUMMARY}},
-        "source": {"workdir": str(Path(run_dir).absolute()), "step": step,
+        # The run folder's name only: an absolute path would ship the exporter's home directory.
+        "source": {"workdir": Path(run_dir).absolute().name, "step": step,
                    "settings_digest": settings_digest(saved_config)},
         "held_out_psnr": dict(psnr or {}),
     }

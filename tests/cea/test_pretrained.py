@@ -52,6 +52,7 @@ def test_the_manifest_says_what_the_model_is_and_where_it_came_from(shipped):
     assert manifest["training"]["checkpoint_step"] == SMALL_TRAIN.steps
     assert {k: manifest["training"][k] for k in ("steps", "crop", "data", "seed")} == {
         "steps": SMALL_TRAIN.steps, "crop": SMALL_TRAIN.crop, "data": SMALL_TRAIN.data, "seed": SMALL_TRAIN.seed}
+    assert manifest["source"]["workdir"] == workdir.name and manifest["source"]["step"] == SMALL_TRAIN.steps
     assert manifest["source"]["settings_digest"] == settings_digest(json.loads((workdir / "config.json").read_text()))
     assert manifest["held_out_psnr"] == {"sigma25": 21.5}
     assert len(weights) < 5 * 2 ** 20
