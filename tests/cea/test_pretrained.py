@@ -117,6 +117,18 @@ def test_a_manifest_describing_another_model_is_refused(shipped):
         load_pretrained("default", shipped)
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: "{", "not a pretrained-model manifest"),
+    (lambda m: json.dumps(m | {"weights": "../default.safetensors"}), "is not a file name beside the manifest"),
+    (lambda m: json.dumps(m | {"format": 99}), "format 99, expected 1"),
+])
+def test_an_unreadable_manifest_is_refused_naming_it(shipped, edit, message):
+    path = shipped / "default.json"
+    path.write_text(edit(json.loads(path.read_text())))
+    with pytest.raises(PretrainedError, match=rf"default.json: .*{message}.*; reinstall or re-export"):
+        load_pretrained("default", shipped)
+
+
 def test_an_oversized_export_is_refused_and_writes_nothing(tmp_path):
     workdir, _ = trained_run()
     with pytest.raises(PretrainedError, match=r"small: the weights are 0\.\d\d MiB, over the 0\.0009\d* MiB limit"):
