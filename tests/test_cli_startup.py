@@ -34,6 +34,7 @@ HELP = [
     ([*EVALUATE, "--task", "ruler"], "--methods METHODS"),
     ([*EVALUATE, "--task", "aio3"], "--max-images MAX_IMAGES"),
     (RESTORE, "--tile-overlap TILE_OVERLAP"),
+    (RESTORE, "--pretrained NAME"),
     (SUMMARY, "--size SIZE"),
     (GENERATE, "--max-new-tokens MAX_NEW_TOKENS"),
 ]
@@ -49,6 +50,9 @@ BAD_ARGUMENTS = [
     (["evaluate.py", "--task", "aio3", "--ssim-window", "box"], "evaluate.py: error: argument --ssim-window"),
     ([*RESTORE, "in.png", "out.png", "--tile", "100"], "--tile must be a multiple of 16 and >= 64, got 100"),
     ([*RESTORE, "no-such-image.png", "out.png", "--workdir", "w"], "no-such-image.png"),
+    ([*RESTORE, "in.png", "out.png", "--pretrained", "../x"], "model name '../x': use letters, digits"),
+    ([*RESTORE, "in.png", "out.png", "--pretrained", "x", "--workdir", "w"],
+     "give --pretrained NAME or --workdir/--checkpoint, not both"),
     ([*SUMMARY, "--size", "0"], "python -m cea_jax.summary: error: --size must be in [16, 4096], got 0"),
     ([*GENERATE, "hi", "--top-p", "0"], "python -m prophetkv_jax.generate: error: --top-p must be in (0, 1]"),
     ([*GENERATE, "hi", "--mesh", "data=2"], "python -m prophetkv_jax.generate: error: --mesh 'data=2'"),
