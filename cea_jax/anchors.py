@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -75,20 +76,29 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
     return box(a) * guide + box(b)
 
 
-def dark_channel_dehaze(image: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
-                        refine_radius: int | None = 15, eps: float = 1e-3) -> np.ndarray:
-    """He, Sun and Tang, "Single Image Haze Removal Using Dark Channel Prior" (CVPR 2009).
+def dark_channel_transmission(image: np.ndarray, patch: int = 15, omega: float = 0.95,
+                              refine_radius: int | None = 15, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """(transmission t [H, W], atmospheric light A [3]) of a hazy image by the dark-channel prior.
 
-    Haze is I = J t + A (1 - t); in haze-free patches some channel is near 0, so
-    t = 1 - omega * dark(I / A), with A from the brightest 0.1% of the dark channel. The
-    transmission is refined with the guided filter (the paper's later replacement for soft
-    matting; radius 15 suits these small tiles) unless ``refine_radius`` is None, and
-    J = (I - A) / max(t, t0) + A.
+    In haze-free patches some channel is near 0, so for I = J t + A (1 - t) the dark channel
+    of I / A is about 1 - t: t = 1 - omega * dark(I / A) (omega keeps a little haze for depth).
+    t is refined with the guided filter (the authors' later replacement for soft matting;
+    radius 15 suits small tiles) unless ``refine_radius`` is None.
     """
     light = atmospheric_light(image, dark_channel(image, patch))
     transmission = 1.0 - omega * dark_channel(image / np.maximum(light, 1e-6), patch)
     if refine_radius is not None:
         transmission = guided_filter(image.mean(axis=2), transmission, refine_radius, eps)
+    return transmission, light
+
+
+def dark_channel_dehaze(image: np.ndarray, t0: float = 0.1, **kwargs: Any) -> np.ndarray:
+    """He, Sun and Tang, "Single Image Haze Removal Using Dark Channel Prior" (CVPR 2009).
+
+    J = (I - A) / max(t, t0) + A with t and A from :func:`dark_channel_transmission`
+    (``kwargs`` are its settings); t0 keeps dense haze from amplifying noise.
+    """
+    transmission, light = dark_channel_transmission(image, **kwargs)
     return np.clip((image - light) / np.maximum(transmission, t0)[..., None] + light, 0.0, 1.0)
 
 
