@@ -8,7 +8,9 @@ regions carrying the training protocol's recipes) it also reports per-region PSN
 and the mixing penalty (see :mod:`cea_jax.mixing`). ``--skip-bad`` leaves unreadable
 images out (each named once) and the tables count the images actually scored. Writes
 ``results.json`` (per-image scores included), ``results.md``, ``grid.png`` (input /
-output / target) and, for CEA, ``affinity.png`` into ``--out``.
+output / target) and, for CEA, ``affinity.png`` into ``--out``. ``--anchors`` adds rows of
+classical restorers (:mod:`cea_jax.anchors`) scored on the same images; without a run it
+scores only them.
 
 The flags are parsed before JAX loads (``--help`` and a bad flag answer at once), so the
 model and plotting modules are imported inside the functions that use them.
@@ -23,7 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -33,6 +35,9 @@ from cea_jax.data import catalog, layouts
 from cea_jax.data.io import BadImageError, DataLayoutError
 from runkit.cli import ArgumentParser
 from runkit.files import atomic_write
+
+if TYPE_CHECKING:
+    from cea_jax.anchors import Anchor
 
 log = logging.getLogger(__name__)
 # The degradation each column's anchors restore: AIO tasks and the single CDD-11 categories.
@@ -125,7 +130,7 @@ def _mixed_protocol(args: argparse.Namespace, run_dir: Path) -> str:
     return str(load_run_config(run_dir)[1].get("protocol", "aio3"))
 
 
-def column_anchors(task: str, test_sets: list[catalog.TestSet]) -> list[tuple[tuple[Any, ...], float]]:
+def column_anchors(task: str, test_sets: list[catalog.TestSet]) -> list[tuple[tuple[Anchor, ...], float]]:
     """(the anchors of each column, the noise sigma BM3D is told: the protocol's) in test-set order."""
     from cea_jax import anchors
 
@@ -136,20 +141,20 @@ def column_anchors(task: str, test_sets: list[catalog.TestSet]) -> list[tuple[tu
     return [(anchors.BY_DEGRADATION.get(_ANCHOR_DEGRADATION.get(t, ""), ()), sigma) for t, sigma in columns]
 
 
-def _anchor_scores(column: tuple[Any, ...], sigma: float, degraded: np.ndarray, clean: np.ndarray, window: str,
+def _anchor_scores(column: tuple[Anchor, ...], sigma: float, degraded: np.ndarray, clean: np.ndarray, window: str,
                    seconds: dict[str, float]) -> dict[str, dict[str, float]]:
     """Each anchor's scores on one image; its time is added to ``seconds`` (an oracle's candidates together)."""
     scores = {}
     for anchor in column:
         start = time.perf_counter()
         restored = anchor.restore(degraded, sigma)
-        seconds[anchor.oracle or anchor.name] = seconds.get(anchor.oracle or anchor.name, 0.0) + (
-            time.perf_counter() - start)
+        key = anchor.oracle or anchor.name
+        seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - start
         scores[anchor.name] = _image_scores(clean[None], restored[None], window)
     return scores
 
 
-def _anchor_columns(column: tuple[Any, ...], scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _anchor_columns(column: tuple[Anchor, ...], scores: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mean scores per anchor on one column; an oracle keeps its best candidate, in the means and per image."""
     means = {a.name: _mean_scores([s["anchors"][a.name] for s in scores]) for a in column}
     rows: dict[str, dict[str, Any]] = {}
