@@ -33,6 +33,7 @@ HELP = [
     (EVALUATE, "--methods METHODS"),  # and the LLM half's
     ([*EVALUATE, "--task", "ruler"], "--methods METHODS"),
     ([*EVALUATE, "--task", "aio3"], "--max-images MAX_IMAGES"),
+    ([*EVALUATE, "--task", "aio3"], "--anchors"),
     (RESTORE, "--tile-overlap TILE_OVERLAP"),
     (RESTORE, "--pretrained NAME"),
     (SUMMARY, "--size SIZE"),
@@ -48,6 +49,7 @@ BAD_ARGUMENTS = [
     (["evaluate.py", "--task", "ruler", "--mesh", "data=2"], "evaluate.py: error: --mesh 'data=2'"),
     (["evaluate.py", "--task", "aio3", "--max-images", "0"], "evaluate.py: error: --max-images must be >= 1"),
     (["evaluate.py", "--task", "aio3", "--ssim-window", "box"], "evaluate.py: error: argument --ssim-window"),
+    (["evaluate.py", "--task", "mixed", "--anchors"], "evaluate.py: error: --anchors scores single-degradation"),
     ([*RESTORE, "in.png", "out.png", "--tile", "100"], "--tile must be a multiple of 16 and >= 64, got 100"),
     ([*RESTORE, "no-such-image.png", "out.png", "--workdir", "w"], "no-such-image.png"),
     ([*RESTORE, "in.png", "out.png", "--pretrained", "../x"], "model name '../x': use letters, digits"),

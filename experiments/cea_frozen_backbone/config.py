@@ -5,7 +5,9 @@
 Expected (records.jsonl here, 21 runs; hours on a 2-core CPU): the backbone restores (+3.6 dB on the
 mixed set) but gains only +0.01 dB on σ=15 and +0.44 dB on rain; every module moves mixed PSNR by at
 most +0.06 dB over it; CEA − prompt on the mixed set about −0.01 dB (target +0.3 dB over the best
-baseline) and CEA's mixing penalty not smaller than any global baseline's: verdict not met.
+baseline) and CEA's mixing penalty not smaller than any global baseline's: verdict not met. Those records
+predate the gate (gate.py): run from scratch today, Stage 2 refuses this backbone, which blind NL-means beats
+on every noise column (24.86 / 25.95 / 23.16 dB against 31.81 / 29.22 / 25.60 dB at σ=15/25/50).
 
 The accelerator form of the same study (hours on one GPU):
 

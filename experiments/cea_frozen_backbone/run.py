@@ -5,9 +5,12 @@ AIO-3 data with spatially mixed crops. Stage 2 attaches each conditioning module
 prompt, experts, descriptor; adapter budgets within 10% of CEA's, all at CEA's decoder
 sites, all starting as the identity) to that backbone and trains only the module
 (``--init-from`` the backbone, ``--train adapter``), with the same data order and
-schedule for every module of a seed. The backbone is scored on the single-degradation
-tiles and the mixed set, every module on the mixed set (264 region-labelled 64-px tiles
-of the four held-out photos); the report pairs CEA with each baseline by seed and tile.
+schedule for every module of a seed. Stage 2 refuses to start (exit 2) on a backbone
+that blind NL-means beats on a noise column of the held-out tiles (gate.py;
+``--force-weak-backbone`` overrides it for smoke runs). The backbone is scored on the
+single-degradation tiles and the mixed set, every module on the mixed set (264
+region-labelled 64-px tiles of the four held-out photos); the report pairs CEA with each
+baseline by seed and tile.
 
 One resumable command: runs live in ``--runs`` (train.py workdirs, resumed from their
 checkpoints), scores are appended to ``--out``/records.jsonl and the report is rewritten
@@ -34,6 +37,7 @@ from cea_jax.data import catalog, embedded
 from cea_jax.summary import count_params
 from cea_jax.train_lib import TrainConfig
 from cea_jax.workdir import CHECKPOINTS, ModelSpec, load_params
+from experiments.cea_frozen_backbone import gate
 from experiments.cea_frozen_backbone.report import ROUTING, SETTING_KEYS, write_results
 from experiments.cea_frozen_backbone.score import save_routing_figure, score
 from experiments.cea_runs import check_workdir, scored_records, train_run
@@ -62,6 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--bootstrap", type=int, default=10000, help="bootstrap resamples of the intervals")
     p.add_argument("--routing-tiles", type=int, default=4, help="mixed tiles in the routing figure")
     p.add_argument("--max-tiles", type=int, default=None, help="score only the first N tiles per test set (smoke runs)")
+    p.add_argument("--force-weak-backbone", action="store_true",
+                   help="start Stage 2 on a backbone that blind NL-means beats on a noise column (smoke runs only)")
     args = p.parse_args(argv)
     try:
         args.seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -125,6 +131,16 @@ def score_run(run: dict[str, Any], backbone_weights: dict[str, Any], args: argpa
     return record | score(args.runs / run["name"], run["tasks"], args.max_tiles)
 
 
+def check_backbone(done: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    """The gate before Stage 2 (gate.py): prints the backbone's and NL-means' PSNR per noise column."""
+    if BACKBONE in done:
+        scores = done[BACKBONE]["aio3"]
+    else:  # --phase train: Stage 1 is not scored yet
+        scores = score(args.runs / BACKBONE, ("aio3",), args.max_tiles)["aio3"]
+    gate.check(scores, gate.nl_means_psnr(args.max_tiles), args.force_weak_backbone,
+               emit=lambda line: print(line, flush=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     # Under a loaded CPU one XLA thread per process beats a contended pool; read when the backend starts.
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -153,10 +169,14 @@ def main(argv: list[str] | None = None) -> int:
                                              "test": identity, "tasks": run["tasks"], "max_tiles": args.max_tiles})
         runs = [backbone, *modules]
         done = scored_records(records_path, runs)
+        gated = False
         for number, run in enumerate(runs):
             if run["name"] in done:
                 continue
             if args.phase in ("all", "train") and run is not backbone:
+                if not gated:
+                    check_backbone(done, args)
+                    gated = True
                 print(f"[stage 2: {number}/{len(modules)}] train {run['name']}", file=sys.stderr)
                 train_run(run, args.runs, progress=False)
             if args.phase == "train" or not finished(run, args):
@@ -167,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 save_routing_figure(args.runs / run["name"], args.out / ROUTING, args.routing_tiles)
             write_results([done[r["name"]] for r in runs if r["name"] in done], settings, args.out,
                           args.out / ROUTING)
-    except SettingsMismatch as err:
+    except (SettingsMismatch, gate.WeakBackbone) as err:
         print(f"cea_frozen_backbone: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

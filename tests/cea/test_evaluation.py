@@ -32,6 +32,29 @@ def test_aio3_writes_tables_grid_and_affinity_maps(tmp_path, capsys):
         assert Image.open(out / png).size[0] > 100
 
 
+def test_anchor_rows_sit_beside_the_models_on_the_same_images(tmp_path):
+    from data_helpers import make_promptir_root
+
+    workdir, _ = trained_run()
+    out = tmp_path / "out"
+    root = make_promptir_root(tmp_path)
+    args = evaluation.parse_args(["--task", "aio3", "--workdir", str(workdir), "--data", str(root), "--out", str(out),
+                                  "--anchors", "--no-progress"])
+    result = evaluation.evaluate(args)
+    lines = result["table"].splitlines()
+    names = [line.split(" | ")[0].removeprefix("| ") for line in lines[2:9]]
+    assert names == ["Input (degraded)", "BM3D (σ known)", "NL-means (σ estimated)", "TV (oracle weight)",
+                     "Median 5x5", "Dark-channel prior", f"cea (step {result['step']})"]
+    assert (out / "results.md").read_text().count("| BM3D (σ known) |") == 1
+    for label, column in result["columns"].items():  # the model's count is every anchor's and the input's
+        assert result["input"]["columns"][label]["count"] == column["count"] == 2
+    rows = json.loads((out / "results.json").read_text())["anchors"]["rows"]
+    assert rows["Dark-channel prior"]["columns"]["Dehaze"]["count"] == 2
+    assert "Derain" not in rows["BM3D (σ known)"]["columns"]
+    for score in result["per_image"]["Denoise σ=15"]:
+        assert {"model", "input", "anchors"} <= set(score)
+
+
 def test_gaussian_ssim_window_and_cdd11_folder(tmp_path):
     workdir, _ = trained_run()
     root = make_cdd11_root(tmp_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import cea_runs
-from experiments.cea_frozen_backbone import report, stats
+from experiments.cea_frozen_backbone import gate, report, stats
 from experiments.cea_frozen_backbone import run as study
 from runkit.records import SettingsMismatch
 
@@ -107,3 +107,56 @@ def test_a_torn_record_line_costs_only_its_own_run(tmp_path):
                        + "\n" + json.dumps({"name": "c", "digest": "y"}) + "\n")
     runs = [{"name": n, "digest": d} for n, d in (("a", "x"), ("b", "z"), ("c", "y"))]
     assert sorted(cea_runs.scored_records(records, runs)) == ["a", "c"]
+
+
+def test_gate_passes_a_backbone_above_nl_means_on_every_noise_column_and_names_the_ones_below():
+    bar = {"Denoise σ=15": 31.8, "Denoise σ=25": 29.2}
+    strong = {"Denoise σ=15": {"psnr": 32.0}, "Denoise σ=25": {"psnr": 29.5}, "Derain": {"psnr": 1.0}}
+    lines = []
+    gate.check(strong, bar, emit=lines.append)
+    assert [line.endswith("beats it") for line in lines] == [True, True]
+    weak = dict(strong, **{"Denoise σ=25": {"psnr": 29.2}})  # a tie is not a win
+    lines.clear()
+    with pytest.raises(gate.WeakBackbone, match=r"on Denoise σ=25 29.20 <= 29.20 dB; train it longer"):
+        gate.check(weak, bar, emit=lines.append)
+    assert len(lines) == 2 and lines[1].endswith("below")  # the numbers come before the refusal
+    lines.clear()
+    gate.check(weak, bar, force=True, emit=lines.append)
+    assert lines[1].endswith("below") and "forced past a weak backbone" in lines[-1]
+
+
+@pytest.fixture
+def jax_cache_settings_restored():
+    """The runner points JAX's compilation cache at its --runs; later tests get the old settings back."""
+    import jax
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {name: getattr(jax.config, name) for name in names}
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+
+
+def test_stage_2_refuses_a_backbone_that_nl_means_beats_unless_forced(tmp_path, capsys, monkeypatch,
+                                                                      jax_cache_settings_restored):
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--seeds", "0", "--backbone-steps", "1",
+            "--batch-size", "1", "--crop", "32", "--max-tiles", "1", "--bootstrap", "10"]
+    assert study.main(argv) == 2  # one step of training: NL-means beats it everywhere
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("cea_frozen_backbone: error: the backbone does not beat "
+                                                     "NL-means (σ estimated) on Denoise σ=15 ")
+    gate_lines = [line for line in captured.out.splitlines() if line.startswith("[gate]")]
+    assert len(gate_lines) == 3 and all(line.endswith("below") for line in gate_lines)
+    assert not (tmp_path / "runs" / "cea-seed0").exists()  # Stage 2 never started
+
+    started = []
+
+    def stage_2_stops_at_once(run, runs, progress=True):
+        assert run["name"] != study.BACKBONE  # Stage 1 is reused, not retrained
+        started.append(run["name"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "train_run", stage_2_stops_at_once)
+    assert study.main([*argv, "--force-weak-backbone"]) == 130
+    assert started == ["cea-seed0"] and "forced past a weak backbone" in capsys.readouterr().out
