@@ -18,6 +18,7 @@ import numpy as np
 from cea_jax.data import degrade
 from cea_jax.data.io import BadImageError, check_pair, read_rgb
 from cea_jax.data.layouts import Pair
+from cea_jax.data.windows import random_window
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,13 @@ class SyntheticSource:
     Index i takes task ``tasks[i % T]`` (a (task, sigma) tuple) and clean image
     ``(i // T) % N``; ``repeats`` sets how many variants of each (task, image) an epoch
     holds. With ``window`` a random window of that size is cut out before degrading
-    (cheaper, and the random crop later picks inside it).
+    (cheaper, and the random crop later picks inside it), downscaled by a random factor
+    in ``scales`` (scale jitter; (1, 1) = none).
     """
 
     def __init__(self, images: CleanImages, tasks: Sequence[tuple[str, float]], seed: int,
-                 repeats: int = 64, window: int | None = None, min_size: int = 0):
+                 repeats: int = 64, window: int | None = None, min_size: int = 0,
+                 scales: tuple[float, float] = (1.0, 1.0)):
         if len(images) == 0 or not tasks:
             raise ValueError("SyntheticSource needs clean images and at least one task")
         self.images = images
@@ -203,6 +206,7 @@ class SyntheticSource:
         self.repeats = repeats
         self.window = window
         self.min_size = min_size
+        self.scales = scales
 
     def __len__(self) -> int:
         return len(self.tasks) * len(self.images) * self.repeats
@@ -216,11 +220,7 @@ class SyntheticSource:
                                 f"is smaller than the {self.min_size}x{self.min_size} crop")
         rng = np.random.default_rng((self.seed, index))
         if self.window is not None:
-            h, w = clean.shape[:2]
-            wh, ww = min(self.window, h), min(self.window, w)
-            top, left = int(rng.integers(h - wh + 1)), int(rng.integers(w - ww + 1))
-            clean = clean[top : top + wh, left : left + ww]
-            depth = None if depth is None else depth[top : top + wh, left : left + ww]
+            clean, depth = random_window(clean, depth, rng, self.window, self.scales, self.min_size)
         if task == "denoise":
             return record(clean, clean, task, sigma)
         if depth is None:
