@@ -8,6 +8,7 @@ real dataset in the PromptIR/AdaIR, MoCE-IR or CDD-11 layout.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from cea_jax.data.sources import (
     SyntheticTestSource,
     centre_crop,
 )
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("aio3", "aio5", "cdd11")
 EVAL_TASKS = PROTOCOLS + ("mixed",)
@@ -88,6 +91,9 @@ def protocol_tasks(protocol: str) -> tuple[tuple[str, float], ...]:
 
 def _clean_images(spec: DataSpec) -> CleanImages:
     if spec.kind == "embedded":
+        size = embedded.training_size()
+        log.info("embedded training set: %d photos, %d pixels at short side %d (held out: %s)",
+                 size.photos, size.pixels, embedded.TRAIN_SHORT_SIDE, ", ".join(embedded.TEST_PHOTOS))
         return ArrayImages(embedded.train_photos())
     from cea_jax.data.tfds_images import TfdsImages
 
@@ -103,8 +109,9 @@ def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_ba
     """
     window = crop + crop // 2  # degrade a window a little larger than the crop: cheap, and the crop still moves
     if spec.kind in ("embedded", "tfds"):
+        scales = embedded.SCALE_RANGE if spec.kind == "embedded" else (1.0, 1.0)
         source: Sequence = SyntheticSource(_clean_images(spec), protocol_tasks(protocol), seed=seed,
-                                           window=window, min_size=crop)
+                                           window=window, min_size=crop, scales=scales)
     elif protocol == "cdd11":
         assert spec.path is not None
         source = CDD11TrainSource(layouts.cdd11_pairs(spec.path, "train"), seed=seed, skip_bad=skip_bad,

@@ -18,6 +18,7 @@ import numpy as np
 from cea_jax.data import degrade
 from cea_jax.data.io import BadImageError, check_pair, read_rgb
 from cea_jax.data.layouts import Pair
+from cea_jax.data.windows import random_window
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +191,13 @@ class SyntheticSource:
     Index i takes task ``tasks[i % T]`` (a (task, sigma) tuple) and clean image
     ``(i // T) % N``; ``repeats`` sets how many variants of each (task, image) an epoch
     holds. With ``window`` a random window of that size is cut out before degrading
-    (cheaper, and the random crop later picks inside it).
+    (cheaper, and the random crop later picks inside it), downscaled by a random factor
+    in ``scales`` (scale jitter; (1, 1) = none).
     """
 
     def __init__(self, images: CleanImages, tasks: Sequence[tuple[str, float]], seed: int,
-                 repeats: int = 64, window: int | None = None, min_size: int = 0):
+                 repeats: int = 64, window: int | None = None, min_size: int = 0,
+                 scales: tuple[float, float] = (1.0, 1.0)):
         if len(images) == 0 or not tasks:
             raise ValueError("SyntheticSource needs clean images and at least one task")
         self.images = images
@@ -203,6 +206,7 @@ class SyntheticSource:
         self.repeats = repeats
         self.window = window
         self.min_size = min_size
+        self.scales = scales
 
     def __len__(self) -> int:
         return len(self.tasks) * len(self.images) * self.repeats
@@ -216,11 +220,7 @@ class SyntheticSource:
                                 f"is smaller than the {self.min_size}x{self.min_size} crop")
         rng = np.random.default_rng((self.seed, index))
         if self.window is not None:
-            h, w = clean.shape[:2]
-            wh, ww = min(self.window, h), min(self.window, w)
-            top, left = int(rng.integers(h - wh + 1)), int(rng.integers(w - ww + 1))
-            clean = clean[top : top + wh, left : left + ww]
-            depth = None if depth is None else depth[top : top + wh, left : left + ww]
+            clean, depth = random_window(clean, depth, rng, self.window, self.scales, self.min_size)
         if task == "denoise":
             return record(clean, clean, task, sigma)
         if depth is None:
@@ -298,12 +298,17 @@ class MixedTrainSource:
     They train for the case CEA claims to win: degradations that vary inside one image.
 
     With probability ``mix_prob`` (drawn per index) a sample of ``base`` becomes a mixed
-    one: a random ``window`` of its pair is cut out, 1-2 other tasks of the protocol are
-    synthesised on its clean image, and 2-3 Voronoi regions (``feather`` pixels of
-    cross-fade, 0 = hard borders) take their pixels from the base degradation and from
-    those. The base region keeps the real degraded pixels of dataset folders; noise is
-    added here rather than online. Other indices pass through unchanged, so mix_prob 0
-    is exactly the base source.
+    one: a random ``window`` of its pair is cut out, 1-2 (task, level) entries of the
+    protocol whose task differs from the base's are drawn uniformly without replacement
+    (every noise level is its own entry) and synthesised on its clean image, and 2-3
+    Voronoi regions (``feather`` pixels of cross-fade, 0 = hard borders) take their
+    pixels from the base degradation and from those. The base region keeps the real
+    degraded pixels of dataset folders; noise is added here rather than online. Other
+    indices pass through unchanged, so mix_prob 0 is exactly the base source.
+
+    A mixed record also holds ``labels`` int32 [H, W] (the region of each pixel, 0 = the
+    base), ``region_tasks`` (task names) and ``region_sigmas`` float32 (noise levels, 0
+    for other tasks), one entry per region; the training transform drops them.
     """
 
     def __init__(self, base: Sequence, tasks: Sequence[tuple[str, float]], seed: int, mix_prob: float,
@@ -326,7 +331,7 @@ class MixedTrainSource:
         rec = self.base[index]
         rng = np.random.default_rng((self.seed, TASK_IDS["mixed"], index))
         base_task = TASKS[int(rec["task"])]
-        others = list({t: (t, s) for t, s in self.tasks if t != base_task}.values())
+        others = [(t, s) for t, s in self.tasks if t != base_task]
         if rng.random() >= self.mix_prob or not others:
             return rec
         degraded, clean = rec["degraded"], rec["clean"]
@@ -342,7 +347,11 @@ class MixedTrainSource:
         versions = [degraded] + [degrade.apply(TASK_RECIPE.get(t, t), clean, depth, rng, sigma=s or 25.0)
                                  for t, s in picked]
         labels = degrade.voronoi_regions(clean.shape[:2], count, rng)
-        return record(degrade.compose_regions(versions, labels, self.feather), np.ascontiguousarray(clean), "mixed")
+        mixed = degrade.compose_regions(versions, labels, self.feather)
+        regions = [(base_task, float(rec["sigma"]))] + picked
+        return {**record(mixed, np.ascontiguousarray(clean), "mixed"), "labels": labels.astype(np.int32),
+                "region_tasks": np.asarray([t for t, _ in regions]),
+                "region_sigmas": np.asarray([s for _, s in regions], np.float32)}
 
     def __repr__(self) -> str:
         return f"MixedTrainSource({self.base!r}, mix_prob={self.mix_prob}, feather={self.feather})"

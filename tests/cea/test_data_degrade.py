@@ -9,7 +9,7 @@ from cea_jax.data import degrade, embedded
 @pytest.fixture(scope="module")
 def photo():
     """A mid-tone textured photo crop (values well below the airlight, above black)."""
-    img = embedded.train_photos()[3][0][:96, :96].astype(np.float32)  # motorcycle_left
+    img = embedded.train_photos()[embedded.TRAIN_PHOTOS.index("motorcycle_left")][0][:96, :96].astype(np.float32)
     return (48 + img * (160 / 255)).astype(np.uint8)
 
 

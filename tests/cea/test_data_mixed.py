@@ -5,7 +5,7 @@ import pytest
 from data_helpers import make_cdd11_root, make_promptir_root
 
 from cea_jax.data import catalog, degrade, embedded, pipeline
-from cea_jax.data.sources import TASK_IDS, TASKS
+from cea_jax.data.sources import TASK_IDS, TASKS, MixedTrainSource, record
 
 CROP = 32
 
@@ -51,6 +51,38 @@ def test_mixed_crops_on_dataset_folders(tmp_path, protocol):
     assert TASKS[int(rec["task"])] == "mixed"
     assert rec["degraded"].shape == rec["clean"].shape == (40, 48, 3)  # the image is smaller than the window
     assert not np.array_equal(rec["degraded"], rec["clean"])
+
+
+def _expected_secondary_share(tasks, base, max_regions=3):
+    """P((task, level) is a secondary region | base): 1 to max_regions-1 picks (uniform count) among the
+    entries whose task differs from the base's, drawn uniformly without replacement."""
+    others = [entry for entry in tasks if entry[0] != base[0]]
+    most = min(max_regions - 1, len(others))  # the number of picks is uniform in 1..most
+    return {entry: (1 + most) / 2 / len(others) if entry in others else 0.0 for entry in tasks}
+
+
+@pytest.mark.parametrize("protocol", ["aio3", "aio5"])
+def test_every_task_and_level_is_a_secondary_region_in_its_expected_share(protocol):
+    tasks = catalog.protocol_tasks(protocol)
+    clean = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    base = [record(clean, clean, t, s) for _ in range(60) for t, s in tasks]
+    source = MixedTrainSource(base, tasks, seed=0, mix_prob=1.0, window=32)
+    seen = dict.fromkeys(tasks, 0)
+    expected = dict.fromkeys(tasks, 0.0)
+    variance = dict.fromkeys(tasks, 0.0)
+    for index in range(len(source)):
+        rec = source[index]
+        regions = list(zip(rec["region_tasks"].tolist(), rec["region_sigmas"].tolist()))
+        assert regions[0] == tasks[index % len(tasks)]  # region 0 is the base sample's own degradation
+        assert sorted(np.unique(rec["labels"])) == list(range(len(regions))) and 2 <= len(regions) <= 3
+        for entry in regions[1:]:
+            seen[entry] += 1
+        for entry, p in _expected_secondary_share(tasks, regions[0]).items():
+            expected[entry] += p
+            variance[entry] += p * (1 - p)
+    for entry in tasks:  # each index picks an entry at most once: a sum of independent Bernoulli draws
+        assert expected[entry] > 20
+        assert abs(seen[entry] - expected[entry]) < 4 * variance[entry] ** 0.5, (entry, seen, expected)
 
 
 def test_mixed_training_stream_resumes_exactly():
