@@ -36,7 +36,7 @@ from cea_jax import finetune, metrics
 from cea_jax import workdir as wd
 from cea_jax.checkpoint_saves import CheckedSaves, saving
 from cea_jax.configs import ModelConfig
-from cea_jax.data import catalog, pipeline
+from cea_jax.data import catalog, embedded, pipeline
 from cea_jax.inference import predictor
 from cea_jax.models import build_model
 from cea_jax.run_lock import run_lock
@@ -260,6 +260,8 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
         settings, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
         if init_record:  # the source's step and weights digest: a resume from changed weights is refused
             settings["init_checkpoint"] = init_record
+        if config.data == "embedded":  # a resume on another embedded split is refused
+            settings["embedded_split"] = embedded.split_identity()
         wd.check_resume(workdir, spec, settings, defaults, FREE_ON_RESUME, allow_changed_settings)
         model_config = spec.config()
         data_spec = catalog.parse_data(config.data, config.tfds_data_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import skimage.data
@@ -102,6 +103,17 @@ def train_photos() -> tuple[tuple[np.ndarray, np.ndarray | None], ...]:
             depth = _resize_depth(disparity_to_depth(_bundled_disparity()), photo.shape[:2])
         out.append((photo, depth))
     return tuple(out)
+
+
+def split_identity() -> dict[str, Any]:
+    """Which photos, at which scale, a model trained or scored on the embedded data saw.
+
+    Part of every run's settings, so a run resumed (or a record reused) after the split
+    changes is refused instead of silently mixing two datasets.
+    """
+    return {"train_photos": list(TRAIN_PHOTOS), "train_short_side": TRAIN_SHORT_SIDE,
+            "scale_range": list(SCALE_RANGE), "test_photos": list(TEST_PHOTOS),
+            "test_short_side": TEST_SHORT_SIDE, "test_tile": TEST_TILE, "mixed_tile": MIXED_TILE}
 
 
 def training_size() -> TrainingSize:

@@ -91,7 +91,7 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             runs.append({"name": f"aio3-cea-{tag}-seed{seed}", "group": "ablations", "label": label,
                          "protocol": "aio3", "variant": "cea", "seed": seed, "overrides": overrides})
     scoring = {"tasks": "protocol+mixed", "flops_size": args.flops_size,
-               "embedded": [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS]}
+               "embedded": [embedded.split_identity(), catalog.MIXED_LAYOUTS]}
     return [{**run, "digest": run_digest(*run_settings(run, args), scoring)} for run in runs]
 
 

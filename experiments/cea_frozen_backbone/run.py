@@ -81,9 +81,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def test_set_identity() -> dict[str, Any]:
-    """What the scores depend on besides the weights: the held-out photos and the mixed set's shape."""
-    return {"test_photos": embedded.TEST_PHOTOS, "train_photos": embedded.TRAIN_PHOTOS,
-            "tile": embedded.TEST_TILE, "mixed_tile": embedded.MIXED_TILE, "mixed_layouts": catalog.MIXED_LAYOUTS}
+    """What the scores depend on besides the weights: the embedded split and the mixed set's shape."""
+    return {**embedded.split_identity(), "mixed_layouts": catalog.MIXED_LAYOUTS}
 
 
 def backbone_run(args: argparse.Namespace) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def planned_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             config = TrainConfig(protocol="aio3", steps=args.steps, batch_size=args.batch_size, crop=args.crop,
                                  seed=seed, workers=0, mix_prob=args.mix_prob, val_every=args.steps,
                                  val_images=1, checkpoint_every=max(25, args.steps // 6))
-            digest = run_digest(spec, config, [embedded.TEST_PHOTOS, embedded.MIXED_TILE, catalog.MIXED_LAYOUTS])
+            digest = run_digest(spec, config, [embedded.split_identity(), catalog.MIXED_LAYOUTS])
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "digest": digest})
     return runs

@@ -16,6 +16,7 @@ from data_helpers import SMALL_SPEC, SMALL_TRAIN, make_promptir_root, trained_ru
 import train as train_cli
 from cea_jax import train_lib
 from cea_jax import workdir as wd
+from cea_jax.data import embedded
 from cea_jax.train_lib import TrainConfig
 
 
@@ -88,6 +89,16 @@ def test_a_different_model_in_the_same_workdir_is_refused():
     other = wd.ModelSpec("tiny", "none", SMALL_SPEC.overrides)
     with pytest.raises(wd.WorkdirError, match="holds a run of"):
         train_lib.train(workdir, other, SMALL_TRAIN, progress=False)
+
+
+def test_a_run_on_another_embedded_split_is_refused(monkeypatch):
+    """A run resumed after the embedded photos or their scale changed would mix two datasets."""
+    workdir, _ = trained_run()
+    assert wd.load_run_config(workdir)[1]["embedded_split"] == embedded.split_identity()
+    changed = {**embedded.split_identity(), "train_photos": ["camera"]}
+    monkeypatch.setattr(embedded, "split_identity", lambda: changed)
+    with pytest.raises(wd.WorkdirError, match="other settings .*embedded_split"):
+        train_lib.train(workdir, SMALL_SPEC, SMALL_TRAIN, progress=False)
 
 
 def test_corrupt_training_image_is_a_clear_cli_error(tmp_path, capsys):
