@@ -20,7 +20,8 @@ import evaluate as evaluate_cli
 import train as train_cli
 from cea_jax import restore, train_lib
 from cea_jax import workdir as wd
-from cea_jax.data import catalog, pipeline
+from cea_jax.data import catalog, embedded, pipeline
+from cea_jax.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FOUR_DEVICE_TRAIN = dataclasses.replace(SMALL_TRAIN, batch_size=4)
@@ -185,6 +186,11 @@ def test_finite_weights_that_restore_to_nan_exit_2_not_0(tmp_path, capsys):
     assert code == 2 and "restores to non-finite values" in err and "step 43" in err
 
 
+def saved_settings(config: TrainConfig) -> dict:
+    """The training settings a run on the embedded data saves: its config and the embedded split."""
+    return {**dataclasses.asdict(config), "embedded_split": embedded.split_identity()}
+
+
 def test_resuming_with_other_settings_is_refused_in_one_line_and_writes_nothing(tmp_path, capsys):
     workdir = copy_run(tmp_path)
     before = snapshot(workdir)
@@ -200,8 +206,8 @@ def test_allowed_setting_changes_are_kept_per_step_range(tmp_path, capsys):
     workdir = copy_run(tmp_path)
     assert train_cli.main([*train_command(workdir), "--lr", "0.001", "--allow-changed-settings"]) == 0, \
         capsys.readouterr().err
-    changed = {**dataclasses.asdict(SMALL_TRAIN), "lr": 0.001}
-    assert wd.settings_history(workdir) == [{"from_step": 0, "train": dataclasses.asdict(SMALL_TRAIN)},
+    changed = {**saved_settings(SMALL_TRAIN), "lr": 0.001}
+    assert wd.settings_history(workdir) == [{"from_step": 0, "train": saved_settings(SMALL_TRAIN)},
                                             {"from_step": SMALL_TRAIN.steps, "train": changed}]
     assert wd.load_run_config(workdir)[1] == changed
     # The new settings are now the run's: the same command resumes without the flag.
@@ -215,7 +221,7 @@ def test_a_config_json_without_history_still_resumes(tmp_path, capsys):
     payload = json.loads((workdir / wd.CONFIG_FILE).read_text())
     del payload["history"]
     (workdir / wd.CONFIG_FILE).write_text(json.dumps(payload))
-    old = dataclasses.asdict(SMALL_TRAIN)
+    old = saved_settings(SMALL_TRAIN)
     assert wd.settings_history(workdir) == [{"from_step": 0, "train": old}]
     assert train_cli.main(train_command(workdir)) == 0, capsys.readouterr().err
     assert wd.settings_history(workdir) == [{"from_step": 0, "train": old}]
