@@ -5,8 +5,8 @@ from the real training pipeline. Anchors: (a) this machine's measured float32 ma
 which the step's FLOPs (XLA's cost analysis of the compiled step) give a fraction of peak; (b) the
 same network and step in PyTorch (Restormer's NCHW layout, the same weights, torch.optim.AdamW) on
 the same threads. The data pipeline and the host-to-device copy are timed alone, and a profile of a
-few steps splits the step's time by op family, so the JSON says where the time goes. ``before`` is
-the same step compiled without the XLA:CPU options train.py sets (see cea_jax/xla_cpu.py).
+few steps splits the step's time by op family, so the JSON says where the time goes. Rounds alternate
+the contenders, so load from other processes hits both alike; min and median are kept.
 
     python -m benchmarks.cea_train_throughput --preset tiny --variant cea --crop 64 --batch-size 8 \\
         --out benchmarks/results/cea_train_throughput.json
@@ -157,6 +157,16 @@ def transfer_times(batch: dict[str, Any], rounds: int) -> list[float]:
     return seconds(lambda: jax.block_until_ready(train_lib.shard_batch(batch, mesh)), rounds)
 
 
+def same_network_check(model_config: Any, params: Any, degraded: Any, torch_restored: Any) -> float:
+    """Largest |JAX - PyTorch| over the batch's restored pixels at the starting weights (is it the same network?)."""
+    import numpy as np
+
+    from cea_jax.models import build_model
+
+    ours, _ = build_model(model_config).apply(params, degraded.astype(np.float32) / 255.0)
+    return float(np.max(np.abs(np.asarray(ours) - torch_restored)))
+
+
 def interleaved(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
     """Seconds per call of each contender, one call each per round, so load changes hit all alike."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -193,8 +203,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(threads)
         _, create = train_lib.state_initializer(model_config, train_config, train_lib.make_mesh())
         params = jax.device_get(create(None)["params"])  # the JAX step's starting weights
-        contenders["torch"], _ = cea_torch_step.train_step(params, model_config, batch["degraded"], batch["clean"],
-                                                          train_config.lr, train_config.weight_decay)
+        contenders["torch"], torch_forward = cea_torch_step.train_step(
+            params, model_config, batch["degraded"], batch["clean"], train_config.lr, train_config.weight_decay)
+        torch_diff = same_network_check(model_config, params, batch["degraded"], torch_forward())
     for warm in contenders.values():
         warm()
         warm()
@@ -223,6 +234,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         torch_step = summary(times["torch"])
         report["anchors"]["torch_step"] = torch_step
         report["anchors"]["torch_over_jax"] = torch_step["min_s"] / step["min_s"]
+        report["anchors"]["torch_forward_max_abs_diff"] = torch_diff
     return report
 
 

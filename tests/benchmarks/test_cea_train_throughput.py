@@ -19,6 +19,7 @@ def test_a_tiny_run_writes_every_anchor_and_where_the_time_goes(tmp_path):
     assert report["step"]["min_s"] > 0 and report["step"]["gflop"] > 0
     assert 0 < report["anchors"]["fraction_of_matmul_peak"]
     assert report["anchors"]["torch_step"]["min_s"] > 0 and report["anchors"]["torch_over_jax"] > 0
+    assert report["anchors"]["torch_forward_max_abs_diff"] < 1e-4  # the PyTorch anchor is the same network
     where = report["where_the_time_goes"]
     assert where["data_batch_s"] > 0 and where["host_to_device_s"] > 0
     assert any(name.startswith("depthwise conv") for name in where["op_families_ms_per_step"])
