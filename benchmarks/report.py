@@ -141,6 +141,25 @@ def before_after_table(payload: dict[str, Any]) -> str:
                    "head / base", "1-min load"], rows)
 
 
+def train_throughput_table(payload: dict[str, Any]) -> str:
+    """The training step against its two anchors, then where one step's time goes."""
+    step, anchors, where = payload["step"], payload["anchors"], payload["where_the_time_goes"]
+    settings = payload["settings"]
+    torch_step = anchors.get("torch_step")
+    head = _table(
+        ["model", "batch x crop", "JAX step (s, min / median)", "PyTorch step (s, min / median)", "PyTorch / JAX",
+         "GFLOP per step", "achieved GFLOP/s", f"% of matmul peak ({anchors['matmul_peak_gflops']:.0f} GFLOP/s)"],
+        [[f"{settings['preset']} {settings['variant']}", f"{settings['batch_size']} x {settings['crop']}",
+          f"{step['min_s']:.3f} / {step['median_s']:.3f}",
+          f"{torch_step['min_s']:.3f} / {torch_step['median_s']:.3f}" if torch_step else "-",
+          f"{anchors['torch_over_jax']:.2f}x" if torch_step else "-", f"{step['gflop']:.1f}",
+          f"{step['achieved_gflops']:.1f}", f"{100 * anchors['fraction_of_matmul_peak']:.1f}%"]])
+    rows = [["training step", f"{1e3 * where['step_s']:.1f}"], ["one batch from the data pipeline",
+            f"{1e3 * where['data_batch_s']:.1f}"], ["host to device copy", f"{1e3 * where['host_to_device_s']:.2f}"]]
+    rows += [[f"in the step: {name}", f"{ms:.1f}"] for name, ms in where["op_families_ms_per_step"].items()]
+    return head + "\n\n" + _table(["where the time goes", "ms (op families: summed over threads)"], rows)
+
+
 @dataclass(frozen=True)
 class Section:
     """One committed result file and how to show it."""
@@ -174,6 +193,9 @@ SECTIONS = (
     Section("CEA efficiency (paper preset, 512x512)", "cea_efficiency_512.json",
             "python -m benchmarks.cea_efficiency --sizes 512 --repeats 2 --train-steps 3 "
             "--out benchmarks/results/cea_efficiency_512.json", efficiency_table),
+    Section("CEA training step on this CPU against the matmul peak and PyTorch", "cea_train_throughput.json",
+            "python -m benchmarks.cea_train_throughput --preset tiny --variant cea --crop 64 --batch-size 8 "
+            "--out benchmarks/results/cea_train_throughput.json", train_throughput_table),
     Section("CPU before / after: recycled caches", "cpu_before_after_recycle.json",
             "python -m benchmarks.cpu_before_after --base 80a54e7 --rounds 2 "
             "--out benchmarks/results/cpu_before_after_recycle.json", before_after_table),

@@ -114,14 +114,15 @@ def state_initializer(model_config: ModelConfig, config: TrainConfig, mesh: Mesh
 
 
 @functools.lru_cache(maxsize=4)
-def train_step_fn(model_config: ModelConfig, config: TrainConfig, mesh: Mesh):
-    """The jitted step ``(state, batch) -> (state, {"loss", "l1", "aux_loss"})``; ``state`` is donated.
+def jitted_train_step(model_config: ModelConfig, config: TrainConfig, mesh: Mesh) -> Any:
+    """The ``jax.jit`` of ``(state, batch, router_seed) -> (state, {"loss", "l1", "aux_loss"})``; ``state`` is donated.
 
     Only the ``config.train`` part of the parameters is differentiated and updated; the
     rest passes through unchanged. Cached per (model, settings, mesh) so repeated runs in
     one process reuse the compiled step; the seed is an argument rather than a constant,
     so runs that differ only in seed compile to the same program (a persistent
-    compilation cache then serves them all).
+    compilation cache then serves them all). Exposed unwrapped so a benchmark can lower it
+    and read XLA's cost analysis of exactly the program training runs.
     """
     model = build_model(model_config)
     tx = optimizer(config)
@@ -151,12 +152,17 @@ def train_step_fn(model_config: ModelConfig, config: TrainConfig, mesh: Mesh):
         }
         return new_state, {"loss": loss, "l1": l1, "aux_loss": aux_loss}
 
-    compiled = jax.jit(
+    return jax.jit(
         step,
         in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
+
+
+def train_step_fn(model_config: ModelConfig, config: TrainConfig, mesh: Mesh):
+    """The step ``(state, batch) -> (state, {"loss", "l1", "aux_loss"})`` of :func:`jitted_train_step`, seeded."""
+    compiled = jitted_train_step(model_config, config, mesh)
     router_seed = jnp.asarray(config.seed + 1, jnp.uint32)
     return lambda state, batch: compiled(state, batch, router_seed)
 
