@@ -38,3 +38,13 @@ def test_the_tail_config_states_its_command_and_names_committed_runs():
     assert config.COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())
     runs = [flag for flag in config.FLAGS if not flag.startswith("--") and "/" in flag]
     assert runs and all((ROOT / run / "records.jsonl").is_file() for run in runs)
+
+
+def test_the_default_model_config_is_the_train_py_command_its_docstring_states():
+    import train
+    from experiments.cea_default_model import config
+
+    settings = train.checked_settings(train.parse_args(list(config.FLAGS)))
+    assert (settings.steps, settings.batch_size, settings.crop, settings.lr) == (6000, 8, 64, 1e-3)
+    assert config.COMMAND == " ".join(["python", "train.py", *config.FLAGS])
+    assert config.COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())

@@ -1,0 +1,22 @@
+"""The default CEA model shipped in the package: a tiny AIO-3 model trained on the embedded photos.
+
+    nice -n 19 python train.py --workdir experiments/cea_default_model/run --config tiny --variant cea \\
+        --protocol aio3 --steps 6000 --batch-size 8 --crop 64 --lr 1e-3 --checkpoint-every 250 \\
+        --keep-checkpoints 1 --val-every 500 --seed 0 --no-progress
+
+The same command resumes from the committed checkpoint (run/checkpoints/STEP); train.py refuses it if the
+settings or the embedded split changed. 6,000 steps take about 2.7 hours on a shared 2-core CPU (1.6 s a
+step, benchmarks/results/cea_train_throughput.json), 1.6 hours on a quiet one.
+
+Expected when done (required, on the 22 held-out tiles, ``python evaluate.py --task aio3 --anchors --workdir
+experiments/cea_default_model/run``): above blind NL-means on every noise column (31.81 / 29.22 / 25.60 dB at
+sigma 15 / 25 / 50), the 5x5 median filter on rain (25.03 dB) and the dark-channel prior on haze (18.99 dB);
+aimed for: within 1 dB of BM3D with sigma known (31.63 / 27.40 dB at sigma 25 / 50). Then
+``python -m cea_jax.pretrained.export --workdir experiments/cea_default_model/run --name default`` ships it.
+"""
+
+WORKDIR = "experiments/cea_default_model/run"
+FLAGS = ("--workdir", WORKDIR, "--config", "tiny", "--variant", "cea", "--protocol", "aio3", "--steps", "6000",
+         "--batch-size", "8", "--crop", "64", "--lr", "1e-3", "--checkpoint-every", "250", "--keep-checkpoints", "1",
+         "--val-every", "500", "--seed", "0", "--no-progress")
+COMMAND = " ".join(("python", "train.py", *FLAGS))
