@@ -4,8 +4,8 @@
         --protocol aio3 --steps 6000 --batch-size 8 --crop 64 --lr 1e-3 --checkpoint-every 250 \\
         --keep-checkpoints 1 --val-every 500 --seed 0 --no-progress
 
-The same command resumes from the committed checkpoint (run/checkpoints/STEP); train.py refuses it if the
-settings or the embedded split changed. 6,000 steps take about 2.7 hours on a shared 2-core CPU (1.6 s a
+The same command resumes from the newest checkpoint in run/checkpoints (kept out of git); train.py refuses
+it if the settings or the embedded split changed. 6,000 steps take about 2.7 hours on a shared 2-core CPU (1.6 s a
 step, benchmarks/results/cea_train_throughput.json), 1.6 hours on a quiet one.
 
 Expected when done (required, on the 22 held-out tiles, ``python evaluate.py --task aio3 --anchors --workdir
