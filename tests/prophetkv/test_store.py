@@ -72,7 +72,7 @@ def test_a_host_hit_is_promoted_to_the_device_tier_once():
 def test_device_evictions_move_to_host_and_host_evictions_are_reported_once(caplog):
     size = segment(1).nbytes
     store = ChunkStore(max_device_bytes=2 * size, max_host_bytes=2 * size)
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         for n in range(1, 6):
             store.put(key(n), SegmentKV(jnp.asarray(segment(n).k), jnp.asarray(segment(n).v)))
     assert store.memory_bytes() == {"device": 2 * size, "host": 2 * size} and store.dropped == 1
@@ -85,7 +85,7 @@ def test_device_evictions_move_to_host_and_host_evictions_are_reported_once(capl
 def test_with_a_disk_tier_nothing_is_reported_as_dropped(tmp_path, caplog):
     size = segment(1).nbytes
     store = ChunkStore(tmp_path, max_device_bytes=size, max_host_bytes=size)
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         for n in range(1, 5):
             store.put(key(n), segment(n))
     assert store.dropped == 0 and not caplog.records
@@ -96,7 +96,7 @@ def test_an_entry_of_the_wrong_shape_is_refused_and_removed(tmp_path, caplog):
     store = ChunkStore(tmp_path)
     store.put(key(1), segment(1, length=5))
     spec = EntrySpec((2, 6, 2, 4), 6, "float32")  # the chunk has 6 tokens: the entry is not its KV
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         assert store.get(key(1), expect=spec) is None
         assert ChunkStore(tmp_path).get(key(1), expect=spec) is None  # gone from disk too
     assert not store.path_for(key(1)).exists() and store.memory_bytes() == {"device": 0, "host": 0}
@@ -124,7 +124,7 @@ def test_corrupt_byte_is_reported_once_and_the_entry_dropped(tmp_path, caplog):
     data[-7] ^= 0xFF  # inside the tensor bytes: only the checksum can notice
     path.write_bytes(bytes(data))
     fresh = ChunkStore(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         assert fresh.get(key(3)) is None
         assert fresh.get(key(3)) is None
     assert sum("corrupt entry" in r.getMessage() for r in caplog.records) == 1
@@ -253,7 +253,7 @@ def _unusable_root(tmp_path, kind, read_only):
 @pytest.mark.parametrize("kind", ["under a file", "read-only"])
 def test_unusable_root_falls_back_to_memory_with_one_warning(tmp_path, caplog, read_only, kind):
     root = _unusable_root(tmp_path, kind, read_only)
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         store = ChunkStore(root)
         for n in (1, 2):
             store.put(key(n), segment(n))
@@ -266,7 +266,7 @@ def test_root_that_breaks_after_start_falls_back_to_memory(tmp_path, caplog):
     store = ChunkStore(tmp_path / "store")
     (tmp_path / "store").rmdir()
     (tmp_path / "store").write_text("")  # the folder was replaced by a file
-    with caplog.at_level(logging.WARNING, logger="prophetkv_jax.store"):
+    with caplog.at_level(logging.WARNING, logger="prophetkv_jax"):
         store.put(key(1), segment(1))
         store.put(key(2), segment(2))
     assert store.root is None and store.get(key(1)) is not None
