@@ -99,40 +99,47 @@ def _label_image(labels: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
 
 
 def save_routing(path: str | Path, rows: Sequence[dict], site: str | None = None) -> None:
-    """CEA's routing on mixed tiles: a row per tile with the degraded input, its region labels,
-    the signed affinity map of every rank component at one site, the restored output and the target.
+    """CEA's routing on mixed tiles: per tile, one figure row per map set, each with the degraded
+    input, its region labels, every rank component's signed map at one site, the restored output
+    and the target.
 
-    ``rows`` hold "degraded", "labels" [H, W], "kinds", "maps" {site: [h, w, r]}, "restored",
-    "clean". ``site`` defaults to the full-resolution site (the largest maps), where a map's
-    pixels are the image's pixels. Each row's maps share one symmetric colour scale.
+    ``rows`` hold "degraded", "labels" [H, W], "kinds", "restored", "clean" and "map_sets": a list
+    of (label, {site: [h, w, r]}), e.g. the trained network's maps after the gate and an untrained
+    one's. ``site`` defaults to the full-resolution site (the largest maps), where a map's pixels
+    are the image's pixels. A tile's map sets share one symmetric colour scale, so they compare.
     """
     if not rows:
         raise ValueError("save_routing needs at least one row")
-    first = rows[0]["maps"]
+    first = rows[0]["map_sets"][0][1]
     site = site or max(first, key=lambda name: first[name].shape[0] * first[name].shape[1])
-    rank = rows[0]["maps"][site].shape[-1]
-    columns = 4 + rank
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.75 * columns + 0.8, 1.85 * len(rows)),
+    rank = first[site].shape[-1]
+    columns, lines = 4 + rank, sum(len(row["map_sets"]) for row in rows)
+    fig, axes = plt.subplots(lines, columns, figsize=(1.75 * columns + 0.8, 1.85 * lines),
                              squeeze=False, layout="constrained")
-    for r, row in enumerate(rows):
-        maps = np.asarray(row["maps"][site], np.float32)
-        bound = float(np.abs(maps).max()) or 1.0
-        _show(axes[r, 0], row["degraded"], "degraded input" if r == 0 else "")
-        _show(axes[r, 1], _label_image(row["labels"], row["kinds"]), "regions" if r == 0 else "")
-        axes[r, 1].set_xlabel(", ".join(row["kinds"]), fontsize=7)
-        for k in range(rank):
-            shown = axes[r, 2 + k].imshow(maps[..., k], cmap="RdBu_r", vmin=-bound, vmax=bound)
-            axes[r, 2 + k].set_xticks([])
-            axes[r, 2 + k].set_yticks([])
-            if r == 0:
-                axes[r, 2 + k].set_title(f"affinity a_{k}", fontsize=9)
-        fig.colorbar(shown, ax=axes[r, 2 + rank - 1], shrink=0.8)
-        _show(axes[r, 2 + rank], row["restored"], "restored (CEA)" if r == 0 else "")
-        _show(axes[r, 3 + rank], row["clean"], "target" if r == 0 else "")
+    line = 0
+    for row in rows:
+        bound = max(float(np.abs(np.asarray(maps[site])).max()) for _, maps in row["map_sets"]) or 1.0
+        for label, maps in row["map_sets"]:
+            maps = np.asarray(maps[site], np.float32)
+            top = line == 0
+            _show(axes[line, 0], row["degraded"], "degraded input" if top else "")
+            axes[line, 0].set_ylabel(label, fontsize=8)
+            _show(axes[line, 1], _label_image(row["labels"], row["kinds"]), "regions" if top else "")
+            axes[line, 1].set_xlabel(", ".join(row["kinds"]), fontsize=7)
+            for k in range(rank):
+                shown = axes[line, 2 + k].imshow(maps[..., k], cmap="RdBu_r", vmin=-bound, vmax=bound)
+                axes[line, 2 + k].set_xticks([])
+                axes[line, 2 + k].set_yticks([])
+                if top:
+                    axes[line, 2 + k].set_title(f"component {k}", fontsize=9)
+            fig.colorbar(shown, ax=axes[line, 2 + rank - 1], shrink=0.8)
+            _show(axes[line, 2 + rank], row["restored"], "restored (CEA)" if top else "")
+            _show(axes[line, 3 + rank], row["clean"], "target" if top else "")
+            line += 1
     kinds = sorted({k for row in rows for k in row["kinds"]})
     handles = [matplotlib.patches.Patch(color=KIND_COLOURS.get(k, "#999999"), label=k) for k in kinds]
     fig.legend(handles=handles, loc="outside lower left", ncol=len(kinds), fontsize=8, title="regions")
-    fig.suptitle(f"CEA routing at {site}: signed per-pixel affinities to the {rank} generated components",
+    fig.suptitle(f"CEA routing at {site}: the signed size of each generated component's update per pixel",
                  fontsize=10)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -122,15 +122,31 @@ def training_size() -> TrainingSize:
     return TrainingSize(len(photos), sum(photo.shape[0] * photo.shape[1] for photo, _ in photos))
 
 
+def test_photo(name: str) -> np.ndarray:
+    """A held-out photo as uint8 RGB at the test scale (the one its tiles are cut from)."""
+    if name not in TEST_PHOTOS:
+        raise ValueError(f"{name!r} is not a held-out photo; held out: {', '.join(TEST_PHOTOS)}")
+    return _resize_short_side(_bundled(name), TEST_SHORT_SIDE)
+
+
 @functools.lru_cache(maxsize=None)
-def test_tiles(tile: int = TEST_TILE) -> tuple[np.ndarray, ...]:
-    """Non-overlapping ``tile`` x ``tile`` uint8 squares of the held-out photos, in a fixed order."""
+def _labelled_test_tiles(tile: int) -> tuple[tuple[str, np.ndarray], ...]:
     tiles = []
     for name in TEST_PHOTOS:
-        photo = _resize_short_side(_bundled(name), TEST_SHORT_SIDE)
+        photo = test_photo(name)
         h, w = photo.shape[:2]
         oy, ox = (h % tile) // 2, (w % tile) // 2
         for y in range(oy, h - tile + 1, tile):
             for x in range(ox, w - tile + 1, tile):
-                tiles.append(np.ascontiguousarray(photo[y : y + tile, x : x + tile]))
+                tiles.append((name, np.ascontiguousarray(photo[y : y + tile, x : x + tile])))
     return tuple(tiles)
+
+
+def test_tiles(tile: int = TEST_TILE) -> tuple[np.ndarray, ...]:
+    """Non-overlapping ``tile`` x ``tile`` uint8 squares of the held-out photos, in a fixed order."""
+    return tuple(array for _, array in _labelled_test_tiles(tile))
+
+
+def test_tile_photos(tile: int = TEST_TILE) -> tuple[str, ...]:
+    """The held-out photo each of :func:`test_tiles` comes from: tiles of one photo are not independent samples."""
+    return tuple(name for name, _ in _labelled_test_tiles(tile))

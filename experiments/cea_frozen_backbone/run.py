@@ -5,9 +5,11 @@ AIO-3 data with spatially mixed crops. Stage 2 attaches each conditioning module
 prompt, experts, descriptor; adapter budgets within 10% of CEA's, all at CEA's decoder
 sites, all starting as the identity) to that backbone and trains only the module
 (``--init-from`` the backbone, ``--train adapter``), with the same data order and
-schedule for every module of a seed. Stage 2 refuses to start (exit 2) on a backbone
-that blind NL-means beats on a noise column of the held-out tiles (gate.py;
-``--force-weak-backbone`` overrides it for smoke runs). The backbone is scored on the
+schedule for every module of a seed; a control fine-tunes the whole backbone (no module)
+for the same steps, so a module's gain can be told from what more training alone gives.
+Stage 2 refuses to start (exit 2) on a backbone that blind NL-means beats on a noise
+column of the held-out tiles (gate.py; ``--force-weak-backbone`` overrides it for smoke
+runs). The backbone is scored on the
 single-degradation tiles and the mixed set, every module on the mixed set (264
 region-labelled 64-px tiles of the four held-out photos); the report pairs CEA with each
 baseline by seed and tile.
@@ -40,6 +42,7 @@ from cea_jax.workdir import CHECKPOINTS, ModelSpec, load_params
 from experiments.cea_frozen_backbone import gate
 from experiments.cea_frozen_backbone.report import ROUTING, SETTING_KEYS, write_results
 from experiments.cea_frozen_backbone.score import save_routing_figure, score
+from experiments.cea_frozen_backbone.stats import CONTROL
 from experiments.cea_runs import check_workdir, scored_records, train_run
 from runkit.files import append_jsonl
 from runkit.records import SettingsMismatch, settings_digest
@@ -54,12 +57,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE, help="records.jsonl, results.{json,md}, figures")
     p.add_argument("--runs", type=Path, default=Path("runs/cea_study"), help="train.py workdirs (checkpoints)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="Stage 2 seeds (data order, crops, module init)")
-    p.add_argument("--backbone-steps", type=int, default=1000)
+    # Defaults: a backbone trained as long as the shipped default model (it must pass the gate) and a
+    # Stage 2 long enough that the modules move it.
+    p.add_argument("--backbone-steps", type=int, default=6000)
     p.add_argument("--backbone-lr", type=float, default=1e-3)
-    p.add_argument("--adapter-steps", type=int, default=150)
+    p.add_argument("--adapter-steps", type=int, default=1000)
     p.add_argument("--adapter-lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=8, help="Stage 1 batch")
-    p.add_argument("--adapter-batch-size", type=int, default=4, help="Stage 2 batch")
+    p.add_argument("--adapter-batch-size", type=int, default=8, help="Stage 2 batch")
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--mix-prob", type=float, default=0.5)
     p.add_argument("--phase", default="all", choices=("all", "train", "score"))
@@ -96,16 +101,18 @@ def backbone_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def module_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Stage 2, seed-major so that early results already pair across modules."""
+    """Stage 2, seed-major so that early results already pair across modules; the control last in each seed."""
     runs = []
     for seed in args.seeds:
-        for variant in MODULES:
-            spec = ModelSpec("tiny", variant, tuple(matched_overrides("tiny", variant).items()))
+        for variant in (*MODULES, CONTROL):
+            control = variant == CONTROL
+            spec = (ModelSpec("tiny", "none") if control else
+                    ModelSpec("tiny", variant, tuple(matched_overrides("tiny", variant).items())))
             config = TrainConfig(steps=args.adapter_steps, batch_size=args.adapter_batch_size, crop=args.crop,
                                  lr=args.adapter_lr, mix_prob=args.mix_prob, seed=seed, workers=0,
                                  checkpoint_every=max(25, args.adapter_steps // 3), log_every=10,
                                  val_every=args.adapter_steps, val_images=1,
-                                 init_from=str(args.runs / BACKBONE), train="adapter")
+                                 init_from=str(args.runs / BACKBONE), train="all" if control else "adapter")
             runs.append({"name": f"{variant}-seed{seed}", "variant": variant, "seed": seed, "spec": spec,
                          "config": config, "tasks": ("mixed",)})
     return runs
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             done[run["name"]] = score_run(run, backbone["weights"], args)
             append_jsonl(records_path, done[run["name"]])
             if run["variant"] == "cea" and not (args.out / ROUTING).is_file():
-                save_routing_figure(args.runs / run["name"], args.out / ROUTING, args.routing_tiles)
+                save_routing_figure(args.runs / run["name"], args.out / ROUTING, args.routing_tiles, run["seed"])
             write_results([done[r["name"]] for r in runs if r["name"] in done], settings, args.out,
                           args.out / ROUTING)
     except (SettingsMismatch, gate.WeakBackbone) as err:

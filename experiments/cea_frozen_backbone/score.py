@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from cea_jax import metrics, mixing
-from cea_jax.data import catalog, pipeline
+from cea_jax import finetune, metrics, mixing
+from cea_jax.data import catalog, embedded, pipeline
 from cea_jax.inference import restore_batch
+from cea_jax.models import build_model
+from cea_jax.routing import gated_maps
 from cea_jax.viz import save_routing
 from cea_jax.workdir import load_params
 
@@ -41,12 +44,16 @@ def _aio3(restore: Any, limit: int | None) -> dict[str, Any]:
 
 
 def _mixed(restore: Any, limit: int | None) -> list[dict[str, Any]]:
-    """One entry per mixed tile: whole-tile PSNR, per-region PSNR by recipe, composite and delta."""
+    """One entry per mixed tile: its base tile and photo (the statistics' units), whole-tile PSNR,
+    per-region PSNR by recipe, composite and delta."""
     (test_set,) = catalog.test_sets(EMBEDDED, "mixed", seed=0, protocol="aio3")
+    photos = embedded.test_tile_photos(embedded.MIXED_TILE)
     tiles = []
-    for rec in pipeline.take(test_set.source, limit):
+    for index, rec in enumerate(pipeline.take(test_set.source, limit)):
         s = mixing.score_mixed(restore, rec)
-        tiles.append({"psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"], "input_psnr": s["input"]["psnr"],
+        base = index % len(test_set.source.tiles)  # the source's own indexing: tile i mod T under layout i // T
+        tiles.append({"tile": base, "photo": photos[base], "psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"],
+                      "input_psnr": s["input"]["psnr"],
                       "composite_psnr": s["composite_psnr"], "delta": s["delta"],
                       "regions": [{"kind": kind, "psnr": m["psnr"], "input_psnr": i["psnr"]}
                                   for kind, m, i in zip(s["kinds"], s["model"]["regions"], s["input"]["regions"])]})
@@ -65,17 +72,25 @@ def score(workdir: Path, tasks: tuple[str, ...], limit: int | None = None) -> di
     return out
 
 
-def save_routing_figure(workdir: Path, path: Path, count: int) -> None:
-    """CEA's routing on the first ``count`` mixed tiles that have 3 regions: input, labels, maps, output."""
-    config, params, _ = load_params(str(workdir))
+def save_routing_figure(workdir: Path, path: Path, count: int, seed: int) -> None:
+    """CEA's routing on the first ``count`` mixed tiles that have 3 regions, after the output gate: the
+    trained module beside the same module untrained (fresh from ``seed``, on the same backbone)."""
+    config, params, step = load_params(str(workdir))
+    fresh = build_model(config).init(jax.random.PRNGKey(seed), np.zeros((1, 64, 64, 3), np.float32))
+    fresh_adapter, _ = finetune.split_params(fresh, "adapter")
+    untrained = finetune.join_params(fresh_adapter, finetune.split_params(params, "adapter")[1])
     (test_set,) = catalog.test_sets(EMBEDDED, "mixed", seed=0, protocol="aio3")
     rows = []
     for rec in pipeline.take(test_set.source):
         if len(rec["region_kinds"]) < 3:
             continue
-        restored, maps = restore_batch(config, params, rec["degraded"][None], return_maps=True)
+        image = rec["degraded"][None]
+        restored, _ = restore_batch(config, params, image)
+        map_sets = [(f"trained (step {step})", gated_maps(config, params, image)),
+                    ("untrained", gated_maps(config, untrained, image))]
         rows.append({"degraded": rec["degraded"], "labels": rec["labels"], "kinds": list(rec["region_kinds"]),
-                     "maps": {site: m[0] for site, m in maps.items()}, "restored": restored[0], "clean": rec["clean"]})
+                     "map_sets": [(label, {site: m[0] for site, m in maps.items()}) for label, maps in map_sets],
+                     "restored": restored[0], "clean": rec["clean"]})
         if len(rows) == count:
             break
     save_routing(path, rows)

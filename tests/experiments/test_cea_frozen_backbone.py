@@ -160,3 +160,33 @@ def test_stage_2_refuses_a_backbone_that_nl_means_beats_unless_forced(tmp_path, 
     monkeypatch.setattr(study, "train_run", stage_2_stops_at_once)
     assert study.main([*argv, "--force-weak-backbone"]) == 130
     assert started == ["cea-seed0"] and "forced past a weak backbone" in capsys.readouterr().out
+
+
+def test_the_layouts_of_one_base_tile_are_one_unit_and_photos_are_reported_apart():
+    def with_tiles(record, tiles, photos):
+        return dict(record, mixed=[dict(t, tile=b, photo=p) for t, b, p in zip(record["mixed"], tiles, photos)])
+
+    tiles, photos = [0, 0, 0, 1, 1, 1], ["a", "a", "a", "b", "b", "b"]
+    cea = [with_tiles(_record("cea", s, [11.0, 11.0, 11.0, 9.0, 9.0, 9.0], [0.0] * 6), tiles, photos) for s in (0, 1)]
+    prompt = [with_tiles(_record("prompt", s, [10.0] * 6, [0.0] * 6), tiles, photos) for s in (0, 1)]
+    row = stats.paired_differences(cea + prompt, 50)["prompt"]["mixed_psnr"]
+    assert row["units"] == 2 and (row["sign"]["wins"], row["sign"]["losses"]) == (1, 1)  # not 3 wins, 3 losses
+    assert row["per_photo"]["a"]["mean"] == pytest.approx(1.0) and row["per_photo"]["b"]["mean"] == pytest.approx(-1.0)
+    assert row["per_photo"]["a"]["units"] == 1
+
+
+def test_records_without_base_tiles_use_the_test_sets_own_indexing():
+    record = _record("cea", 0, [10.0] * 90, [0.0] * 90)
+    tiles, photos = stats.base_tiles(record)
+    assert tiles[:2] == [0, 1] and tiles[88:] == [0, 1]  # 88 base tiles, then the next layout
+    assert photos[0] == "chelsea" and photos[87] == "astronaut"
+
+
+def test_every_seed_has_a_whole_backbone_fine_tuning_control():
+    args = study.parse_args(["--seeds", "0,1"])
+    controls = [r for r in study.module_runs(args) if r["variant"] == stats.CONTROL]
+    assert [r["seed"] for r in controls] == [0, 1]
+    assert all(r["spec"].variant == "none" and r["config"].train == "all" for r in controls)
+    cea = next(r for r in study.module_runs(args) if r["variant"] == "cea")
+    same = ("steps", "batch_size", "lr", "seed", "crop", "mix_prob", "init_from")
+    assert all(getattr(controls[0]["config"], k) == getattr(cea["config"], k) for k in same)
