@@ -43,6 +43,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def id_count(self) -> int:
+        """One past the largest id the tokenizer can produce (the embedding rows it needs)."""
+        return max(self.backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         ids = self.backend.encode(text, add_special_tokens=False).ids
         if add_bos:
@@ -131,9 +136,12 @@ def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids
     except Exception as err:  # the Rust tokenizers library raises plain Exception for a damaged file
         raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({one_line(err)})") from err
     bos_token, eos_token = (_token_text(tokenizer_config.get(k), config_source, k) for k in ("bos_token", "eos_token"))
+    for name, token in (("bos_token", bos_token), ("eos_token", eos_token)):
+        if token and backend.token_to_id(token) is None:  # dropped, generation would never stop at it
+            raise ValueError(f"{config_source}: {name} {token!r} is not in the vocabulary of {tokenizer_json}")
     bos_id = backend.token_to_id(bos_token) if bos_token else None
     eos = set(eos_ids)
-    if eos_token and backend.token_to_id(eos_token) is not None:
+    if eos_token:
         eos.add(backend.token_to_id(eos_token))
     template = tokenizer_config.get("chat_template")
     if isinstance(template, list):  # several named templates: the default one
