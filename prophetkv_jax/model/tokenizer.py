@@ -7,6 +7,8 @@ the reference implementation; special tokens are never added implicitly: callers
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Iterable
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -47,6 +49,14 @@ class Tokenizer:
     def id_count(self) -> int:
         """One past the largest id the tokenizer can produce (the embedding rows it needs)."""
         return max(self.backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of everything that turns text into prompt ids (vocabulary, merges, normaliser,
+        chat template, special tokens): an evaluation's records are valid only for it, like the weights."""
+        digest = hashlib.sha256(self.backend.to_str().encode())
+        digest.update(json.dumps([self.chat_template, self.bos_id, sorted(self.eos_ids), self._special]).encode())
+        return digest.hexdigest()[:16]
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
         ids = self.backend.encode(text, add_special_tokens=False).ids
