@@ -59,7 +59,19 @@ class Tokenizer:
         return digest.hexdigest()[:16]
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        ids = self.backend.encode(text, add_special_tokens=False).ids
+        """Ids of ``text``; ValueError for text no tokenizer can encode (a lone surrogate, which is how a
+        non-UTF-8 byte in a command-line argument or a file read with surrogateescape reaches Python)."""
+        try:
+            ids = self.backend.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            if not isinstance(text, str):
+                raise
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ValueError(f"text to tokenize is not valid UTF-8: {text[err.start]!r} at position {err.start} "
+                                 "(a non-UTF-8 byte in the prompt or its file?)") from None
+            raise
         if add_bos:
             if self.bos_id is None:
                 raise ValueError("this tokenizer has no BOS token")

@@ -86,3 +86,15 @@ def test_rope_keys_that_agree_load(tmp_path, capsys):
     loads(capsys, write_hf_dir(tmp_path / "m", config={
         "rope_theta": 10000.0, "rope_scaling": {"type": "default"},
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}))
+
+
+@pytest.mark.parametrize("prompt", ["t5 \udcff t6", "t5 \ud800"])
+def test_a_prompt_that_is_not_utf8_is_one_line(tmp_path, capsys, prompt):
+    """A non-UTF-8 byte in a command-line argument reaches Python as a lone surrogate ("\\udcff"),
+    which the Rust tokenizer refuses with a TypeError."""
+    path = write_hf_dir(tmp_path / "m")
+    for chat in ([], ["--no-chat"]):
+        code = generate_main([prompt, "--model", str(path), "--max-new-tokens", "2", *chat])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and err.count("\n") == 1, (code, err)
+        assert "text to tokenize is not valid UTF-8" in err and "position 3" in err
