@@ -15,12 +15,8 @@ and chat template, the bytes of the data files), so a resumed run never mixes tw
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -32,6 +28,7 @@ from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.model.mesh_flag import MESH_HELP, parse_mesh
 from prophetkv_jax.store import DEFAULT_DEVICE_BYTES, DEFAULT_HOST_BYTES, GIB, STORE_DTYPES
 from prophetkv_jax.tasks.sample import Sample
+from runkit.cli import Terminated, sigterm_raises
 from runkit.files import atomic_write
 from runkit.folder_lock import folder_lock
 from runkit.records import check_settings, files_digest, settings_digest
@@ -314,34 +311,13 @@ def data_digests(args: argparse.Namespace) -> dict[str, Any]:
             else None, "squad_sha256": file(args.squad), "hotpotqa_sha256": file(args.hotpotqa)}
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the run ends as Ctrl-C does (with what is saved)."""
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """While the block runs, SIGTERM raises Terminated in the main thread (the previous handler after)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str]) -> int:
     """Ctrl-C (exit 130) or SIGTERM (exit 143) ends in one line saying how much is saved; every
     record written stays valid. A second run on an --out in use is refused before any work."""
     args = parse_args(argv)
     out_dir = Path(args.out)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             run_records.check_writable(out_dir)  # before the model loads, not after the first sample's compute
             with folder_lock(out_dir, OUT_LOCK, "wait for it to finish or use another --out"):
                 return _run(args, out_dir)
