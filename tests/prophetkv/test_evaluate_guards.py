@@ -136,3 +136,18 @@ def test_sigterm_says_what_is_saved_and_the_same_command_resumes(model, tmp_path
                                     "the same command resumes")
     monkeypatch.undo()
     assert run(capsys, model, out)[0] == 0 and len(records_in(out)) == 2
+
+
+def test_longbench_files_are_in_the_digest_by_contents(tmp_path):
+    def digests(folder):
+        args = evaluation.parse_args(["--task", "longbench", "--data-dir", str(folder), "--subtasks", "trec,lcc"])
+        return evaluation.data_digests(args)["data_sha256"]
+
+    first = tmp_path / "a"
+    first.mkdir()
+    (first / "trec.jsonl").write_text('{"input": "q", "context": "c", "answers": ["a"]}\n')
+    before = digests(first)
+    assert before["trec"] and before["lcc"] is None  # a missing file is refused later, by the loader
+    assert digests(first.rename(tmp_path / "b")) == before
+    (tmp_path / "b" / "trec.jsonl").write_text('{"input": "q", "context": "c2", "answers": ["a"]}\n')
+    assert digests(tmp_path / "b")["trec"] != before["trec"]

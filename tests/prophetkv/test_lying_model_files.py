@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_checkpoints import VOCAB, write_hf_dir
+from tiny_checkpoints import VOCAB, write_gguf, write_hf_dir
 
 from prophetkv_jax.generate import main as generate_main
 
@@ -58,6 +58,12 @@ def test_a_tokenizer_with_more_ids_than_the_vocabulary_is_refused_at_load(tmp_pa
     line = refused(capsys, path)
     assert str(path / "tokenizer.json") in line and str(path / "config.json") in line
     assert f"{VOCAB} ids" in line and f"vocab_size={VOCAB // 2}" in line
+
+
+def test_a_gguf_token_list_longer_than_its_vocab_size_is_refused_at_load(tmp_path, capsys):
+    path = write_gguf(tmp_path / "m.gguf", vocab_size=VOCAB // 2)
+    line = refused(capsys, path)
+    assert f"{path} (tokenizer.ggml.tokens): holds {VOCAB} ids, but {path} (llama.vocab_size) vocab_size=" in line
 
 
 @pytest.mark.parametrize("field", ["eos_token", "bos_token"])
