@@ -8,6 +8,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,7 @@ def _as_user(uid: int, umask: int, root: str, action: str, n: int, results) -> N
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("prophetkv_jax").addHandler(handler)
     try:
-        store = ChunkStore(root)
+        store = ChunkStore(root, max_device_bytes=0)  # host tier only: the forked child never touches JAX
         if action == "put":
             store.put(key(n), segment(n))
             results.put(("ok", store.root is not None, messages))
@@ -148,10 +149,14 @@ def _as_user(uid: int, umask: int, root: str, action: str, n: int, results) -> N
 
 
 def _run_as(uid: int, umask: int, root: Path, action: str, n: int):
-    ctx = multiprocessing.get_context("fork")  # the other user may not read this interpreter's files
+    # Forked, not spawned: the other user may not read this interpreter's files (under /root). The child
+    # only touches NumPy and files, so JAX's threads in this process (when loaded) are not at risk.
+    ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
     child = ctx.Process(target=_as_user, args=(uid, umask, str(root), action, n, results))
-    child.start()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        child.start()
     outcome = results.get(timeout=120)
     child.join(60)
     return outcome
