@@ -7,6 +7,9 @@ summary JSON and the ratio-sweep plot are rewritten from all lines at the end.
 
 The flags are parsed and checked before JAX loads (``--help`` and a bad flag answer at
 once), so the modules that pull JAX in are imported inside the functions that use them.
+One run at a time writes an output folder (``OUT_LOCK``); a value listed twice in a flag
+runs once; the settings digest covers what turns the data into prompts (weights, tokenizer
+and chat template, the bytes of the data files), so a resumed run never mixes two of them.
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.model.mesh_flag import MESH_HELP, parse_mesh
 from prophetkv_jax.store import DEFAULT_DEVICE_BYTES, DEFAULT_HOST_BYTES, GIB, STORE_DTYPES
 from prophetkv_jax.tasks.sample import Sample
+from runkit.cli import Terminated, sigterm_raises
 from runkit.files import atomic_write
-from runkit.records import check_settings, load_records, settings_digest
+from runkit.folder_lock import folder_lock
+from runkit.records import check_settings, files_digest, settings_digest
 
 if TYPE_CHECKING:
     from prophetkv_jax.pipeline import Engine, RagPrompt
 
+OUT_LOCK = ".evaluate.lock"
 DEFAULT_RULER_TASKS = ("niah_single_1", "niah_multikey_1", "niah_multivalue", "niah_multiquery", "vt", "fwe")
 
 
@@ -95,7 +101,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not min(args.store_device_gib, args.store_host_gib) >= 0:  # NaN fails too
         parser.error("--store-device-gib and --store-host-gib must be >= 0")
     try:
-        args.ratios = [selectors.check_ratio(float(r)) for r in args.ratios.split(",")]
+        args.ratios = list(dict.fromkeys(selectors.check_ratio(float(r)) for r in args.ratios.split(",")))
     except ValueError as err:
         parser.error(f"--ratios: {err}")
     for name in ("samples", "context", "chunk_tokens", "max_new_tokens"):
@@ -106,7 +112,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _choices(flag: str, value: str, allowed: Iterable[str]) -> list[str]:
-    picked = [v.strip() for v in value.split(",") if v.strip()]
+    """The listed values, each once, in order (a value listed twice would be run and counted twice)."""
+    picked = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     unknown = [v for v in picked if v not in allowed]
     if unknown or not picked:
         refuse(f"{flag}: unknown {unknown or 'empty list'}; choose from {', '.join(allowed)}")
@@ -161,7 +168,7 @@ def evaluate_samples(
     digest = settings_digest(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "records.jsonl"
-    records = load_records(path)
+    records = run_records.load(path)
     check_settings(records, settings, path)
     done = {r["key"] for r in records}
     pending = [(s, [(m, p) for m, p in runs if record_key(s.task, s.index, m, p) not in done]) for s in samples]
@@ -259,10 +266,10 @@ def chat_overhead(tokenizer: Any, chat: bool) -> int:
 
 def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
     """RULER samples generated locally (sized in model tokens), or LongBench records from --data-dir."""
+    tasks = subtasks(args)
     if args.task == "ruler":
         from prophetkv_jax.tasks import ruler
 
-        tasks = _choices("--subtasks", args.subtasks, ruler.TASKS) if args.subtasks else list(DEFAULT_RULER_TASKS)
         overhead = chat_overhead(tokenizer, not args.no_chat)
         count = lambda text: len(tokenizer.encode(text)) + overhead  # noqa: E731
         samples = []
@@ -274,25 +281,52 @@ def load_samples(args: argparse.Namespace, tokenizer: Any) -> list[Sample]:
         return sorted(samples, key=lambda s: (s.index, tasks.index(s.task)))
     from prophetkv_jax.tasks import longbench
 
-    datasets = _choices("--subtasks", args.subtasks, longbench.DATASETS) if args.subtasks else list(longbench.DATASETS)
     samples = []
-    for dataset in datasets:
+    for dataset in tasks:
         samples += longbench.load(args.data_dir, dataset, limit=args.samples)
     return samples
 
 
+def subtasks(args: argparse.Namespace) -> list[str]:
+    """The RULER tasks or LongBench datasets ``--subtasks`` names (each once), or the default set."""
+    if args.task == "ruler":
+        from prophetkv_jax.tasks.ruler import TASKS as allowed
+
+        default = DEFAULT_RULER_TASKS
+    else:
+        from prophetkv_jax.tasks.longbench import DATASETS as allowed
+
+        default = allowed
+    return _choices("--subtasks", args.subtasks, allowed) if args.subtasks else list(default)
+
+
+def data_digests(args: argparse.Namespace) -> dict[str, Any]:
+    """Digests of the bytes of every data file the samples are made from (not their paths)."""
+    if args.task == "longbench":
+        files = {name: Path(args.data_dir) / f"{name}.jsonl" for name in subtasks(args)}
+        return {"data_sha256": {name: files_digest([f] if f.is_file() else []) for name, f in files.items()}}
+    haystack = Path(args.haystack_dir) if args.haystack_dir else None
+    file = lambda flag: files_digest([Path(flag)] if flag and Path(flag).is_file() else [])  # noqa: E731
+    return {"haystack_dir_sha256": files_digest(sorted(haystack.glob("*.txt"))) if haystack and haystack.is_dir()
+            else None, "squad_sha256": file(args.squad), "hotpotqa_sha256": file(args.hotpotqa)}
+
+
 def main(argv: list[str]) -> int:
-    """Ctrl-C ends in one line saying how much is saved (exit 130); every record written stays valid."""
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) ends in one line saying how much is saved; every
+    record written stays valid. A second run on an --out in use is refused before any work."""
     args = parse_args(argv)
     out_dir = Path(args.out)
     try:
-        run_records.check_writable(out_dir)  # before the model loads, not after the first sample's compute
-        return _run(args, out_dir)
-    except KeyboardInterrupt:
+        with sigterm_raises():
+            run_records.check_writable(out_dir)  # before the model loads, not after the first sample's compute
+            with folder_lock(out_dir, OUT_LOCK, "wait for it to finish or use another --out"):
+                return _run(args, out_dir)
+    except (KeyboardInterrupt, Terminated) as stop:
         path = out_dir / "records.jsonl"
-        saved = len(load_records(path))
-        sys.stderr.write(f"evaluate.py: interrupted: {saved} record(s) saved in {path}; the same command resumes\n")
-        return 130
+        saved = len(run_records.load(path))
+        how, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        sys.stderr.write(f"evaluate.py: {how}: {saved} record(s) saved in {path}; the same command resumes\n")
+        return code
 
 
 def _run(args: argparse.Namespace, out_dir: Path) -> int:
@@ -307,17 +341,16 @@ def _run(args: argparse.Namespace, out_dir: Path) -> int:
     params, config, tokenizer = load_checkpoint(args.model, dtype=args.dtype, model_parallel=args.mesh)
     if args.context > config.max_position_embeddings:
         refuse(f"--context {args.context} exceeds the model's {config.max_position_embeddings} positions")
-    data = (dict(haystack_dir=args.haystack_dir, squad=args.squad, hotpotqa=args.hotpotqa) if args.task == "ruler"
-            else dict(data_dir=args.data_dir))
-    settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos,
+    settings = dict(task=args.task, seed=args.seed, chunk_bos=args.chunk_bos, tokenizer=tokenizer.fingerprint,
                     store_dtype=args.store_dtype or config.dtype,  # what the engine stores chunk KVs in
-                    template_version=(ruler if args.task == "ruler" else longbench).TEMPLATE_VERSION, **data)
+                    template_version=(ruler if args.task == "ruler" else longbench).TEMPLATE_VERSION,
+                    **data_digests(args))
     fingerprint = model_fingerprint(config, params)
     full_settings = run_settings(fingerprint, chunk_tokens=args.chunk_tokens,
                                  chat=not args.no_chat, max_new_tokens=args.max_new_tokens,
                                  context_tokens=args.context, **settings)
     try:  # before the slow part: a mismatch is known from the records alone
-        check_settings(load_records(out_dir / "records.jsonl"), full_settings, out_dir)
+        check_settings(run_records.load(out_dir / "records.jsonl"), full_settings, out_dir)
         samples = load_samples(args, tokenizer)
     except (ValueError, FileNotFoundError) as err:
         refuse(str(err))

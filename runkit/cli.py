@@ -2,16 +2,21 @@
 
 A user who passes a bad path, a damaged checkpoint or an unreadable image should read
 one line naming the file or flag and what was expected, and get exit code 2, not a JAX
-traceback. Programming errors (anything else) still raise with their traceback.
+traceback. Programming errors (anything else) still raise with their traceback. A command
+that saves work as it goes can turn SIGTERM into an exception (``sigterm_raises``) and say
+what is saved, as it does on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 # Every error the code raises for bad input derives from one of these: WorkdirError,
 # BadImageError, DataLayoutError, CheckpointError (ValueError); missing or unwritable
@@ -53,3 +58,24 @@ def one_line_errors(prog: str) -> Callable[[Main], Callable[[Sequence[str] | Non
         return run
 
     return decorate
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception, so a command ends as on Ctrl-C (saying what is saved) instead of silently."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated in the main thread; the previous handler after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

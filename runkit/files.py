@@ -89,8 +89,14 @@ def append_jsonl(path: str | os.PathLike, row: dict[str, Any], durable: bool = T
         os.close(fd)
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file, in order ([] if it does not exist).
+class Row(dict):
+    """A JSON object read from a JSONL file, with the line it came from (``line``), for messages."""
+
+    line: int = 0
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Row]:
+    """The JSON objects of a JSONL file, in order ([] if it does not exist), each knowing its line.
 
     Lines that are not a JSON object (a row torn by a killed process, stray bytes) are
     skipped and reported in one warning naming the file, so one bad line never costs the
@@ -108,7 +114,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         except (UnicodeDecodeError, json.JSONDecodeError):
             row = None
         if isinstance(row, dict):
-            rows.append(row)
+            rows.append(Row(row))
+            rows[-1].line = number
         else:
             bad.append(number)
     if bad:

@@ -26,9 +26,12 @@ from prophetkv_jax.model.checkpoint_checks import (
     check_all_read,
     check_layers,
     finite,
+    float_weight,
+    implemented_math,
     inside_folder,
     positive_float,
     positive_int,
+    tokenizer_fits,
 )
 from prophetkv_jax.model.config import FAMILIES, LlamaConfig, RopeScaling
 from prophetkv_jax.model.llama import rope_inv_freq
@@ -128,6 +131,9 @@ def _rope_scaling(cfg: dict[str, Any], source: Path) -> tuple[float, RopeScaling
     """(rope_theta, llama3 scaling or None) from either spelling transformers has used."""
     # transformers >= 5 writes rope_parameters (theta included); older files rope_scaling + rope_theta.
     rope = cfg.get("rope_parameters") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"{source}: rope_parameters must be an object, got {rope!r}")
+    _same_rope(cfg, rope, source)
     scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
     rope_theta = positive_float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)), source, "rope_theta")
     if scaling is None:
@@ -145,6 +151,27 @@ def _rope_scaling(cfg: dict[str, Any], source: Path) -> tuple[float, RopeScaling
                                                 "rope_scaling.original_max_position_embeddings"))
 
 
+def _same_rope(cfg: dict[str, Any], rope: dict[str, Any], source: Path) -> None:
+    """A config.json holding both spellings must say the same thing in both (one would be ignored)."""
+    if not rope:
+        return
+    if isinstance(cfg.get("rope_scaling"), dict) and _rope_kind(cfg["rope_scaling"]) != _rope_kind(rope):
+        raise CheckpointError(f"{source}: rope_scaling and rope_parameters disagree ({cfg['rope_scaling']!r} vs "
+                              f"{rope!r}); keep one of them")
+    if "rope_theta" in cfg and "rope_theta" in rope and (
+            positive_float(cfg["rope_theta"], source, "rope_theta")
+            != positive_float(rope["rope_theta"], source, "rope_parameters.rope_theta")):
+        raise CheckpointError(f"{source}: rope_theta and rope_parameters disagree (rope_theta={cfg['rope_theta']!r},"
+                              f" rope_parameters.rope_theta={rope['rope_theta']!r}); keep one of them")
+
+
+def _rope_kind(scaling: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(type, parameters) of a RoPE scaling object, whichever key spells its type; theta aside."""
+    fields = {k: v for k, v in scaling.items() if k not in ("rope_type", "type", "rope_theta")}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    return (kind, {}) if kind == "default" else (kind, fields)
+
+
 def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig:
     """The config of an HF ``config.json``; a missing, zero, negative or non-finite size is refused
     naming the file and the field (never a division by zero later)."""
@@ -156,6 +183,7 @@ def config_from_hf(cfg: dict[str, Any], source: Path, dtype: str) -> LlamaConfig
     for unsupported in ("attention_bias", "mlp_bias", "use_sliding_window"):
         if cfg.get(unsupported):
             raise CheckpointError(f"{source}: {unsupported}=true is not supported")
+    implemented_math(cfg, source)
     size = lambda key: positive_int(cfg[key], source, key)  # noqa: E731
     try:
         rope_theta, scaling = _rope_scaling(cfg, source)
@@ -218,7 +246,10 @@ def _load_hf_dir(path: Path, dtype: str):
 
     def read(_: weights.Weight, name: str) -> np.ndarray:
         try:
+            float_weight(opened(shards[name]).get_slice(name).get_dtype(), shards[name], name)
             tensor = opened(shards[name]).get_tensor(name)
+        except CheckpointError:
+            raise
         except Exception as err:  # safetensors raises its own error types
             raise CheckpointError(f"{shards[name]}: tensor {name} missing or unreadable ({err})") from err
         return finite(tensor, shards[name], name)
@@ -227,7 +258,9 @@ def _load_hf_dir(path: Path, dtype: str):
     head = weights.BY_PATH["lm_head/kernel"].hf
     params = _assemble(read, shards, listing, config, dtype, lambda weight: weight.hf, r"model\.layers\.(\d+)\.",
                        "config.json num_hidden_layers", [head] if config.tie_word_embeddings else [])
-    return params, config, _hf_tokenizer(path)
+    tokenizer = _hf_tokenizer(path)
+    tokenizer_fits(tokenizer.id_count, config.vocab_size, path / "tokenizer.json", path / "config.json")
+    return params, config, tokenizer
 
 
 def _hf_tokenizer(path: Path) -> tokenizer_lib.Tokenizer:
@@ -303,7 +336,10 @@ def _load_gguf(path: Path, dtype: str):
 
     params = _assemble(read, tensors, path, config, dtype, lambda weight: weight.gguf, r"blk\.(\d+)\.",
                        f"GGUF {arch}.block_count", ignorable=("rope_freqs.weight",) if config.rope_scaling else ())
-    return params, config, tokenizer_lib.from_gguf_metadata(fields, str(path))
+    tokenizer = tokenizer_lib.from_gguf_metadata(fields, str(path))
+    tokenizer_fits(tokenizer.id_count, config.vocab_size, f"{path} (tokenizer.ggml.tokens)",
+                   f"{path} ({arch}.vocab_size)")
+    return params, config, tokenizer
 
 
 def _llama3_scaling_from_factors(factors: np.ndarray, config: LlamaConfig, path: Path) -> RopeScaling:

@@ -1,9 +1,11 @@
 """What a checkpoint must satisfy before its weights are trusted.
 
 A damaged or mismatched checkpoint must never load as a model that quietly answers wrong:
-non-finite weights, a config that names more or fewer layers than the weights hold, a tensor
-the loader would silently drop, a size of zero in a config, or an index file that points
-outside the model folder are each refused with one line naming the file and what is wrong.
+non-finite or integer weights, a config that names more or fewer layers than the weights hold,
+a tensor the loader would silently drop, a size of zero in a config, a config field that
+changes the math in a way this model does not implement, a tokenizer with ids the embedding
+has no row for, or an index file that points outside the model folder are each refused with
+one line naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -27,6 +29,39 @@ def finite(weight: np.ndarray, file: Path | str, name: str) -> np.ndarray:
     if bad:
         raise CheckpointError(f"{file}: tensor {name} holds {bad} non-finite value(s) (NaN/inf); refusing to load it")
     return weight
+
+
+# safetensors dtypes of weights the model can use: anything else (integers, bools, fp8 without its
+# scales) would be cast to float and run as a model nobody trained.
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+
+# config.json fields that change what a layer computes, and the values this model implements:
+# any other value would load and quietly compute another function (gelu run as silu, ...).
+IMPLEMENTED = {"hidden_act": ("silu",), "hidden_activation": ("silu",), "partial_rotary_factor": (1,),
+               "attn_logit_softcapping": (None,), "final_logit_softcapping": (None,)}
+
+
+def float_weight(dtype: str, file: Path | str, name: str) -> None:
+    """A tensor's safetensors dtype must be a float type (checked before it is read)."""
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{file}: tensor {name} is {dtype}; expected floating-point weights "
+                              f"({', '.join(FLOAT_DTYPES)}); refusing to cast it")
+
+
+def implemented_math(cfg: dict[str, Any], source: Path | str) -> None:
+    """Refuse a config field (see ``IMPLEMENTED``) whose value this model does not compute."""
+    for field, allowed in IMPLEMENTED.items():
+        if field in cfg and cfg[field] not in allowed:
+            raise CheckpointError(f"{source}: {field}={cfg[field]!r} is not supported (this model implements "
+                                  f"{' or '.join(map(repr, allowed))})")
+
+
+def tokenizer_fits(ids: int, vocab_size: int, tokenizer_file: Path | str, config_file: Path | str) -> None:
+    """Every id the tokenizer can produce needs an embedding row: a prompt with a larger one would
+    fail far from here, as if the weights had overflowed."""
+    if ids > vocab_size:
+        raise CheckpointError(f"{tokenizer_file}: holds {ids} ids, but {config_file} vocab_size={vocab_size}; "
+                              "the ids past it have no embedding row (tokenizer and weights of two models?)")
 
 
 def positive_int(value: Any, source: Path | str, key: str) -> int:

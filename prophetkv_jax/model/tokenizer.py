@@ -7,6 +7,8 @@ the reference implementation; special tokens are never added implicitly: callers
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Iterable
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -43,8 +45,33 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def id_count(self) -> int:
+        """One past the largest id the tokenizer can produce (the embedding rows it needs)."""
+        return max(self.backend.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of everything that turns text into prompt ids (vocabulary, merges, normaliser,
+        chat template, special tokens): an evaluation's records are valid only for it, like the weights."""
+        digest = hashlib.sha256(self.backend.to_str().encode())
+        digest.update(json.dumps([self.chat_template, self.bos_id, sorted(self.eos_ids), self._special]).encode())
+        return digest.hexdigest()[:16]
+
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        ids = self.backend.encode(text, add_special_tokens=False).ids
+        """Ids of ``text``; ValueError for text no tokenizer can encode (a lone surrogate, which is how a
+        non-UTF-8 byte in a command-line argument or a file read with surrogateescape reaches Python)."""
+        try:
+            ids = self.backend.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            if not isinstance(text, str):
+                raise
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ValueError(f"text to tokenize is not valid UTF-8: {text[err.start]!r} at position {err.start} "
+                                 "(a non-UTF-8 byte in the prompt or its file?)") from None
+            raise
         if add_bos:
             if self.bos_id is None:
                 raise ValueError("this tokenizer has no BOS token")
@@ -131,9 +158,12 @@ def from_hf_files(tokenizer_json: str, tokenizer_config: dict[str, Any], eos_ids
     except Exception as err:  # the Rust tokenizers library raises plain Exception for a damaged file
         raise ValueError(f"{tokenizer_json}: not a readable tokenizer.json ({one_line(err)})") from err
     bos_token, eos_token = (_token_text(tokenizer_config.get(k), config_source, k) for k in ("bos_token", "eos_token"))
+    for name, token in (("bos_token", bos_token), ("eos_token", eos_token)):
+        if token and backend.token_to_id(token) is None:  # dropped, generation would never stop at it
+            raise ValueError(f"{config_source}: {name} {token!r} is not in the vocabulary of {tokenizer_json}")
     bos_id = backend.token_to_id(bos_token) if bos_token else None
     eos = set(eos_ids)
-    if eos_token and backend.token_to_id(eos_token) is not None:
+    if eos_token:
         eos.add(backend.token_to_id(eos_token))
     template = tokenizer_config.get("chat_template")
     if isinstance(template, list):  # several named templates: the default one

@@ -10,6 +10,7 @@ context, as LongBench's pred.py does.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from prophetkv_jax.tasks.sample import Sample
@@ -96,6 +97,7 @@ DATASETS = tuple(PROMPTS)
 # LongBench's pred.py sends these few-shot / code prompts as raw text, never in a chat template.
 NO_CHAT = ("trec", "triviaqa", "samsum", "lsht", "lcc", "repobench-p")
 _FIELDS = ("input", "context", "answers")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_sample(dataset: str, index: int, record: dict) -> Sample:
@@ -121,20 +123,43 @@ def load(data_dir: str | Path, dataset: str, limit: int | None = None) -> list[S
             f"or pass --data-dir"
         )
     samples = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, 1):
             if limit is not None and len(samples) >= limit:
                 break
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
-                missing = [k for k in _FIELDS if k not in record]
-                if missing:
-                    raise ValueError(f"missing field(s) {', '.join(missing)}")
-                if not isinstance(record["answers"], list) or not record["answers"]:
-                    raise ValueError("'answers' must be a non-empty list")
-            except (json.JSONDecodeError, ValueError) as err:
+                record = _record(raw)
+            except ValueError as err:
                 raise ValueError(f"{path}, line {line_number}: not a LongBench record ({err})") from err
             samples.append(to_sample(dataset, len(samples), record))
     return samples
+
+
+def _record(raw: bytes) -> dict:
+    """One line as a record whose fields have the types the prompts and metrics need; a wrong type
+    here would otherwise fail as a traceback after the sample was computed."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8: byte {raw[err.start]:#04x} at column {err.start + 1}") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in _FIELDS if k not in record]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    for name in ("input", "context"):
+        if not isinstance(record[name], str):
+            raise ValueError(f"{name!r} must be a string, got {record[name]!r:.60}")
+    answers, classes = record["answers"], record.get("all_classes")
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise ValueError(f"'answers' must be a non-empty list of strings, got {answers!r:.60}")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"'all_classes' must be null or a list of strings, got {classes!r:.60}")
+    for name, text in [("input", record["input"]), ("context", record["context"]),
+                       *(("answers", a) for a in answers), *(("all_classes", c) for c in classes or ())]:
+        surrogate = _SURROGATE.search(text)
+        if surrogate:  # JSON may escape one; no tokenizer can encode it
+            raise ValueError(f"{name!r} holds a lone surrogate (\\u{ord(surrogate.group()):04x})")
+    return record

@@ -139,6 +139,8 @@ def essay_sentences(haystack_dir: str | None) -> list[str]:
     sentences = []
     for text in texts:
         sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", " ".join(text.split())) if len(s.split()) >= 4]
+    if not sentences:  # the haystack is built by cycling through them
+        raise ValueError(f"--haystack-dir {haystack_dir}: no sentence of 4 or more words in its .txt files")
     return sentences
 
 

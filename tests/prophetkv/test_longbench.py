@@ -51,3 +51,29 @@ def test_few_shot_and_code_sets_skip_the_chat_template(tmp_path):
     write(tmp_path / "hotpotqa.jsonl", [record(0)])
     assert longbench.load(tmp_path, "trec")[0].extra["chat"] is False
     assert longbench.load(tmp_path, "hotpotqa")[0].extra["chat"] is True
+
+
+def edited(**fields):
+    return json.dumps({**json.loads(record(0)), **fields})
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    (edited(input=None), "'input' must be a string, got None"),
+    (edited(context=7), "'context' must be a string, got 7"),
+    (edited(answers=[123]), "'answers' must be a non-empty list of strings, got [123]"),
+    (edited(answers="Ann"), "'answers' must be a non-empty list of strings, got 'Ann'"),
+    (edited(all_classes=[1, 2]), "'all_classes' must be null or a list of strings, got [1, 2]"),
+    ('{"input": "q", "context": "c\\ud800", "answers": ["a"]}', "'context' holds a lone surrogate (\\ud800)"),
+    ('[1, 2]', "expected a JSON object, got list"),
+])
+def test_fields_of_the_wrong_type_are_refused_naming_file_and_line(tmp_path, line, problem):
+    write(tmp_path / "hotpotqa.jsonl", [record(0), line])
+    with pytest.raises(ValueError) as err:
+        longbench.load(tmp_path, "hotpotqa")
+    assert str(err.value) == f"{tmp_path / 'hotpotqa.jsonl'}, line 2: not a LongBench record ({problem})"
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_file_and_line(tmp_path):
+    (tmp_path / "hotpotqa.jsonl").write_bytes(record(0).encode() + b"\n" + b'{"input": "\xff"}\n')
+    with pytest.raises(ValueError, match=r"hotpotqa.jsonl, line 2: not a LongBench record \(not UTF-8"):
+        longbench.load(tmp_path, "hotpotqa")

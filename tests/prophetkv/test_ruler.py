@@ -100,3 +100,11 @@ def test_unknown_task_and_tiny_context_are_refused():
         ruler.generate("niah_single_9", 1, 900, words)
     with pytest.raises(ValueError, match="too short"):
         ruler.generate("niah_single_1", 1, 150, words)
+
+
+@pytest.mark.parametrize("texts", [{"a.txt": ""}, {"a.txt": "Too short.\nTwo words.\n", "b.txt": "   \n"}])
+def test_a_haystack_dir_without_usable_sentences_is_refused_naming_it(tmp_path, texts):
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"--haystack-dir {tmp_path}: no sentence of 4 or more words"):
+        ruler.generate("niah_single_2", 1, 300, words, haystack_dir=str(tmp_path))

@@ -94,12 +94,13 @@ def gguf_name(hf_name: str) -> str:
 
 def write_gguf(path: Path, *, block_count: int | None = None, layers: int | None = None,
                edit: Callable[[dict[str, np.ndarray]], None] | None = None, chat_template: str | None = None,
-               rope_freq_base: float | None = None) -> Path:
-    """A llama GGUF file (F32 tensors, a byte-level BPE vocabulary) with ``block_count`` in its
-    metadata and ``layers`` layers of tensors (both default to HF_CONFIG's)."""
+               rope_freq_base: float | None = None, vocab_size: int | None = None) -> Path:
+    """A llama GGUF file (F32 tensors, a byte-level BPE vocabulary of VOCAB tokens) with ``block_count``
+    in its metadata and ``layers`` layers of tensors (both default to HF_CONFIG's); ``vocab_size``
+    writes that metadata field and sizes the embedding and output tensors to it."""
     import gguf
 
-    c = HF_CONFIG
+    c = HF_CONFIG if vocab_size is None else {**HF_CONFIG, "vocab_size": vocab_size}
     tensors = {gguf_name(k): v for k, v in hf_tensors(c, layers).items()}
     if edit is not None:
         edit(tensors)
@@ -114,6 +115,8 @@ def write_gguf(path: Path, *, block_count: int | None = None, layers: int | None
     writer.add_layer_norm_rms_eps(c["rms_norm_eps"])
     if rope_freq_base is not None:
         writer.add_rope_freq_base(rope_freq_base)
+    if vocab_size is not None:
+        writer.add_vocab_size(vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list(["a", "b", "ab"] + [f"x{i}" for i in range(VOCAB - 3)])
     writer.add_token_merges(["a b"])

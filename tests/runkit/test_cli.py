@@ -1,8 +1,11 @@
 """The one-line error helper shared by every command-line entry point."""
 
+import os
+import signal
+
 import pytest
 
-from runkit.cli import ArgumentParser, one_line_errors
+from runkit.cli import ArgumentParser, Terminated, one_line_errors, sigterm_raises
 
 
 def _main_raising(error):
@@ -34,3 +37,16 @@ def test_argument_errors_are_one_line_too(capsys):
 def test_programming_errors_keep_their_traceback():
     with pytest.raises(KeyError):
         _main_raising(KeyError("bug"))(["--n", "1"])
+
+
+def test_sigterm_raises_inside_the_block_and_the_old_handler_returns():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: seen.append(1))
+    try:
+        with pytest.raises(Terminated), sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert not seen
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert seen == [1]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
