@@ -121,7 +121,29 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a uint8 image atomically (temporary file + rename), creating parent folders."""
+# What a restored image may be written as, by suffix: the formats read_rgb reads, each
+# lossless but JPEG (written at quality 95 without chroma subsampling, to keep what was restored).
+OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}), ".bmp": ("BMP", {}), ".tif": ("TIFF", {}),
+    ".tiff": ("TIFF", {}), ".webp": ("WEBP", {"lossless": True}),
+}
+
+
+def output_format(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(PIL format, save options) that ``path``'s suffix names; ValueError naming the file for any other suffix.
+
+    Checked before any work, so ``out.jpg`` never holds PNG bytes and ``out.gif`` is refused at once.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: cannot write an image with the suffix {suffix or '(none)'!r}; "
+                         f"expected one of {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a uint8 image atomically (temporary file + rename) in the format its suffix names."""
+    kind, options = output_format(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format="PNG")
+        Image.fromarray(np.asarray(image, np.uint8)).save(tmp, format=kind, **options)
