@@ -167,3 +167,15 @@ def test_resume_forgets_rows_past_the_checkpoint_and_half_written_ones(tmp_path)
     train_lib._drop_rows_after(path, 2)  # nothing to forget: the file is not rewritten (nor fsynced)
     assert path.stat().st_ino == inode
     assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--lr", "inf"), ("--weight-decay", "nan"),
+                                             ("--fft-weight", "inf"), ("--mix-feather", "nan"),
+                                             ("--mix-prob", "-inf")])
+def test_non_finite_numbers_are_refused_before_any_work(tmp_path, capsys, monkeypatch, flag, value):
+    monkeypatch.setattr(train_lib, "train", lambda *a, **k: pytest.fail("training started"))
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), f"{flag}={value}", "--no-progress"])
+    err = capsys.readouterr().err
+    name = flag[2:].replace("-", "_")
+    assert code == 2 and err == f"train.py: error: {name} must be a finite number, got {float(value)}\n"
+    assert not (tmp_path / "run").exists()
