@@ -8,7 +8,8 @@ settings of each step range), and a second train.py on the same folder is refuse
 ``python evaluate.py --task aio3 --workdir DIR`` and
 ``python -m cea_jax.restore in.png out.png --workdir DIR`` then use it.
 
-Every flag and setting is checked before JAX loads, so ``--help`` and a bad one answer at once.
+Every flag and setting is checked before JAX loads, so ``--help`` and a bad one answer at once;
+a model too large for one device's memory is refused after JAX loads, before ``--workdir`` is created.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import typing
 from typing import Any
 
 from cea_jax.configs import PRESETS, VARIANTS, get_config
+from cea_jax.model_overrides import check_fits, check_override
 from cea_jax.train_config import TrainConfig
 from runkit.cli import ArgumentParser, one_line_errors
 
@@ -65,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def checked_settings(args: argparse.Namespace) -> TrainConfig:
     """The training settings, once the model overrides and the settings are known to be valid (else ValueError)."""
+    for key, value in args.overrides:
+        check_override(key, value)
     get_config(args.config, args.variant, **dict(args.overrides))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     from cea_jax.workdir import ModelSpec
 
     spec = ModelSpec(args.config, args.variant, tuple(args.overrides))
+    check_fits(spec.config(), config.train == "adapter",
+               " ".join([f"--config {args.config} --variant {args.variant}",
+                         *(f"--set {k}={json.dumps(v)}" for k, v in args.overrides)]))
     row = train(args.workdir, spec, config, progress=not args.no_progress,
                 allow_changed_settings=args.allow_changed_settings)
     if row.get("interrupted"):

@@ -5,21 +5,31 @@ such a write fails, orbax logs a traceback from each of its threads (hundreds of
 and the error only surfaces at the next save, after more steps whose work would be lost
 with it. Here the run checks a save once it has been written, stops at once with one
 line naming the folder and the newest checkpoint that was written, and orbax's own error
-logs are left out (the one line carries their cause). A failed save leaves only a
-``STEP.orbax-checkpoint-tmp`` folder, which the next save of that step replaces, so the
-previous checkpoints stay restorable and the same command resumes from them.
+logs are left out (the one line carries their cause). A failed or interrupted save leaves
+only a ``STEP.orbax-checkpoint-tmp`` folder (as large as a checkpoint), so the previous
+checkpoints stay restorable and the same command resumes from them; the next run removes
+such folders before it saves (:func:`remove_unfinished_saves`), as orbax would only replace
+one when it saves that very step again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import orbax.checkpoint as ocp
 
 from runkit.cli import one_line
+
+log = logging.getLogger(__name__)
+
+# The folder orbax writes a step into before renaming it to the step number (only that name).
+UNFINISHED_SAVE = re.compile(r"[0-9]+\.orbax-checkpoint-tmp")
 
 
 class CheckpointSaveError(OSError):
@@ -46,6 +56,23 @@ def _save_failed(manager: ocp.CheckpointManager, err: BaseException) -> Checkpoi
             else "no checkpoint was written")
     return CheckpointSaveError(f"{directory}: a checkpoint could not be written ({cause[:200]}); "
                                f"training stopped, {kept}")
+
+
+def remove_unfinished_saves(directory: Path) -> None:
+    """Delete the ``STEP.orbax-checkpoint-tmp`` folders in ``directory``, with a warning naming each.
+
+    Only for a caller that holds the run folder's lock: then no live process is writing a
+    save there, and such a folder is what a killed or failed save left. Only real folders
+    with exactly that name are removed (never a link, a file or another name).
+    """
+    if not directory.is_dir():
+        return
+    for entry in os.scandir(directory):
+        if UNFINISHED_SAVE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+            size = sum(f.stat().st_size for f in Path(entry.path).rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(entry.path)
+            log.warning("%s: removed %s (%.1f MB), a checkpoint save that never finished", directory, entry.name,
+                        size / 1e6)
 
 
 # What orbax and TensorStore raise for a failed write (OSError, ValueError for ENOSPC); other

@@ -10,7 +10,9 @@ the input's size). A larger one is restored in overlapping TILE x TILE tiles ble
 across ``--tile-overlap`` pixels, so memory stays that of one tile (about 2 GB for the
 tiny preset, 6 GB for the paper preset on CPU) whatever the image size. ``--maps
 maps.png`` also draws CEA's per-component affinity maps (for an image restored whole).
-Input and output are 8-bit RGB; 16-bit images are refused (convert them first). It
+Input and output are 8-bit RGB; 16-bit images are refused (convert them first). The output's
+suffix picks its format (.png, .jpg/.jpeg at quality 95, .bmp, .tif/.tiff, lossless .webp;
+others are refused); the input is never written over unless ``--overwrite``. It
 prints the checkpoint it restored with (run folder and step: with ``--workdir`` a damaged
 newest step is skipped) and the files it wrote. The flags and the image are checked before
 JAX and the model load (and that the shipped model is there), so ``--help``, a bad flag
@@ -20,11 +22,12 @@ and a missing model answer at once.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from cea_jax.data.io import read_rgb
+from cea_jax.data.io import OUTPUT_FORMATS, output_format, read_rgb
 from cea_jax.pretrained.manifest import DEFAULT_NAME, check_name, describe, find_manifest
 from cea_jax.tiling import MULTIPLE
 from runkit.cli import ArgumentParser, UsageError, one_line_errors
@@ -34,7 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = ArgumentParser(prog="python -m cea_jax.restore", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="degraded 8-bit RGB image (PNG, JPEG, ...)")
-    p.add_argument("output", help="where to write the restored PNG")
+    p.add_argument("output", help=f"where to write the restored image (its suffix picks the format: "
+                                  f"{', '.join(OUTPUT_FORMATS)})")
     p.add_argument("--workdir", help="train.py --workdir (latest checkpoint)")
     p.add_argument("--checkpoint", help="a specific step folder, DIR/checkpoints/STEP")
     p.add_argument("--pretrained", metavar="NAME",
@@ -44,7 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="images over TILE x TILE pixels are restored in TILE x TILE tiles "
                         "(multiple of 16; default 1024)")
     p.add_argument("--tile-overlap", type=int, help="pixels shared by neighbouring tiles (default: TILE/16, 64)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing the result over the input image")
     args = p.parse_args(argv)
+    _check_outputs(args)
     if args.pretrained is not None and (args.workdir or args.checkpoint):
         raise UsageError("give --pretrained NAME or --workdir/--checkpoint, not both")
     if not (args.workdir or args.checkpoint):
@@ -56,6 +62,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not 0 <= args.tile_overlap < args.tile // 2:
         raise UsageError(f"--tile-overlap must be in [0, {args.tile // 2}), got {args.tile_overlap}")
     return args
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (the same path spelt otherwise, a symbolic or a hard link)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse outputs that would destroy a file the command needs or writes, or whose suffix names no format."""
+    output_format(args.output)
+    if args.maps and _same_file(args.maps, args.output):
+        raise UsageError(f"--maps {args.maps} is the output image {args.output}; give the maps another file")
+    for flag, path in (("output", args.output), ("--maps", args.maps)):
+        if path and _same_file(path, args.input) and not args.overwrite:
+            raise UsageError(f"{flag} {path} is the input image {args.input}: it would be written over; "
+                             "give another file, or add --overwrite")
 
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, Any, str]:
@@ -85,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrained:
         find_manifest(args.pretrained)  # a missing model is told before JAX loads
     from cea_jax.data.degrade import to_uint8
-    from cea_jax.data.io import write_png
+    from cea_jax.data.io import write_image
     from cea_jax.inference import restore_batch, restore_tiled
 
     config, params, source = _load_model(args)
@@ -96,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         batch, maps = restore_batch(config, params, image[None], return_maps=bool(args.maps))
         restored = batch[0]
-    write_png(args.output, to_uint8(restored))
+    write_image(args.output, to_uint8(restored))
     if args.maps:
         from cea_jax import viz  # matplotlib: loaded only to draw the maps
 

@@ -4,7 +4,8 @@ Two trainers on one folder would both write checkpoints and metrics (every step 
 The lock is ``DIR/.train.lock``, locked with ``flock``: the kernel releases it when its
 process dies, however it dies, so a lock left by a killed run is simply taken over (and
 its old holder named in a warning). The file records who holds it, for the refusal
-message; it is removed when the run ends.
+message; it is removed when the run ends. :func:`holds_lock` tells whether this process
+holds a folder's lock, so clean-ups that are safe only with no other writer can ask.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".train.lock"
+_HELD: set[Path] = set()  # folders whose lock this process holds now (flock taken)
 
 
 class RunLocked(OSError):
@@ -74,6 +76,11 @@ def _acquire(path: Path) -> int | None:
         os.close(fd)
 
 
+def holds_lock(folder: str | os.PathLike) -> bool:
+    """Whether this process holds ``folder``'s lock (False where the filesystem cannot lock)."""
+    return Path(folder).resolve() in _HELD
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold ``folder``'s lock for the block (creating ``folder``); RunLocked if a live process holds it."""
@@ -93,7 +100,9 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, me, 0)
+        _HELD.add(folder.resolve())
         yield
     finally:
+        _HELD.discard(folder.resolve())
         path.unlink(missing_ok=True)  # before the unlock, so no one locks a file about to vanish
         os.close(fd)

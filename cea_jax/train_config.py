@@ -7,6 +7,7 @@ and a bad flag answer before JAX loads.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from cea_jax.data import catalog
@@ -51,6 +52,12 @@ class TrainConfig:
                                 "'adapter' freezes the backbone and trains only the variant's module")
 
     def __post_init__(self) -> None:
+        # First: NaN passes every range check below (each comparison is False), trains into NaN
+        # weights, and then never equals itself when a resume compares settings.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{field.name} must be a finite number, got {value}")
         for name in ("steps", "batch_size", "crop", "checkpoint_every", "log_every", "val_every", "val_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -33,7 +33,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cea_jax.checkpoint_saves import remove_unfinished_saves
 from cea_jax.configs import ModelConfig, get_config
+from cea_jax.run_lock import holds_lock
 from cea_jax.summary import abstract_params
 from runkit.files import atomic_write
 
@@ -196,9 +198,15 @@ def _read_only_manager(root: Path) -> ocp.CheckpointManager:
 
 
 def checkpoint_manager(workdir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
-    """Orbax manager over DIR/checkpoints: a ``state`` pytree, a grain ``data`` item and a ``digest``."""
-    return _manager(Path(workdir).absolute() / CHECKPOINTS,
-                    ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    """Orbax manager over DIR/checkpoints: a ``state`` pytree, a grain ``data`` item and a ``digest``.
+
+    Saves a killed run left unfinished are removed first, but only by the holder of the
+    folder's lock (train.py's host 0), so never a save another live process is writing.
+    """
+    root = Path(workdir).absolute() / CHECKPOINTS
+    if holds_lock(workdir):
+        remove_unfinished_saves(root)
+    return _manager(root, ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
 def _leaf_name(path: tuple[Any, ...]) -> str:

@@ -135,3 +135,67 @@ def test_tiling_flags_are_checked_before_the_model_loads(tmp_path, capsys, flags
     code = restore.main([str(src), str(tmp_path / "out.png"), "--workdir", str(tmp_path / "no-run"), *flags])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_the_input_is_not_written_over_without_overwrite(tmp_path, capsys, spelling):
+    src = _save(tmp_path / "photo.png", np.full((40, 40, 3), 7, np.uint8))
+    before = src.read_bytes()
+    out = {"same": src, "dotted": tmp_path / "sub" / ".." / "photo.png", "symlink": tmp_path / "link.png",
+           "hardlink": tmp_path / "hard.png"}[spelling]
+    (tmp_path / "sub").mkdir()
+    if spelling == "symlink":
+        out.symlink_to(src)
+    elif spelling == "hardlink":
+        out.hardlink_to(src)
+    for args in ([str(src), str(out)], [str(src), str(tmp_path / "out.png"), "--maps", str(out)]):
+        code = restore.main([*args, "--workdir", str(tmp_path / "no-run")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{out} is the input image {src}: it would be written over; give another file, or add --overwrite" in err
+    assert src.read_bytes() == before and not (tmp_path / "out.png").exists()
+
+
+def test_maps_over_the_output_image_are_refused(tmp_path, capsys):
+    src = _save(tmp_path / "in.png", np.zeros((40, 40, 3), np.uint8))
+    out = tmp_path / "out.png"
+    code = restore.main([str(src), str(out), "--maps", str(tmp_path / "." / "out.png"), "--overwrite",
+                         "--workdir", str(tmp_path / "no-run")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--maps {tmp_path / '.' / 'out.png'} is the output image {out}" in err
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.PNG.txt", "out"])
+def test_an_output_suffix_naming_no_written_format_is_refused_before_the_model_loads(tmp_path, capsys, name):
+    src = _save(tmp_path / "in.png", np.zeros((40, 40, 3), np.uint8))
+    code = restore.main([str(src), str(tmp_path / name), "--workdir", str(tmp_path / "no-run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"{name}: cannot write an image with the suffix" in err
+    assert "expected one of .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp" in err
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize(("name", "kind", "lossless"), [
+    ("out.jpg", "JPEG", False), ("out.JPEG", "JPEG", False), ("out.webp", "WEBP", True),
+    ("out.tif", "TIFF", True), ("out.bmp", "BMP", True), ("out.png", "PNG", True),
+])
+def test_the_output_is_written_in_the_format_its_suffix_names(tmp_path, capsys, name, kind, lossless):
+    workdir, _ = trained_run()
+    src = _save(tmp_path / "in.png", embedded.test_tiles()[0][:64, :64])
+    code = restore.main([str(src), str(tmp_path / name), "--workdir", str(workdir)])
+    assert code == 0, capsys.readouterr().err
+    written = Image.open(tmp_path / name)
+    assert written.format == kind and written.size == (64, 64)
+    # The lossless formats hold the same pixels; JPEG at quality 95 stays within a few levels of them.
+    config, params, _ = load_params(str(workdir))
+    expected = to_uint8(restore_batch(config, params, read_rgb(src)[None])[0][0])
+    gap = np.abs(np.asarray(written.convert("RGB"), int) - expected).mean()
+    assert gap == 0 if lossless else gap < 3, gap
+
+
+def test_overwrite_restores_an_image_in_place(tmp_path, capsys):
+    workdir, _ = trained_run()
+    src = _save(tmp_path / "photo.jpg", embedded.test_tiles()[0][:64, :64])
+    code = restore.main([str(src), str(src), "--overwrite", "--workdir", str(workdir)])
+    assert code == 0, capsys.readouterr().err
+    assert Image.open(src).format == "JPEG" and sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]

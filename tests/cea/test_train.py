@@ -14,9 +14,10 @@ import pytest
 from data_helpers import SMALL_SPEC, SMALL_TRAIN, make_promptir_root, trained_run
 
 import train as train_cli
-from cea_jax import train_lib
+from cea_jax import model_overrides, train_lib
 from cea_jax import workdir as wd
 from cea_jax.data import embedded
+from cea_jax.summary import count_params
 from cea_jax.train_lib import TrainConfig
 
 
@@ -167,3 +168,57 @@ def test_resume_forgets_rows_past_the_checkpoint_and_half_written_ones(tmp_path)
     train_lib._drop_rows_after(path, 2)  # nothing to forget: the file is not rewritten (nor fsynced)
     assert path.stat().st_ino == inode
     assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "val_psnr": 20}\n'
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--lr", "inf"), ("--weight-decay", "nan"),
+                                             ("--fft-weight", "inf"), ("--mix-feather", "nan"),
+                                             ("--mix-prob", "-inf")])
+def test_non_finite_numbers_are_refused_before_any_work(tmp_path, capsys, monkeypatch, flag, value):
+    monkeypatch.setattr(train_lib, "train", lambda *a, **k: pytest.fail("training started"))
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), f"{flag}={value}", "--no-progress"])
+    err = capsys.readouterr().err
+    name = flag[2:].replace("-", "_")
+    assert code == 2 and err == f"train.py: error: {name} must be a finite number, got {float(value)}\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("rank=1e9", "--set rank: expected int, got float 1000000000.0"),
+    ("dim=true", "--set dim: expected int, got bool true"),
+    ("num_blocks=[1,1,1]", "--set num_blocks: expected a list of 4 ints, got list [1, 1, 1]"),
+    ("ffn_expansion=Infinity", "--set ffn_expansion: expected a finite number, got float Infinity"),
+    ("probes=2.5", "--set probes: expected int or null, got float 2.5"),
+    ("learn_tau=1", "--set learn_tau: expected bool, got int 1"),
+    ("adapter.affinity=3", "--set adapter.affinity: expected str, got int 3"),
+])
+def test_set_values_of_the_wrong_type_are_refused_before_the_workdir_exists(tmp_path, capsys, monkeypatch,
+                                                                             setting, message):
+    monkeypatch.setattr(train_lib, "train", lambda *a, **k: pytest.fail("training started"))
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), "--set", setting, "--no-progress"])
+    assert code == 2 and capsys.readouterr().err == f"train.py: error: {message}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_too_large_for_the_device_is_refused_before_the_workdir_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_lib, "train", lambda *a, **k: pytest.fail("training started"))
+    # rank 10^9: 32 billion parameters, 477 GiB of training state, more than any one device or host here.
+    code = train_cli.main(["--workdir", str(tmp_path / "run"), "--set", "rank=1000000000", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("train.py: error: --config tiny --variant cea --set rank=1000000000: the model has "
+                          "32,000,819,354 parameters, whose training state alone needs 476.8 GiB, more than the ")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("train", "fits"), [("all", False), ("adapter", True)])
+def test_the_memory_check_counts_optimiser_state_only_for_what_is_trained(monkeypatch, train, fits):
+    config = SMALL_SPEC.config()
+    counts = count_params(config)
+    # Room for every weight plus the adapter's gradients and moments, not the whole model's.
+    room = 4 * counts["total"] + 12 * counts["adapter"]
+    monkeypatch.setattr(model_overrides, "_device_memory", lambda: (room, "a small test device"))
+    if fits:
+        model_overrides.check_fits(config, train == "adapter", "small")
+    else:
+        with pytest.raises(ValueError, match="more than the 0.0 GiB of a small test device"):
+            model_overrides.check_fits(config, train == "adapter", "small")
