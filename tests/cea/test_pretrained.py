@@ -14,8 +14,9 @@ import pytest
 from data_helpers import SMALL_SPEC, SMALL_TRAIN, trained_run
 from PIL import Image
 
-from cea_jax import restore
-from cea_jax.data import embedded
+from cea_jax import metrics, restore
+from cea_jax.data import degrade, embedded
+from cea_jax.inference import restore_batch
 from cea_jax.pretrained import export
 from cea_jax.pretrained.loader import load_pretrained
 from cea_jax.pretrained.manifest import FOLDER_VARIABLE, PretrainedError
@@ -181,3 +182,15 @@ def test_a_missing_model_or_a_bad_export_flag_answers_before_jax_loads(tmp_path,
     code, imported, errors = _imports_and_errors(args, tmp_path, {FOLDER_VARIABLE: str(tmp_path / "empty")})
     assert code == 2 and len(errors) == 1 and message in errors[0], errors
     assert not imported & {"jax", "jaxlib", "flax", "orbax"}, sorted(imported & {"jax", "jaxlib", "flax", "orbax"})
+
+
+def test_the_shipped_default_model_restores_a_held_out_photo(monkeypatch):
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+    config, params, manifest = load_pretrained()  # the committed weights, verified against their manifest
+    assert manifest["training"]["data"] == "embedded" and set(manifest["held_out_psnr"]) >= {"sigma25", "dehaze"}
+    clean = embedded.test_tiles()[-1]  # astronaut, never trained on
+    noisy = degrade.add_uint8_noise(clean, 25.0, np.random.default_rng(0))
+    restored = restore_batch(config, params, noisy[None])[0][0]
+    target = clean.astype(np.float64) / 255.0
+    gain = float(metrics.psnr(target, restored) - metrics.psnr(target, noisy.astype(np.float64) / 255.0))
+    assert gain > 5.0, gain

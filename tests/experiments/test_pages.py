@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENTS = ("cea_mixed", "cea_frozen_backbone", "cea_ablation", "prophetkv_ruler_fidelity", "prophetkv_tail")
+EXPERIMENTS = ("cea_mixed", "cea_frozen_backbone", "cea_ablation", "cea_default_model", "prophetkv_ruler_fidelity",
+               "prophetkv_tail")
 
 
 def test_every_experiment_folder_is_listed():
