@@ -12,7 +12,8 @@ on every noise column (24.86 / 25.95 / 23.16 dB against 31.81 / 29.22 / 25.60 dB
 The re-run the runner's defaults describe (not run yet): a backbone trained like the shipped default model
 (6,000 steps x batch 8, which must pass the gate), Stage 2 1,000 steps x batch 8 per module and a control that
 fine-tunes the whole backbone for the same steps, five seeds: 26 runs, about 8 hours on a quiet 2-core CPU
-(about 1 s a step) and more on a loaded one:
+(about 1 s a step) and more on a loaded one. The shipped default model, trained this way, does not pass the gate
+(29.00 / 27.26 / 24.74 dB against NL-means' 31.81 / 29.22 / 25.60), so on this CPU the re-run would stop there:
 
     python -m experiments.cea_frozen_backbone.run --out experiments/cea_frozen_backbone/rerun \
         --runs runs/cea_frozen_backbone_rerun
