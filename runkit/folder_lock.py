@@ -23,6 +23,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+_HELD: set[Path] = set()  # folders whose lock this process holds now (flock taken)
+
 
 class FolderLocked(OSError):
     """Another live process holds the folder's lock."""
@@ -44,7 +46,7 @@ def _describe(holder: dict) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')} (since {since})"
 
 
-def _acquire(path: Path, refusal: str) -> int | None:
+def _acquire(path: Path, refusal: str, program: str | None) -> int | None:
     """An open descriptor on ``path`` holding its flock (retried if the file was replaced meanwhile);
     None on a filesystem without ``flock``, with a warning. Never opened through a link."""
     while True:
@@ -60,10 +62,11 @@ def _acquire(path: Path, refusal: str) -> int | None:
             holder = _holder(fd)
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise FolderLocked(f"{path.parent}: in use by {_describe(holder)}; {refusal}") from None
+                who = f"another {program} ({_describe(holder)})" if program else _describe(holder)
+                raise FolderLocked(f"{path.parent}: in use by {who}; {refusal}") from None
             if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                log.warning("%s: this filesystem cannot lock files; a second run on it would not be refused",
-                            path.parent)
+                log.warning("%s: this filesystem cannot lock files; a second %s on it would not be refused",
+                            path.parent, program or "run")
                 return None
             raise
         try:
@@ -75,14 +78,20 @@ def _acquire(path: Path, refusal: str) -> int | None:
         os.close(fd)
 
 
+def holds_lock(folder: str | os.PathLike) -> bool:
+    """Whether this process holds ``folder``'s lock (False where the filesystem cannot lock), so clean-ups
+    that are safe only with no other writer can ask."""
+    return Path(folder).resolve() in _HELD
+
+
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, lock_name: str, refusal: str) -> Iterator[None]:
+def folder_lock(folder: str | os.PathLike, lock_name: str, refusal: str, program: str | None = None) -> Iterator[None]:
     """Hold ``folder/lock_name`` for the block (creating ``folder``); FolderLocked, whose message
-    ends with ``refusal`` (what to do instead), if a live process holds it."""
+    names ``program`` and ends with ``refusal`` (what to do instead), if a live process holds it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / lock_name
-    fd = _acquire(path, refusal)
+    fd = _acquire(path, refusal, program)
     if fd is None:
         yield
         return
@@ -93,7 +102,9 @@ def folder_lock(folder: str | os.PathLike, lock_name: str, refusal: str) -> Iter
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, me, 0)
+        _HELD.add(folder.resolve())
         yield
     finally:
+        _HELD.discard(folder.resolve())
         path.unlink(missing_ok=True)  # before the unlock, so no one locks a file about to vanish
         os.close(fd)

@@ -15,9 +15,9 @@ from pathlib import Path
 from data_helpers import copy_run, train_command
 
 import train as train_cli
-from cea_jax import run_lock as run_lock_module
 from cea_jax import workdir as wd
 from cea_jax.run_lock import run_lock
+from runkit import folder_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = Path(__file__).with_name("lock_holder_worker.py")
@@ -78,7 +78,7 @@ def test_an_unfinished_save_is_kept_where_the_filesystem_cannot_lock(tmp_path, m
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(run_lock_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(folder_lock.fcntl, "flock", no_locks)
     with run_lock(workdir):  # the run goes on unguarded: another train.py could be saving here
         wd.checkpoint_manager(workdir).close()
     assert unfinished.is_dir()
