@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.prophetkv_ruler_fidelity import compare
-from experiments.prophetkv_ruler_fidelity.configs import COMPARED, RUNS
+from experiments.prophetkv_ruler_fidelity import compare, per_task
+from experiments.prophetkv_ruler_fidelity.configs import COMPARED, HEADLINE, RUNS
 from prophetkv_jax.evaluation import write_outputs
 from runkit.files import atomic_write
 from runkit.records import SettingsMismatch, check_settings, load_records
@@ -39,6 +39,30 @@ def rewrite_run(run: Path, out: Path) -> Path:
     return out / "results.md"
 
 
+STATISTICS = """\
+- **Unit and pairing.** A prompt (RULER task, sample index); within a run every method answers the same prompts, so
+  every comparison is paired by prompt. Metrics per prompt: KL(full ‖ method) over full prefill's first 16 answer
+  tokens, top-1 agreement on them, same answer, and the task score.
+- **Test.** Two-sided Wilcoxon signed-rank on the per-prompt differences. Zero differences (common for top-1, same
+  answer and score) are dropped by Wilcoxon's rule and kept, ranked, by Pratt's; both are reported, with Holm's
+  adjustment done separately for each.
+- **Holm families** (no family spans two runs or two metrics):
+  - *pooled*, per run, metric and ratio: 9 comparisons, each ProphetKV form (the spec's, chunk-only) minus naive,
+    CacheBlend, EPIC and KVShare, and chunk-only minus the spec's form;
+  - *per task*, per run, metric and ratio: 21 comparisons, the spec's ProphetKV minus CacheBlend, EPIC and KVShare
+    on each of the 7 tasks.
+- **Verdict.** A difference is claimed where its Wilcoxon Holm p < 0.05 in its family; the Pratt column says
+  whether that depends on how zeros are handled. A larger family (e.g. pooling the three metrics, 27 tests) would
+  raise every adjusted p; the families above were fixed before these tables were generated.
+- **Chunk sizes 128 and 256 are not replications.** They reuse the same prompts (checked below from the records);
+  agreement between them shows the result does not hinge on where chunk boundaries fall, not that it replicated."""
+
+PER_TASK_KEY = ("Mean KL of the four row-selecting methods per task, the method with the lowest mean KL and the one "
+                "with the highest mean top-1 agreement, then the spec's ProphetKV against each baseline on KL: prompts "
+                "where ProphetKV's KL is lower / prompts, the verdict (the side closer to full prefill, or n.s.) and "
+                "the Holm p of the per-task family. Top-1 and same-answer tests per task are on each run's page.")
+
+
 def experiment_page(out: Path) -> Path:
     """results.md of the experiment: the runs, the KL-ranking comparison and the ratio sweep's figure."""
     lines = ["# ProphetKV's fidelity to full prefill on RULER (SmolLM2-135M-Instruct)\n",
@@ -52,7 +76,12 @@ def experiment_page(out: Path) -> Path:
         lines.append(f"| [{name}](runs/{name}/results.md) | `python -m experiments.prophetkv_ruler_fidelity.run "
                      f"{name}` | {settings['context']} | {settings['chunk_tokens']} | "
                      f"{', '.join(f'{r:g}' for r in settings['ratios'])} | {settings['samples']} | {count} |")
-    lines += ["\n## Which of length and chunk size moves the KL ranking (p = 0.2)\n",
+    headline = [HERE / "runs" / name for name in HEADLINE]
+    lines += ["\n## Statistics, stated before they are run\n", STATISTICS, "", per_task.shared_prompts(headline),
+              "\n## Per task at 2048 tokens, both chunk sizes (p = 0.2)\n", PER_TASK_KEY, "",
+              per_task.task_table(headline), "\n## Zero differences: dropped or kept\n",
+              per_task.zero_handling(headline),
+              "\n## Which of length and chunk size moves the KL ranking (p = 0.2)\n",
               compare.table([HERE / "runs" / name for name in COMPARED]),
               "\n## Ratio sweep\n", "![ratio sweep: accuracy and KL vs p](runs/ruler_1024_sweep/ratio_sweep.png)\n"]
     atomic_write(out / "results.md", "\n".join(lines))
