@@ -63,6 +63,38 @@ PER_TASK_KEY = ("Mean KL of the four row-selecting methods per task, the method 
                 "the Holm p of the per-task family. Top-1 and same-answer tests per task are on each run's page.")
 
 
+def deviations_section(found: dict) -> str:
+    """How the headline prompts differ from NVIDIA RULER's, from deviations.json (``deviations.py``)."""
+    split = found["segment_split"]
+    changed = {t: v for t, v in split.items() if v["prompts_changed"]}
+    vt, chat, fwe = found["vt_example_tokens"], found["chat"], found["fwe"]
+    fewer = [f["tokens_ours"] - f["tokens_ruler"] for f in fwe]
+    words = [f["words_ours"] - f["words_ruler"] for f in fwe]
+    slack = [f["budget"] - f["tokens_ours"] for f in fwe]
+    differences = lambda v: ", ".join(  # noqa: E731
+        f"{d:+d} on {v['whole_minus_segments'].count(d)}" for d in sorted(set(v["whole_minus_segments"])))
+    rows = [
+        "| deviation | measured on the headline prompts | fixed? |", "|---|---|---|",
+        "| segments (prefix, context, query) are tokenised apart | tokenising the whole prompt gives other ids on "
+        + "; ".join(f"{t}: {v['prompts_changed']} of {v['prompts']} (tokens whole − as segments: {differences(v)})"
+                    for t, v in changed.items())
+        + f"; every other task: 0 of {found['samples_per_task']} | no: chunk KVs are reused only if each segment's "
+        "tokens do not depend on its neighbours |",
+        f"| vt's one-shot example is sized with the chat template's {vt['chat_overhead']} tokens counted in | the "
+        f"example alone is {vt['min']}-{vt['max']} tokens (mean {vt['mean']:.0f}) against RULER's {vt['budget']} | "
+        "not yet: changes every vt prompt (needs a TEMPLATE_VERSION bump and the headline runs redone) |",
+        f"| SmolLM2's own chat template and system prompt wrap every prompt | {chat['overhead_tokens']} tokens per "
+        f"prompt, counted in the context length: `{chat['empty_turn']!r}` | kept: the model is a chat model; "
+        "RULER also applies a model template (`--no-chat` turns it off) |",
+        f"| fwe fills the largest word count that fits, where RULER steps by context/32 words and backs off one "
+        f"step | our fwe prompts end {min(slack)}-{max(slack)} tokens below the budget; RULER's rule would drop "
+        f"{min(words)}-{max(words)} words (mean {sum(words) / len(words):.1f}), {min(fewer)}-{max(fewer)} tokens "
+        f"(mean {sum(fewer) / len(fewer):.1f}) per prompt | not yet: changes every fwe prompt (as above) |"]
+    return (f"Measured on the {found['run']} prompts (the same in both 2048-token runs) by "
+            "`python -m experiments.prophetkv_ruler_fidelity.deviations` (tokenizer only), written to "
+            "deviations.json.\n\n" + "\n".join(rows))
+
+
 def experiment_page(out: Path) -> Path:
     """results.md of the experiment: the runs, the KL-ranking comparison and the ratio sweep's figure."""
     lines = ["# ProphetKV's fidelity to full prefill on RULER (SmolLM2-135M-Instruct)\n",
@@ -81,6 +113,7 @@ def experiment_page(out: Path) -> Path:
               "\n## Per task at 2048 tokens, both chunk sizes (p = 0.2)\n", PER_TASK_KEY, "",
               per_task.task_table(headline), "\n## Zero differences: dropped or kept\n",
               per_task.zero_handling(headline),
+              "\n## RULER deviations\n", deviations_section(json.loads((HERE / "deviations.json").read_text())),
               "\n## Which of length and chunk size moves the KL ranking (p = 0.2)\n",
               compare.table([HERE / "runs" / name for name in COMPARED]),
               "\n## Ratio sweep\n", "![ratio sweep: accuracy and KL vs p](runs/ruler_1024_sweep/ratio_sweep.png)\n"]
