@@ -3,7 +3,8 @@
 Per-prompt differences of KL are heavy-tailed: a few prompts move the mean, so the interval
 of the mean can straddle 0 while most pairs go one way. The Wilcoxon signed-rank test works
 on ranks and sees that; Holm's step-down procedure keeps the chance of any false claim
-across all the comparisons made at once at 5%.
+across all the comparisons made at once at 5%. Zero differences are dropped by Wilcoxon's
+test and kept (ranked) by Pratt's; both are reported, so a verdict that rests on the choice shows.
 """
 
 from __future__ import annotations
@@ -49,10 +50,24 @@ class Paired:
         method = "exact" if untied and nonzero.size <= 50 else "approx"
         return float(wilcoxon(nonzero, alternative="two-sided", method=method).pvalue)
 
+    def pratt_p(self) -> float:
+        """Two-sided signed-rank p with Pratt's handling of zero differences: they are ranked with the
+        others and then left out of the statistic, so many ties (e.g. top-1 agreement, where most prompts
+        agree on every position) weigh against significance instead of vanishing. Equal to ``wilcoxon_p``
+        when no difference is zero; the normal approximation otherwise (1.0 when all are zero)."""
+        from scipy.stats import wilcoxon
+
+        if not np.any(self.diffs):
+            return 1.0
+        if np.all(self.diffs != 0):
+            return self.wilcoxon_p()
+        return float(wilcoxon(self.diffs, zero_method="pratt", alternative="two-sided", method="approx").pvalue)
+
     def summary(self) -> dict[str, float | int]:
         low, high = self.interval()
         return {"mean": float(self.diffs.mean()), "low": low, "high": high, "positive": int(np.sum(self.diffs > 0)),
-                "negative": int(np.sum(self.diffs < 0)), "p": self.wilcoxon_p()}
+                "negative": int(np.sum(self.diffs < 0)), "zero": int(np.sum(self.diffs == 0)),
+                "p": self.wilcoxon_p(), "p_pratt": self.pratt_p()}
 
 
 def holm(p_values: list[float], alpha: float = ALPHA) -> tuple[list[float], list[float]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from prophetkv_jax import task_report
 from prophetkv_jax.paired import Paired, holm
 
 # Full prefill and naive reuse recompute a fixed set of rows: one number each, any ratio.
@@ -51,7 +52,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         reference = full.get(row["task"])
         row["retention"] = None if not reference else row["score"] / reference
     return {"rows": rows, "averages": _averages(rows), "paired": paired_differences(scored),
-            "failed": failure_counts(failed)}
+            "task_paired": task_report.task_paired(scored), "failed": failure_counts(failed)}
 
 
 def split_failed(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -115,8 +116,9 @@ def paired_differences(records: list[dict[str, Any]], rounds: int = 4000, seed: 
             out.append(row)
     for family in families.values():
         adjusted, levels = holm([stats["p"] for stats, _ in family])
-        for (stats, comparison), p, level in zip(family, adjusted, levels):
-            stats["p_holm"] = p
+        pratt, _ = holm([stats["p_pratt"] for stats, _ in family])
+        for (stats, comparison), p, level, p_pratt in zip(family, adjusted, levels, pratt):
+            stats["p_holm"], stats["p_pratt_holm"] = p, p_pratt
             stats["holm_low"], stats["holm_high"] = comparison.interval(1 - level)
     return out
 
@@ -165,6 +167,9 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{_percent(a['oracle_overlap'])} | {a['ttft_s']:.3f} |")
     if summary.get("paired"):
         lines += ["", paired_markdown(summary["paired"])]
+    per_task = task_report.markdown(summary)
+    if per_task:
+        lines += ["", per_task]
     total = sum(r["samples"] for r in rows) + sum(c["records"] for c in summary["failed"])
     return "\n".join(lines) + "\n" + failure_note(summary["failed"], total)
 
@@ -176,20 +181,22 @@ PAIRED_TABLES = (("kl", "KL(full ‖ ·), lower is closer to full prefill", 4), 
 def paired_markdown(paired: list[dict[str, Any]]) -> str:
     """One table per metric: each ProphetKV form minus each method, paired by prompt."""
     lines = ["Each ProphetKV form minus each method at the same ratio, paired by prompt: mean [95% bootstrap CI], "
-             "the interval at the level Holm tests that comparison at, pairs with a positive / negative "
-             "difference, the two-sided Wilcoxon signed-rank p and its Holm adjustment over all comparisons "
-             "of the metric at that ratio."]
+             "the interval at the level Holm tests that comparison at, pairs with a positive / negative / zero "
+             "difference, the two-sided signed-rank p with zero differences dropped (Wilcoxon) and its Holm "
+             "adjustment, and the same with zeros kept (Pratt). Holm's family: every comparison in the table of "
+             "that metric at that ratio in this run (one run, one chunk size)."]
     for metric, title, d in PAIRED_TABLES:
-        lines += ["", f"{title}:", "", "| difference | pairs | mean [95% CI] | Holm-level CI | + / − | Wilcoxon p "
-                  "| Holm p |", "|---|---|---|---|---|---|---|"]
+        lines += ["", f"{title}:", "", "| difference | pairs | mean [95% CI] | Holm-level CI | + / − / 0 | Wilcoxon p "
+                  "| Holm p | Pratt p | Pratt Holm p |", "|---|---|---|---|---|---|---|---|---|"]
         for row in paired:
             s = row[metric]
             if s is None:
                 continue
             pair = f"{ratio_label(row['ours'], row['ratio'])} − {ratio_label(row['method'], row['ratio'])}"
             lines.append(f"| {pair} | {row['pairs']} | {s['mean']:+.{d}f} [{s['low']:+.{d}f}, {s['high']:+.{d}f}] | "
-                         f"[{s['holm_low']:+.{d}f}, {s['holm_high']:+.{d}f}] | {s['positive']} / {s['negative']} | "
-                         f"{s['p']:.2g} | {s['p_holm']:.2g} |")
+                         f"[{s['holm_low']:+.{d}f}, {s['holm_high']:+.{d}f}] | {s['positive']} / {s['negative']} / "
+                         f"{s['zero']} | {s['p']:.2g} | {s['p_holm']:.2g} | {s['p_pratt']:.2g} | "
+                         f"{s['p_pratt_holm']:.2g} |")
     return "\n".join(lines)
 
 
