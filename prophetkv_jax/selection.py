@@ -81,7 +81,8 @@ def select_and_recompute(params: llama.Params, config: LlamaConfig, layout: Layo
         return logits, cache, selected
     timings["select"] = time.perf_counter() - clock
     rows = np.concatenate([selected, query]).astype(np.int32)
-    logits, cache = recompute.recompute_rows(params, config, cache, tokens[rows], rows, last_only=True, donate=True)
+    logits, cache = recompute.recompute_rows(params, config, cache, tokens[rows], rows, last_only=True, donate=True,
+                                             min_rows=recompute.FEW_ROWS_MINIMUM)
     return logits, cache, selected
 
 
