@@ -28,7 +28,6 @@ from prophetkv_jax.model import llama
 from prophetkv_jax.model.attention import blocked_attention
 from prophetkv_jax.model.config import LlamaConfig
 
-
 # Reuse passes carry few rows (the query: tens of tokens) over a long cache: padding them to 64
 # rows made 16 query rows cost 4x their attention and projections. Full prefill keeps 64.
 FEW_ROWS_MINIMUM = 16

@@ -22,7 +22,13 @@ import numpy as np
 
 from prophetkv_jax.model import weights
 from prophetkv_jax.model.attention import (
-    blocked_attention, choose_kernel, fused_attention, group_key_lengths, mask_bias, row_groups, write_rows,
+    blocked_attention,
+    choose_kernel,
+    fused_attention,
+    group_key_lengths,
+    mask_bias,
+    row_groups,
+    write_rows,
 )
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.weights import Params
