@@ -8,7 +8,7 @@ pairs are those the code's kernel visits: ``attention.group_key_lengths`` over t
 request recomputes (``groups=1`` gives the dense kernel of a single masked call), and full
 prefill's FLOPs are ``benchmarks.llama_prefill.prefill_flops``.
 
-    python -m benchmarks.roofline --gpu h100 --contexts 8192,16384,32768 --out benchmarks/results/roofline.json
+    python -m benchmarks.roofline --gpu h100 --contexts 8192,16384,32768 --out benchmarks/results/prophetkv_roofline.json
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contexts", default="8192,16384,32768")
     parser.add_argument("--chunk-tokens", type=int, default=512)
     parser.add_argument("--ratio", type=float, default=0.2)
-    parser.add_argument("--out", default="benchmarks/results/roofline.json")
+    parser.add_argument("--out", default="benchmarks/results/prophetkv_roofline.json")
     args = parser.parse_args(argv)
     contexts = [int(x) for x in args.contexts.split(",")]
     if min(contexts) <= QUERY_TOKENS or args.chunk_tokens < 1 or not 0 < args.ratio <= 1:
