@@ -206,8 +206,9 @@ def choose_kernel(
       to build), and any GPU shape cuDNN refuses;
     * ``cudnn_causal``: cuDNN's fused attention with ``is_causal`` over the first T slots, for rows
       that are positions 0..T-1 written to slots 0..T-1 (a full prefill, a chunk encoded alone);
-    * ``cudnn_masked``: cuDNN with an additive mask from global positions, for rows at scattered
-      positions (selective recomputation, the query segment, decoding);
+    * ``cudnn_masked``: cuDNN with an additive mask from global positions, for more than ``FEW_ROWS``
+      rows at scattered positions (selective recomputation), run per row group over the group's slot
+      prefix (``fused_attention``); decoding and short query segments stay ``blocked``;
     * ``xla_masked``: ``jax.nn.dot_product_attention`` with ``implementation="xla"`` on TPU,
       the path TPUs have always taken here (not yet measured against ``blocked`` there).
     ``cudnn_works(dtype, head_dim)`` defaults to a one-time compile probe of cuDNN on this machine.
