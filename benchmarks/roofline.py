@@ -8,7 +8,7 @@ pairs are those the code's kernel visits: ``attention.group_key_lengths`` over t
 request recomputes (``groups=1`` gives the dense kernel of a single masked call), and full
 prefill's FLOPs are ``benchmarks.llama_prefill.prefill_flops``.
 
-    python -m benchmarks.roofline --gpu h100 --contexts 8192,16384,32768 --out benchmarks/results/prophetkv_roofline.json
+    python -m benchmarks.roofline --gpu h100 --contexts 8192,16384,32768
 """
 
 from __future__ import annotations
