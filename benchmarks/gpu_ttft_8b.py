@@ -40,7 +40,8 @@ import numpy as np
 from benchmarks.llama_prefill import matmul_gflops, prefill_flops
 from benchmarks.prophetkv_phases import one_request
 from benchmarks.prophetkv_ttft import CompileCounter, make_prompt, time_requests
-from prophetkv_jax.model import mesh_flag, sharding
+from prophetkv_jax.buckets import pad_rows
+from prophetkv_jax.model import attention, mesh_flag, sharding
 from prophetkv_jax.model.config import LlamaConfig, RopeScaling
 from prophetkv_jax.model.weights import LOGICAL_AXES, Params, axis_sizes, expected_paths
 from prophetkv_jax.pipeline import Engine
@@ -167,6 +168,7 @@ def measure(params: Params, config: LlamaConfig, context: int, args: argparse.Na
         row = time_requests(lambda engine=engine: engine, prompts, "prophetkv", args.ratio, counter)
         one_request(engine, prompts[0], args.ratio, with_full=False)  # warm-up of the phase-by-phase calls
         phases = [one_request(engine, p, args.ratio, with_full=False) for p in prompts[1:]]
+        row["attended_pair_fraction"] = attended_pair_fraction(engine, prompts[-1], args.ratio)
         row.update(method=f"prophetkv_{tier}_tier", ratio=args.ratio,
                    phases_s={name: statistics.median(p[name] for p in phases) for name in PHASES},
                    recomputed_rows=phases[0]["recomputed_rows"])
@@ -179,6 +181,32 @@ def measure(params: Params, config: LlamaConfig, context: int, args: argparse.Na
         if "phases_s" in row:
             row["assembly_share"] = row["phases_s"]["assemble_s"] / sum(row["phases_s"].values())
     return rows
+
+
+def attended_pair_fraction(engine: Engine, prompt, ratio: float) -> float:
+    """The share of the dense rows x slots pairs that the masked fused kernels visit (row groups over
+    their slot prefixes) for this request's recompute rows, as the engine pads them."""
+    result = engine.prefill(prompt, "prophetkv", ratio)
+    engine.release(result)
+    rows = np.concatenate([result.selected, np.arange(result.num_context, result.next_position)])
+    _, positions, _ = pad_rows(rows, rows, rows, result.cache.capacity)
+    slots = np.arange(result.cache.capacity, dtype=np.int32)
+    groups = attention.row_groups(len(positions))
+    return attention.attended_fraction(positions, slots, slots < result.next_position, groups)
+
+
+def versions() -> dict[str, str | None]:
+    """JAX, jaxlib and (on a CUDA backend) cuDNN versions, for the record."""
+    import jaxlib
+
+    cudnn = None
+    try:
+        from jax._src.lib import cuda_versions
+
+        cudnn = str(cuda_versions.cudnn_get_version()) if cuda_versions is not None else None
+    except (ImportError, AttributeError, RuntimeError):
+        cudnn = None
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "cudnn": cudnn}
 
 
 def markdown(payload: dict) -> str:
@@ -196,6 +224,15 @@ def markdown(payload: dict) -> str:
                      f"{share} | {phases} |")
     lines += [f"\n{note}" for note in payload["notes"]]
     return "\n".join(lines)
+
+
+def write(payload: dict, out: str, clock: float) -> str:
+    """The JSON and its Markdown table, as they stand; the table."""
+    payload["wall_s"] = time.perf_counter() - clock
+    table = markdown(payload)
+    atomic_write(Path(out), json.dumps(payload, indent=2))
+    atomic_write(Path(out).with_suffix(".md"), table + "\n")
+    return table
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -245,22 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     reference, note = torch_reference(config)
     notes = [note] if note else []
     results = []
+    payload = {
+        "device": str(jax.devices()[0]), "device_kind": jax.devices()[0].device_kind,
+        "devices_used": 1 if mesh is None else mesh.size, "backend": jax.default_backend(),
+        "platform": platform.platform(), **versions(),
+        "config": {**dataclasses.asdict(config), "scale": args.scale}, "paper": PAPER_SPEEDUP,
+        "chunk_tokens": args.chunk_tokens, "ratio": args.ratio, "repeats": args.repeats,
+        "matmul_peak_tflops": peak, "notes": notes, "results": results,
+    }
     for context in args.contexts:
         if time.perf_counter() - clock > args.budget_s:
             notes.append(f"context {context} skipped: the --budget-s {args.budget_s:.0f} s was spent")
             continue
         results += measure(params, config, context, args, reference, peak, fingerprint)
         print(f"{context}: done at {time.perf_counter() - clock:.0f} s", flush=True)
-    payload = {
-        "device": str(jax.devices()[0]), "devices_used": 1 if mesh is None else mesh.size,
-        "backend": jax.default_backend(), "platform": platform.platform(), "jax": jax.__version__,
-        "config": {**dataclasses.asdict(config), "scale": args.scale}, "paper": PAPER_SPEEDUP,
-        "chunk_tokens": args.chunk_tokens, "ratio": args.ratio, "repeats": args.repeats,
-        "matmul_peak_tflops": peak, "wall_s": time.perf_counter() - clock, "notes": notes, "results": results,
-    }
-    table = markdown(payload)
-    atomic_write(Path(args.out), json.dumps(payload, indent=2))
-    atomic_write(Path(args.out).with_suffix(".md"), table + "\n")
+        write(payload, args.out, clock)  # after every context: a timeout keeps what finished
+    table = write(payload, args.out, clock)
     print(table)
     print(f"wrote {args.out}")
     return 0

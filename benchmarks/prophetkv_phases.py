@@ -1,4 +1,4 @@
-"""Where one ProphetKV request's TTFT goes: assembly, Stage I, top-k, recompute, next to full prefill.
+"""Where one ProphetKV request's TTFT goes: assembly, Stage I (with its top-k), recompute, next to full prefill.
 
 Each phase is timed on its own (``block_until_ready`` between them), after one warm-up
 request, with the engine's own calls in the engine's order. Random tokens; the chunk KVs
@@ -36,26 +36,23 @@ def timed(fn):
 
 def one_request(engine: Engine, prompt: RagPrompt, ratio: float, with_full: bool = True) -> dict[str, float]:
     """One ProphetKV request phase by phase: load (chunk KVs to the device: nothing to do for the
-    device tier), assembly, Stage I, top-k, recompute; and, ``with_full``, a full prefill."""
+    device tier), assembly, Stage I with the top-k, recompute; and, ``with_full``, a full prefill."""
     params, config = engine.params, engine.config
     layout = engine.layout(prompt)
     tokens, c = layout.tokens(), layout.num_context
-    query = np.arange(c, layout.total)
     stored = [engine.segment_kv(s) for s in layout.segments[:-1] if len(s)]
     # time the arrays themselves: a list of SegmentKV is no pytree, so block_until_ready would not wait on it
     arrays, load_s = timed(lambda: jax.device_put([(s.k, s.v) for s in stored]))
     segments = [dataclasses.replace(s, k=k, v=v) for s, (k, v) in zip(stored, arrays)]
     capacity = assembly.cache_capacity([s.length for s in segments], layout.total + NEW_TOKENS)
     cache, assemble_s = timed(lambda: assembly.assemble(config, segments, capacity))
-    (scores, _, cache), stage1_s = timed(
-        lambda: recompute.query_attention(params, config, cache, tokens[c:], query, score_from=c, donate=True))
     budget = selectors.budget(ratio, c)
-    selected, topk_s = timed(lambda: selectors.top_k(selectors.prophetkv_scores(scores)[:c], budget))
-    rows = np.concatenate([selected, query]).astype(np.int32)
-    _, recompute_s = timed(lambda: recompute.recompute_rows(params, config, cache, tokens[rows], rows,
-                                                            last_only=True, donate=True)[0])
-    phases = {"load_s": load_s, "assemble_s": assemble_s, "stage1_s": stage1_s, "topk_s": topk_s,
-              "recompute_s": recompute_s, "recomputed_rows": len(rows)}
+    # Stage I and its top-k are one program (nothing read back): their time is stage1_s, topk_s is 0.
+    (cache, rows, _, count), stage1_s = timed(
+        lambda: recompute.stage_one_and_rows(params, config, cache, tokens, 0, c, budget))
+    _, recompute_s = timed(lambda: recompute.recompute_padded(params, config, cache, rows, count)[0])
+    phases = {"load_s": load_s, "assemble_s": assemble_s, "stage1_s": stage1_s, "topk_s": 0.0,
+              "recompute_s": recompute_s, "recomputed_rows": count}
     if with_full:
         _, phases["full_prefill_s"] = timed(lambda: recompute.recompute_rows(
             params, config, llama.KVCache.empty(config, capacity), tokens, np.arange(len(tokens)),

@@ -107,14 +107,38 @@ def blank_cache(config: LlamaConfig, capacity: int, recycle: llama.KVCache | Non
     """
     if recycle is None or overwritten < 1:
         return llama.KVCache.empty(config, capacity)
+    k, v = _cleared(config, capacity, recycle, overwritten)
+    positions, valid = _no_slots(capacity)
+    return llama.KVCache(k=k, v=v, positions=positions, valid=valid)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _no_slots(capacity: int) -> tuple[jax.Array, jax.Array]:
+    """``KVCache.empty``'s positions and validity (all zero), in one launch."""
+    return jnp.zeros((capacity,), jnp.int32), jnp.zeros((capacity,), bool)
+
+
+def _cleared(config: LlamaConfig, capacity: int, recycle: llama.KVCache | None,
+             overwritten: int) -> tuple[jax.Array, jax.Array]:
+    """``blank_cache``'s K and V."""
+    if recycle is None or overwritten < 1:
+        empty = llama.KVCache.empty(config, capacity)
+        return empty.k, empty.v
     check_recyclable(config, recycle)
     if recycle.capacity != capacity:
         raise ValueError(f"cannot recycle a cache of {recycle.capacity} slots as one of {capacity}")
     stale = capacity - min(capacity, overwritten) // SEGMENT_ROW_STEP * SEGMENT_ROW_STEP
     # Slot 0 (which the caller writes) is never cleared: a result that depended on no input slot
     # would be laid out anew by XLA (replicated over a mesh) and the donation dropped.
-    k, v = _clear_tail(recycle.k, recycle.v, min(capacity - 1, bucket_size(stale, SEGMENT_ROW_STEP)))
-    return llama.KVCache(k=k, v=v, positions=jnp.zeros((capacity,), jnp.int32), valid=jnp.zeros((capacity,), bool))
+    return _clear_tail(recycle.k, recycle.v, min(capacity - 1, bucket_size(stale, SEGMENT_ROW_STEP)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _slot_index(capacity: int, filled: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Slot positions 0..capacity-1 and which of them hold tokens (the first ``filled``): one launch,
+    where building them op by op would be several."""
+    positions = jnp.arange(capacity, dtype=jnp.int32)
+    return positions, positions < filled
 
 
 @jax.jit
@@ -163,13 +187,12 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int,
         raise ValueError(f"segments of {total} tokens reach slot {reach} with their padding, but the cache capacity "
                          f"is {capacity}; size it with cache_capacity()")
     on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
-    blank = blank_cache(config, capacity, recycle, overwritten=total)
-    k, v, table = blank.k, blank.v, _rope_table(config, capacity)
+    (k, v), table = _cleared(config, capacity, recycle, total), _rope_table(config, capacity)
     swap_apart = any(device.platform == "cpu" for device in k.devices())
     start = 0
     for segment, (segment_k, segment_v) in zip(segments, on_device):
         swapped = _swapped_halves(segment_k) if swap_apart else None
         k, v = _write_segment(k, v, segment_k, swapped, segment_v, np.int32(start), table)
         start += segment.length
-    positions = jnp.arange(capacity, dtype=jnp.int32)
-    return llama.KVCache(k=k, v=v, positions=positions, valid=positions < total)
+    positions, valid = _slot_index(capacity, np.int32(total))
+    return llama.KVCache(k=k, v=v, positions=positions, valid=valid)

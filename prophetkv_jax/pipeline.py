@@ -137,11 +137,12 @@ class Engine:
             cache = self._placed(assemble(self.config, segments, capacity, recycle))
             logits, cache, selected = selection.select_and_recompute(
                 self.params, self.config, layout, cache, method, ratio, timings)
-        last = np.asarray(jax.block_until_ready(logits[-1]))
+        logits, selected = jax.device_get((logits, selected))  # the request's one wait for the device
         timings["ttft"] = time.perf_counter() - clock
+        last = logits[-1]
         return Prefill(
-            cache=cache, first_token=int(np.argmax(last)), last_logits=last,
-            next_position=layout.total, selected=selected, num_context=layout.num_context,
+            cache=cache, first_token=int(np.argmax(last)), last_logits=last, next_position=layout.total,
+            selected=np.asarray(selected[selected < layout.num_context], np.int64), num_context=layout.num_context,
             timings=timings,
         )
 

@@ -23,10 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prophetkv_jax.buckets import pad_rows
+from prophetkv_jax.buckets import bucket_size, pad_rows
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.attention import blocked_attention
 from prophetkv_jax.model.config import LlamaConfig
+
+# Reuse passes carry few rows (the query: tens of tokens) over a long cache: padding them to 64
+# rows made 16 query rows cost 4x their attention and projections. Full prefill keeps 64.
+FEW_ROWS_MINIMUM = 16
 
 
 def _padded(tokens: np.ndarray, positions: np.ndarray, capacity: int, minimum: int = 64):
@@ -69,12 +73,65 @@ def query_attention(
     over all rows of an empty cache it is the full-prefill oracle.
     """
     n = len(tokens)
-    rows, pos, slots = _padded(tokens, positions, cache.capacity)
+    rows, pos, slots = _padded(tokens, positions, cache.capacity, FEW_ROWS_MINIMUM)
     score_rows = ((pos >= score_from) & (slots >= 0)).astype(np.float32)
     logits, cache, scores = llama.forward_with_scores(
         params, rows, pos, cache, slots, score_rows, config, _last_row(n, True), donate
     )
     return np.asarray(scores), logits, cache
+
+
+@functools.partial(jax.jit, static_argnames=("config", "rows"), donate_argnames=("cache",))
+def _stage_one_pick(params, query_tokens, query_pos, query_slots, score_rows, cache, tokens, first_row, context,
+                    budget, total, config, rows):
+    """Stage I, the layer-mean scores, their top ``budget`` context rows in [first_row, context) and the
+    recompute rows ([selected | query | padding], ``rows`` long): one program, nothing leaves the device.
+
+    ``budget``, ``context`` and ``total`` are traced, so requests of one shape bucket share the compile:
+    top-k runs for ``rows`` (>= budget) entries and the first ``budget`` are kept."""
+    _, cache, scores = llama.Llama(config).apply(  # its logits are unused: XLA drops the LM head
+        {"params": params}, query_tokens, query_pos, cache, query_slots, score_rows, jnp.zeros((1,), jnp.int32))
+    slot = jnp.arange(cache.capacity)
+    alpha = jnp.where((slot >= first_row) & (slot < context), scores.mean(axis=0), -jnp.inf)
+    _, picked = jax.lax.top_k(alpha, rows)  # ties go to the earlier slot, as selectors.top_k
+    index = jnp.arange(rows)
+    selected = jnp.sort(jnp.where(index < budget, picked, jnp.iinfo(jnp.int32).max))
+    positions = jnp.where(index < budget, selected, context + index - budget)
+    real = index < total - context + budget
+    positions = jnp.where(real, positions, 0).astype(jnp.int32)
+    return tokens[positions] * real, positions, jnp.where(real, positions, -1), selected, cache
+
+
+def stage_one_and_rows(
+    params: llama.Params, config: LlamaConfig, cache: llama.KVCache, tokens: np.ndarray,
+    first_row: int, context: int, budget: int,
+) -> tuple[llama.KVCache, tuple[jax.Array, jax.Array, jax.Array], jax.Array, int]:
+    """ProphetKV's Stage I over the query rows of ``tokens`` (positions ``context``..), then on the device
+    the top ``budget`` rows of [first_row, context) by layer-mean score: the cache (``cache`` donated),
+    the padded recompute rows (tokens, positions, write slots) for :func:`recompute_padded`, the
+    selected rows (the first ``budget`` entries, sorted) and the recompute's real row count."""
+    total = len(tokens)
+    query = np.arange(context, total)
+    q_rows, q_pos, q_slots = _padded(tokens[context:], query, cache.capacity, FEW_ROWS_MINIMUM)
+    score_rows = ((q_pos >= context) & (q_slots >= 0)).astype(np.float32)
+    count = budget + len(query)
+    rows = bucket_size(count, 64)
+    padded_tokens = np.zeros((cache.capacity,), np.int32)
+    padded_tokens[:total] = tokens
+    row_tokens, positions, slots, selected, cache = _stage_one_pick(
+        params, q_rows, q_pos, q_slots, score_rows, cache, padded_tokens, np.int32(first_row), np.int32(context),
+        np.int32(budget), np.int32(total), config, rows)
+    return cache, (row_tokens, positions, slots), selected, count
+
+
+def recompute_padded(
+    params: llama.Params, config: LlamaConfig, cache: llama.KVCache,
+    rows: tuple[jax.Array, jax.Array, jax.Array], count: int,
+) -> tuple[jax.Array, llama.KVCache]:
+    """``recompute_rows(..., last_only=True, donate=True)`` for rows already padded on the device
+    (:func:`stage_one_and_rows`): the same compiled program, no host round trip for the rows."""
+    row_tokens, positions, slots = rows
+    return llama.forward(params, row_tokens, positions, cache, slots, config, _last_row(count, True), True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,9 @@ from prophetkv_jax.layout import Layout
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 
-Selection = tuple[jax.Array, llama.KVCache, np.ndarray]  # logits of the last row, cache, recomputed context rows
+# Logits of the last row, the cache, and the recomputed context rows, sorted: a NumPy array, or a device
+# array chosen on the device whose entries past the selected ones are >= the context length.
+Selection = tuple[jax.Array, llama.KVCache, np.ndarray | jax.Array]
 
 
 def check(method: str, ratio: float) -> None:
@@ -68,18 +70,19 @@ def select_and_recompute(params: llama.Params, config: LlamaConfig, layout: Layo
         selected = np.zeros((0,), np.int64)
     elif method == "epic":
         selected = selectors.epic(list(layout.starts[1:-1]), [len(s) for s in layout.segments[1:-1]], ratio, k)
-    else:  # prophetkv, prophetkv_chunks
+    else:  # prophetkv, prophetkv_chunks: Stage I, top-k and the recompute rows stay on the device
         # Stage I writes the query rows' K/V in place; the recompute pass below rewrites
         # every one of those slots before reading them, so its cache carries straight on.
-        layer_scores, _, cache = recompute.query_attention(
-            params, config, cache, tokens[c:], query, score_from=c, donate=True
-        )
-        scores = selectors.prophetkv_scores(layer_scores)[:c]
-        selected = (selectors.top_k(scores, k) if method == "prophetkv"
-                    else selectors.prophetkv_chunk_rows(scores, layout.starts[1], ratio))
+        first = 0 if method == "prophetkv" else layout.starts[1]
+        budget = k if method == "prophetkv" else selectors.budget(ratio, c - first)
+        cache, rows, selected, count = recompute.stage_one_and_rows(params, config, cache, tokens, first, c, budget)
+        timings["select"] = time.perf_counter() - clock  # dispatch only: the work is asynchronous
+        logits, cache = recompute.recompute_padded(params, config, cache, rows, count)
+        return logits, cache, selected
     timings["select"] = time.perf_counter() - clock
     rows = np.concatenate([selected, query]).astype(np.int32)
-    logits, cache = recompute.recompute_rows(params, config, cache, tokens[rows], rows, last_only=True, donate=True)
+    logits, cache = recompute.recompute_rows(params, config, cache, tokens[rows], rows, last_only=True, donate=True,
+                                             min_rows=recompute.FEW_ROWS_MINIMUM)
     return logits, cache, selected
 
 

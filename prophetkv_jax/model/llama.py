@@ -21,7 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from prophetkv_jax.model import weights
-from prophetkv_jax.model.attention import blocked_attention, choose_kernel, fused_attention, mask_bias
+from prophetkv_jax.model.attention import (
+    blocked_attention,
+    choose_kernel,
+    fused_attention,
+    group_key_lengths,
+    mask_bias,
+    row_groups,
+    write_rows,
+)
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.model.weights import Params
 
@@ -238,6 +246,7 @@ class Rows:
     key_valid: jax.Array  # [S]
     score_rows: jax.Array | None  # [T] Stage-I weight per row, or None
     bias: jax.Array | None  # [1, 1, T, S] additive mask for the masked fused kernels, else None
+    key_lengths: jax.Array | None  # [groups] slot prefix per row group for the masked fused kernels, else None
     kernel: str = dataclasses.field(metadata={"static": True})  # attention.choose_kernel's choice
     raw_keys: bool = dataclasses.field(default=False, metadata={"static": True})  # hand back pre-RoPE K
 
@@ -258,9 +267,12 @@ def prepare_rows(
         jax.default_backend(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
         causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity, rows=positions.shape[0],
     )
-    bias = mask_bias(positions, cache.positions, cache.valid, cache.k.dtype) if kernel.endswith("masked") else None
+    bias = key_lengths = None
+    if kernel.endswith("masked"):
+        bias = mask_bias(positions, cache.positions, cache.valid, cache.k.dtype)
+        key_lengths = group_key_lengths(positions, cache.positions, cache.valid, row_groups(positions.shape[0]))
     rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows,
-                bias, kernel, raw_keys)
+                bias, key_lengths, kernel, raw_keys)
     return cache, rows
 
 
@@ -283,15 +295,16 @@ class DecoderLayer(nn.Module):
         h, k_stack, v_stack = carry
         q, raw_k, v = self.attn.project(self.attn_norm(h))
         q, k = apply_rope(q, rows.rope), apply_rope(raw_k, rows.rope)
-        k_stack = k_stack.at[layer, rows.targets].set(k.astype(k_stack.dtype), mode="drop")
-        v_stack = v_stack.at[layer, rows.targets].set(v.astype(v_stack.dtype), mode="drop")
+        k_stack = write_rows(k_stack, layer, rows.targets, k)
+        v_stack = write_rows(v_stack, layer, rows.targets, v)
         if rows.kernel == "blocked":
             attended, scores = blocked_attention(
                 q, k_stack, v_stack, layer, rows.positions, rows.key_positions, rows.key_valid,
                 rows.score_rows,
             )
         else:
-            attended, scores = fused_attention(q, k_stack[layer], v_stack[layer], rows.kernel, rows.bias), None
+            attended = fused_attention(q, k_stack[layer], v_stack[layer], rows.kernel, rows.bias, rows.key_lengths)
+            scores = None
         h = h + self.attn.output(attended)
         h = h + self.mlp(self.mlp_norm(h))
         per_layer = {"scores": scores, "raw_keys": raw_k if rows.raw_keys else None}

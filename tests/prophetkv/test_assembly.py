@@ -35,3 +35,17 @@ def test_the_swap_apart_equals_the_fused_reversal(dtype):
     apart, fused = (np.asarray(k, np.float32) for k in written)
     assert np.abs(apart[:, 37:101]).max() > 0.1  # the keys were written
     np.testing.assert_allclose(apart, fused, rtol=1e-6 if dtype == "float32" else 0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_compiled_segment_write_updates_the_donated_cache_in_place(dtype):
+    """K and V out alias K and V in, and no op copies a cache-sized buffer (a copy per segment would
+    cost a cache's bytes each time)."""
+    config = tiny_config(dtype=dtype)
+    cache = llama.KVCache.empty(config, 256)
+    segment = jnp.zeros((config.num_layers, 64, config.num_kv_heads, config.head_dim), dtype)
+    text = assembly._write_segment.lower(cache.k, cache.v, segment, segment, segment, np.int32(0),
+                                         assembly._rope_table(config, 256)).compile().as_text()
+    assert "input_output_alias={ {0}: (0, {}, may-alias), {1}: (1, {}, may-alias) }" in text
+    shape = f"[{config.num_layers},256,{config.num_kv_heads},{config.head_dim}]"
+    assert not [line for line in text.splitlines() if " copy(" in line and shape in line]

@@ -1,5 +1,6 @@
 """Blocked and few-rows attention against a dense NumPy reference: odd lengths, padding, scrambled slots."""
 
+import dataclasses
 import functools
 
 import jax
@@ -146,3 +147,51 @@ def test_cudnn_kernels_equal_blocked_attention_on_the_gpu(kernel):
     out = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], kernel, bias)
     ref, _ = blocked(q, k, v, row_pos, key_pos, key_valid, None, 64, 64)
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2)
+
+
+@pytest.mark.parametrize("scrambled", [False, True])
+def test_row_groups_over_their_slot_prefixes_equal_the_dense_masked_kernel(scrambled, xla_for_cudnn):
+    """Each group of 8 rows attends only up to the last slot it sees: the same outputs as every slot."""
+    q, k, v, row_pos, key_pos, key_valid = case(64, 128, 9, scrambled)
+    bias = mask_bias(row_pos, key_pos, key_valid, np.float32)
+    lengths = attention.group_key_lengths(row_pos, key_pos, key_valid, attention.row_groups(64))
+    assert lengths.shape == (8,) and (scrambled or int(lengths[0]) < 128)  # sorted rows: early groups stop short
+    grouped = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], "cudnn_masked", bias, lengths)
+    dense = jax.jit(fused_attention, static_argnames="kernel")(q, k[1], v[1], "cudnn_masked", bias)
+    np.testing.assert_allclose(np.asarray(grouped), np.asarray(dense), atol=1e-6)
+
+
+def recompute_positions(context: int, ratio: float, query: int, seed: int = 0):
+    """A ProphetKV recompute at ``context`` tokens: floor(p * C) scattered rows then the query, padded
+    as the engine pads (rows to a shape bucket at position 0), over an assembled cache."""
+    from prophetkv_jax.assembly import cache_capacity
+    from prophetkv_jax.buckets import pad_rows
+
+    c = context - query
+    selected = np.sort(np.random.default_rng(seed).choice(c, int(ratio * c), replace=False))
+    rows = np.concatenate([selected, np.arange(c, context)])
+    _, row_pos, _ = pad_rows(rows, rows, rows, cache_capacity([], context + 16))
+    capacity = cache_capacity([], context + 16)
+    return row_pos, np.arange(capacity, dtype=np.int32), np.arange(capacity) < context
+
+
+def test_the_recompute_visits_at_most_0_6_of_the_dense_pairs_at_16k():
+    """The masked fused kernels at 16K, p = 0.2: row groups skip each group's unseen slot tail."""
+    row_pos, key_pos, key_valid = recompute_positions(16384, 0.2, 50)
+    groups = attention.row_groups(len(row_pos))
+    assert attention.attended_fraction(row_pos, key_pos, key_valid, groups) <= 0.6
+    assert attention.attended_fraction(row_pos, key_pos, key_valid, 1) > 0.98  # one group: the dense waste
+
+
+def test_the_model_hands_the_masked_kernels_their_row_groups(monkeypatch):
+    from prophetkv_jax.model import llama
+    from prophetkv_jax.model.config import tiny_config
+
+    config = tiny_config()
+    monkeypatch.setattr(llama, "choose_kernel", lambda *args, **kwargs: "cudnn_masked")
+    row_pos, key_pos, key_valid = recompute_positions(2048, 0.2, 50)
+    cache = llama.KVCache.empty(config, len(key_pos))
+    cache = dataclasses.replace(cache, positions=jax.numpy.asarray(key_pos), valid=jax.numpy.asarray(key_valid))
+    _, rows = llama.prepare_rows(cache, jax.numpy.asarray(row_pos), -np.ones_like(row_pos), config)
+    expected = attention.group_key_lengths(row_pos, key_pos, key_valid, attention.ROW_GROUPS)
+    np.testing.assert_array_equal(np.asarray(rows.key_lengths), np.asarray(expected))
