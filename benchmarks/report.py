@@ -160,6 +160,45 @@ def train_throughput_table(payload: dict[str, Any]) -> str:
     return head + "\n\n" + _table(["where the time goes", "ms (op families: summed over threads)"], rows)
 
 
+def store_put_table(payload: dict[str, Any]) -> str:
+    def ms(side: dict[str, Any]) -> str:
+        return f"{side['put_ms_mean']:.1f} / {side['put_ms_median']:.1f}"
+
+    rows = [[entries.split("_")[0], case.replace("_", " "), ms(r["before"]), ms(r["after"]),
+             f"{r['speedup_mean']:.1f}x"] for entries, cases in payload["results"].items() for case, r in cases.items()]
+    return _table(["entries", "case", "before: put ms mean / median", "after: put ms mean / median", "mean speed-up"],
+                  rows)
+
+
+def roofline_table(payload: dict[str, Any]) -> str:
+    rows = [[r["context"], r["row_groups"], f"{1e3 * r['ideal_s']['full_prefill']:.1f}",
+             f"{1e3 * r['prophetkv_ideal_s']:.1f}", f"{r['speedup_vs_full']:.2f}x",
+             f"{r['attended_pair_fraction']:.3f}"]
+            for r in payload["results"]]
+    head = (f"Estimates, not measurements: {payload['model']}, {payload['kind']}, {payload['gpu']} "
+            f"({payload['peak_flops'] / 1e12:.0f} TFLOP/s, {payload['bandwidth_bytes_s'] / 1e12:.2f} TB/s), "
+            f"chunk {payload['chunk_tokens']}, p = {payload['ratio']}.")
+    return head + "\n\n" + _table(["context", "row groups", "full prefill ideal (ms)", "ProphetKV ideal (ms)",
+                                     "ideal speed-up", "attended pairs / dense"], rows)
+
+
+def few_rows_table(payload: dict[str, Any]) -> str:
+    rows = [[side, r["dtype"], r["method"], f"{r['read_plus_ttft_s']:.3f}", f"{r['numpy_copy_s']:.3f}",
+             f"{r['ratio_to_copy']:.1f}x"] for side in ("before", "after") for r in payload[side]]
+    head = (f"{payload['layers']} layers, {payload['tokens']} tokens in {payload['chunk_tokens']}-token chunks, "
+            f"{payload['query_tokens']} query tokens, {payload['kv_layout']}.")
+    return head + "\n\n" + _table(["code", "dtype", "method", "store read + TTFT (s)", "NumPy copy of the KV (s)",
+                                     "ratio to the copy"], rows)
+
+
+def ttft_before_after_table(payload: dict[str, Any]) -> str:
+    rows = [[side, r["context"], r["method"], f"{r['ttft_s']:.2f}", f"{r['speedup_vs_full']:.2f}x", r["recompiles"],
+             r.get("program_launches", "-"), r.get("host_syncs", "-")]
+            for side in ("before", "after") for r in payload[side]["results"]]
+    return payload["note"] + "\n\n" + _table(["code", "context", "method", "TTFT (s)", "vs full", "recompiles",
+                                                "launches", "host syncs"], rows)
+
+
 @dataclass(frozen=True)
 class Section:
     """One committed result file and how to show it."""
@@ -188,6 +227,17 @@ SECTIONS = (
             "python -m benchmarks.prophetkv_phases --context 4096", phases_table),
     Section("Where the recompute budget goes: the exact prefix segment", "prophetkv_prefix_share.json",
             "python -m benchmarks.prophetkv_prefix_share --samples 2", prefix_share_table),
+    Section("ProphetKV TTFT before / after the device-side selection (1024 tokens)",
+            "prophetkv_ttft_cpu_before_after.json",
+            "python -m benchmarks.prophetkv_ttft --contexts 1024 --chunks 256 --ratios 0.2 "
+            "--methods full,naive,prophetkv --repeats 1 (each checkout in turn)", ttft_before_after_table),
+    Section("A few query rows over a long cache against reading it", "prophetkv_few_rows.json",
+            "python -m benchmarks.prophetkv_few_rows --before CHECKOUT --layers 4 --tokens 4096 --rounds 2",
+            few_rows_table),
+    Section("Roofline of full prefill and ProphetKV on an H100", "prophetkv_roofline.json",
+            "python -m benchmarks.roofline --gpu h100", roofline_table),
+    Section("Chunk store: one put at 200 and 6,000 entries, before / after", "prophetkv_store_put.json",
+            "python -m benchmarks.prophetkv_store_put --baseline main", store_put_table),
     Section("CEA efficiency (paper preset, 256x256)", "cea_efficiency.json",
             "python -m benchmarks.cea_efficiency --sizes 256", efficiency_table),
     Section("CEA efficiency (paper preset, 512x512)", "cea_efficiency_512.json",
