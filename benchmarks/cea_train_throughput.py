@@ -4,9 +4,12 @@ The step timed is train_lib's own jitted training step (forward, backward, AdamW
 from the real training pipeline. Anchors: (a) this machine's measured float32 matmul peak, against
 which the step's FLOPs (XLA's cost analysis of the compiled step) give a fraction of peak; (b) the
 same network and step in PyTorch (Restormer's NCHW layout, the same weights, torch.optim.AdamW) on
-the same threads. The data pipeline and the host-to-device copy are timed alone, and a profile of a
-few steps splits the step's time by op family, so the JSON says where the time goes. Rounds alternate
-the contenders, so load from other processes hits both alike; min and median are kept.
+the same threads. A third contender is the same step compiled with the backbone's previous ops
+(Flax Dense's own contraction, the depthwise kernel gradient as nine full-size reductions), so the
+JSON holds the speed-up of cea_jax/models/cpu_ops.py beside the anchors. The data pipeline and the
+host-to-device copy are timed alone, and a profile of a few steps splits each JAX step's time by op
+family, so the JSON says where the time goes. Rounds alternate the contenders, so load from other
+processes hits all alike; min and median of wall time and of this process's CPU time are kept.
 
     python -m benchmarks.cea_train_throughput --preset tiny --variant cea --crop 64 --batch-size 8 \\
         --out benchmarks/results/cea_train_throughput.json
@@ -15,13 +18,14 @@ the contenders, so load from other processes hits both alike; min and median are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +42,11 @@ def seconds(run: Callable[[], Any], rounds: int) -> list[float]:
     return out
 
 
-def summary(times: list[float]) -> dict[str, Any]:
-    return {"min_s": min(times), "median_s": statistics.median(times), "all_s": times}
+def summary(times: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
+    out = {"min_s": min(times), "median_s": statistics.median(times), "all_s": times}
+    if cpu is not None:
+        out.update({"cpu_min_s": min(cpu), "cpu_median_s": statistics.median(cpu), "cpu_all_s": cpu})
+    return out
 
 
 def matmul_peak_gflops(size: int, rounds: int) -> float:
@@ -100,8 +107,50 @@ def profile_by_family(compiled: Any, run: Callable[[], Any], steps: int, folder:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
-def jax_step(model_config: Any, train_config: Any, batch: dict[str, Any], options: dict[str, str] | None):
-    """(a blocking call of train_lib's jitted step, carrying its state; the compiled step; seconds to compile)."""
+def _reference_depthwise(x: Any, kernel: Any) -> Any:
+    """The depthwise 3x3 as the backbone computed it before cpu_ops: its kernel gradient nine full-size reductions."""
+    import jax
+    import jax.numpy as jnp
+
+    from cea_jax.models.cpu_ops import shifted_taps
+
+    @jax.custom_vjp
+    def conv(x, kernel):
+        return shifted_taps(x, kernel)
+
+    def backward(residuals, grad):
+        x, kernel = residuals
+        height, width = x.shape[1:3]
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        taps = [jnp.sum(padded[:, i : i + height, j : j + width] * grad, axis=(0, 1, 2), dtype=jnp.float32)
+                for i in range(3) for j in range(3)]
+        return shifted_taps(grad, kernel[::-1, ::-1]), jnp.stack(taps).reshape(kernel.shape).astype(kernel.dtype)
+
+    conv.defvjp(lambda x, kernel: (shifted_taps(x, kernel), (x, kernel)), backward)
+    return conv(x, kernel)
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """While open, the backbone traces with its previous ops (Flax Dense's contraction, the former depthwise VJP)."""
+    from jax import lax
+
+    from cea_jax.models import backbone
+
+    saved = backbone.dense_dot_general, backbone.depthwise_conv3x3
+    backbone.dense_dot_general, backbone.depthwise_conv3x3 = lax.dot_general, _reference_depthwise
+    try:
+        yield
+    finally:
+        backbone.dense_dot_general, backbone.depthwise_conv3x3 = saved
+
+
+def jax_step(model_config: Any, train_config: Any, batch: dict[str, Any], reference: bool = False):
+    """(a blocking call of train_lib's training step, carrying its state; the compiled step; seconds to compile).
+
+    The step is train_lib's own, compiled afresh (not from its cache) so ``reference`` (the backbone's
+    previous ops) can be traced into it.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -113,8 +162,9 @@ def jax_step(model_config: Any, train_config: Any, batch: dict[str, Any], option
     seed = jnp.asarray(train_config.seed + 1, jnp.uint32)
     carry = {"state": create(None)}
     start = time.perf_counter()
-    lowered = train_lib.jitted_train_step(model_config, train_config, mesh).lower(carry["state"], sharded, seed)
-    compiled = lowered.compile() if options is None else lowered.compile(compiler_options=options)
+    with reference_ops() if reference else contextlib.nullcontext():
+        step = train_lib.jitted_train_step.__wrapped__(model_config, train_config, mesh)
+        compiled = step.lower(carry["state"], sharded, seed).compile()
     compile_s = time.perf_counter() - start
 
     def run() -> float:
@@ -167,13 +217,22 @@ def same_network_check(model_config: Any, params: Any, degraded: Any, torch_rest
     return float(np.max(np.abs(np.asarray(ours) - torch_restored)))
 
 
-def interleaved(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
-    """Seconds per call of each contender, one call each per round, so load changes hit all alike."""
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+def interleaved(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str, dict[str, Any]]:
+    """Wall and process-CPU seconds per call of each contender, one call each per round (load hits all alike)."""
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    cpu: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         for name, run in contenders.items():
-            times[name] += seconds(run, 1)
-    return times
+            start_cpu = time.process_time()
+            wall[name] += seconds(run, 1)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: summary(wall[name], cpu[name]) for name in contenders}
+
+
+def step_flops(compiled: Any) -> float:
+    """The FLOPs of one compiled step, from XLA's cost analysis."""
+    analysis = compiled.cost_analysis()
+    return float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,7 +252,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     batch = {k: v for k, v in batch.items() if k in ("degraded", "clean")}
     transfer = summary(transfer_times(batch, max(args.rounds, 3)))
     peak = matmul_peak_gflops(args.matmul_size, max(args.rounds, 3))
-    run, compiled, compile_s = jax_step(model_config, train_config, batch, None)
+    run, compiled, compile_s = jax_step(model_config, train_config, batch)
     contenders = {"jax": run}
     if not args.no_torch:
         import torch
@@ -206,13 +265,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         contenders["torch"], torch_forward = cea_torch_step.train_step(
             params, model_config, batch["degraded"], batch["clean"], train_config.lr, train_config.weight_decay)
         torch_diff = same_network_check(model_config, params, batch["degraded"], torch_forward())
+    if not args.no_reference:  # after the same-network check, which must see only today's ops
+        contenders["jax_reference_ops"], reference_compiled, reference_compile_s = jax_step(
+            model_config, train_config, batch, reference=True)
     for warm in contenders.values():
         warm()
         warm()
     times = interleaved(contenders, args.rounds)
-    analysis = compiled.cost_analysis()
-    flops = float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
-    step = summary(times["jax"])
+    flops = step_flops(compiled)
+    step = times["jax"]
     with tempfile.TemporaryDirectory() as folder:
         families = profile_by_family(compiled, run, args.profile_steps, Path(folder)) if args.profile_steps else {}
     report: dict[str, Any] = {
@@ -231,10 +292,23 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "host_to_device": transfer,
     }
     if "torch" in times:
-        torch_step = summary(times["torch"])
+        torch_step = times["torch"]
         report["anchors"]["torch_step"] = torch_step
         report["anchors"]["torch_over_jax"] = torch_step["min_s"] / step["min_s"]
+        report["anchors"]["torch_over_jax_cpu"] = torch_step["cpu_min_s"] / step["cpu_min_s"]
         report["anchors"]["torch_forward_max_abs_diff"] = torch_diff
+    if "jax_reference_ops" in times:
+        before = times["jax_reference_ops"]
+        with tempfile.TemporaryDirectory() as folder:
+            before_families = (profile_by_family(reference_compiled, contenders["jax_reference_ops"],
+                                                 args.profile_steps, Path(folder)) if args.profile_steps else {})
+        report["reference_ops"] = {
+            **before, "compile_s": reference_compile_s, "gflop": step_flops(reference_compiled) / 1e9,
+            "speedup": before["min_s"] / step["min_s"], "speedup_cpu": before["cpu_min_s"] / step["cpu_min_s"],
+            "op_families_ms_per_step": before_families,
+        }
+        if "torch" in times:
+            report["reference_ops"]["torch_over_jax"] = times["torch"]["min_s"] / before["min_s"]
     return report
 
 
@@ -249,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--profile-steps", type=int, default=3, help="steps profiled by op family (0: none)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch anchor")
+    parser.add_argument("--no-reference", action="store_true", help="skip the step with the backbone's previous ops")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if min(args.crop, args.batch_size, args.rounds, args.data_batches, args.matmul_size) < 1 or args.crop % 8:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from cea_jax.configs import ModelConfig
+from cea_jax.models.cpu_ops import dense_dot_general, depthwise_conv3x3
 
 SiteAux = dict[str, jax.Array]
 # Stages in forward order: (name, index into num_blocks/heads, channel multiple of dim, scale).
@@ -112,56 +113,11 @@ def _conv(features: int, kernel: int, dtype: Any, name: str) -> nn.Module:
     which XLA:CPU runs several times faster than the equivalent convolution)."""
     if kernel == 1:
         return nn.Dense(features, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-                        kernel_init=TORCH_DEFAULT_INIT, name=name)
+                        kernel_init=TORCH_DEFAULT_INIT, dot_general=dense_dot_general, name=name)
     return nn.Conv(
         features, (kernel, kernel), padding="SAME", use_bias=False, dtype=dtype,
         param_dtype=jnp.float32, kernel_init=TORCH_DEFAULT_INIT, name=name,
     )
-
-
-def _shifted_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """sum_ij pad(x)[i:i+H, j:j+W] * kernel[i, j]: a "SAME" depthwise 3x3 (cross-correlation)."""
-    height, width = x.shape[1:3]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    out = padded[:, :height, :width] * kernel[0, 0]
-    for i in range(3):
-        for j in range(3):
-            if i or j:
-                out = out + padded[:, i : i + height, j : j + width] * kernel[i, j]
-    return out
-
-
-@jax.custom_vjp
-def depthwise_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Depthwise 3x3 "SAME" convolution of x [B, H, W, C] with kernel [3, 3, C].
-
-    Written as nine shifted multiply-adds because XLA:CPU's grouped convolution is
-    several times slower; the hand-written backward (the input gradient is the same
-    operation with the flipped kernel, the kernel gradient nine reductions) avoids the
-    nine full-size pads that autodiff of the slices would produce.
-    """
-    return _shifted_taps(x, kernel)
-
-
-def _depthwise_fwd(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return _shifted_taps(x, kernel), (x, kernel)
-
-
-def _depthwise_bwd(residuals: tuple[jax.Array, jax.Array], grad: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x, kernel = residuals
-    height, width = x.shape[1:3]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = [
-        jnp.stack([
-            jnp.sum(padded[:, i : i + height, j : j + width] * grad, axis=(0, 1, 2), dtype=jnp.float32)
-            for j in range(3)
-        ])
-        for i in range(3)
-    ]
-    return _shifted_taps(grad, kernel[::-1, ::-1]), jnp.stack(rows).astype(kernel.dtype)
-
-
-depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 class DepthwiseConv3x3(nn.Module):

@@ -20,9 +20,23 @@ def test_a_tiny_run_writes_every_anchor_and_where_the_time_goes(tmp_path):
     assert 0 < report["anchors"]["fraction_of_matmul_peak"]
     assert report["anchors"]["torch_step"]["min_s"] > 0 and report["anchors"]["torch_over_jax"] > 0
     assert report["anchors"]["torch_forward_max_abs_diff"] < 1e-4  # the PyTorch anchor is the same network
+    assert report["step"]["cpu_min_s"] > 0 and report["anchors"]["torch_over_jax_cpu"] > 0
+    before = report["reference_ops"]  # the same step with the backbone's previous ops
+    assert before["min_s"] > 0 and before["speedup"] > 0 and before["speedup_cpu"] > 0
+    assert before["gflop"] > 0 and before["torch_over_jax"] > 0
     where = report["where_the_time_goes"]
     assert where["data_batch_s"] > 0 and where["host_to_device_s"] > 0
     assert any(name.startswith("depthwise conv") for name in where["op_families_ms_per_step"])
+
+
+def test_reference_ops_are_traced_only_while_open():
+    from cea_jax.models import backbone, cpu_ops
+
+    with cea_train_throughput.reference_ops():
+        assert backbone.depthwise_conv3x3 is not cpu_ops.depthwise_conv3x3
+        assert backbone.dense_dot_general is not cpu_ops.dense_dot_general
+    assert backbone.depthwise_conv3x3 is cpu_ops.depthwise_conv3x3
+    assert backbone.dense_dot_general is cpu_ops.dense_dot_general
 
 
 def test_op_families_are_read_from_the_flax_module_path():
