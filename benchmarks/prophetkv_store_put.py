@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,10 +81,11 @@ def export_tree(ref: str, into: Path) -> Path:
 
 
 def run_in(tree: Path, root: Path, first: int, puts: int, cap: int) -> dict[str, float]:
-    code = (f"import json, sys; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(REPO)!r}); "
-            f"from benchmarks.prophetkv_store_put import measure; "
+    """``measure`` with ``tree``'s packages first on the import path (this checkout's benchmarks after them)."""
+    code = (f"import json; from benchmarks.prophetkv_store_put import measure; "
             f"print(json.dumps(measure({str(root)!r}, {first}, {puts}, {cap})))")
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tree)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(REPO)]))
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tree, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
