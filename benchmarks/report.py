@@ -154,6 +154,12 @@ def train_throughput_table(payload: dict[str, Any]) -> str:
           f"{torch_step['min_s']:.3f} / {torch_step['median_s']:.3f}" if torch_step else "-",
           f"{anchors['torch_over_jax']:.2f}x" if torch_step else "-", f"{step['gflop']:.1f}",
           f"{step['achieved_gflops']:.1f}", f"{100 * anchors['fraction_of_matmul_peak']:.1f}%"]])
+    reference = payload.get("reference_ops")
+    if reference:  # the same step with the previous ops, timed in the same run
+        head += (f"\n\nThe same step with the previous depthwise/1x1 ops, in the same run: {reference['min_s']:.3f} / "
+                 f"{reference['median_s']:.3f} s (CPU time min {reference['cpu_min_s']:.3f} s against "
+                 f"{step['cpu_min_s']:.3f} s now): the current ops are {reference['speedup']:.2f}x faster by wall "
+                 f"time, {reference['speedup_cpu']:.2f}x by CPU time.")
     rows = [["training step", f"{1e3 * where['step_s']:.1f}"], ["one batch from the data pipeline",
             f"{1e3 * where['data_batch_s']:.1f}"], ["host to device copy", f"{1e3 * where['host_to_device_s']:.2f}"]]
     rows += [[f"in the step: {name}", f"{ms:.1f}"] for name, ms in where["op_families_ms_per_step"].items()]
