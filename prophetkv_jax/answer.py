@@ -37,7 +37,6 @@ QUERY = ("\n\nAnswer the question based on the given passages. Only give me the 
          "other words.\n\nQuestion: ")
 DOCUMENT_SEPARATOR = "\n\n"  # opens every document's chunk, so a chunk reads the same in any order
 CHUNK_TOKENS = 512  # the paper's chunk size
-_MARK = "\u2063<<documents>>\u2063"  # where the documents go in the rendered chat template
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ def document_prompt(tokenizer: Any, documents: Sequence[str], question: str, *,
     import numpy as np
 
     from prophetkv_jax.layout import RagPrompt
-    from prophetkv_jax.prompts import split_chunks
+    from prophetkv_jax.prompts import chat_around, split_chunks
 
     if not documents:
         raise ValueError("no documents given: pass at least one (--doc FILE)")
@@ -92,10 +91,7 @@ def document_prompt(tokenizer: Any, documents: Sequence[str], question: str, *,
         chunks += split_chunks(np.asarray(tokenizer.encode(DOCUMENT_SEPARATOR + document.strip()), np.int32),
                                chunk_tokens)
     if chat:
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": INSTRUCTION + _MARK + QUERY + question}])
-        if rendered.count(_MARK) != 1:
-            raise ValueError("the chat template altered the user message; use chat=False (--no-chat)")
-        before, after = rendered.split(_MARK)
+        before, after = chat_around(tokenizer, INSTRUCTION, QUERY + question)
         prefix, query = tokenizer.encode(before), tokenizer.encode(after)
     else:
         prefix, query = tokenizer.encode(INSTRUCTION, add_bos=tokenizer.bos_id is not None), \
@@ -125,18 +121,6 @@ class DocumentQA:
                         max_new_tokens=max(max_new_tokens, fidelity.ANSWER_POSITIONS))
         return cls(engine, tokenizer, chunk_tokens=chunk_tokens, chat=chat)
 
-    def _stored(self, prompt: RagPrompt) -> int:
-        """How many of the prompt's document chunks the store already holds (read before the prefill)."""
-        from prophetkv_jax.chunks import segment_spec
-        from prophetkv_jax.store import chunk_key
-
-        engine = self.engine
-        dtype = engine.store_dtype
-        chunks = engine.layout(prompt).segments[1:-1]
-        keys = [chunk_key(engine.fingerprint, c, engine.chunk_bos_id is not None, dtype) for c in chunks]
-        return sum(engine.store.get(k, expect=segment_spec(engine.config, len(c), dtype)) is not None
-                   for k, c in zip(keys, chunks))
-
     def ask(self, documents: Sequence[str], question: str, method: str = "prophetkv", ratio: float = 0.2, *,
             compare: bool = False, max_new_tokens: int | None = None) -> Answer:
         """Greedy answer with ``method`` at recompute ratio ``ratio``; with ``compare``, full prefill's
@@ -146,8 +130,8 @@ class DocumentQA:
         engine, tokenizer = self.engine, self.tokenizer
         limit = engine.max_new_tokens if max_new_tokens is None else max_new_tokens
         prompt = document_prompt(tokenizer, documents, question, chunk_tokens=self.chunk_tokens, chat=self.chat)
-        reused = self._stored(prompt)
         result = engine.prefill(prompt, method, ratio)
+        reused = sum(result.from_store[len(result.from_store) - len(prompt.chunks):])  # the documents' chunks
         eos = tuple(tokenizer.eos_ids)
         text = lambda ids: tokenizer.decode([t for t in ids if t not in eos]).strip()  # noqa: E731
         found = Answer(text=text(engine.generate(result, limit, eos)), method=method, ratio=ratio,

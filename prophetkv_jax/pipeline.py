@@ -36,6 +36,7 @@ class Prefill:
     selected: np.ndarray  # recomputed context positions (sorted)
     num_context: int
     timings: dict[str, float]
+    from_store: tuple[bool, ...] = ()  # per stored segment (prefix, then chunks): served by the store, not encoded
 
 
 DEFAULT_SPARE_BYTES = 2 * 2**30  # released caches kept for reuse, newest first
@@ -100,13 +101,18 @@ class Engine:
     def segment_kv(self, tokens: np.ndarray) -> SegmentKV:
         """The stored KV of one segment, computed and stored on a miss (or on a stored entry that
         does not fit this model and chunk)."""
+        return self._segment_kv(tokens)[0]
+
+    def _segment_kv(self, tokens: np.ndarray) -> tuple[SegmentKV, bool]:
+        """(segment_kv, whether the store served it)."""
         dtype = self.store_dtype
         key = chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype)
         entry = self.store.get(key, expect=segment_spec(self.config, len(tokens), dtype))
-        if entry is None:
-            entry = encode_segment(self.params, self.config, tokens, dtype)
-            self.store.put(key, entry)
-        return entry
+        if entry is not None:
+            return entry, True
+        entry = encode_segment(self.params, self.config, tokens, dtype)
+        self.store.put(key, entry)
+        return entry, False
 
     def precompute(self, prompt: RagPrompt) -> None:
         """Encode and store the prefix and every chunk (done offline in a RAG system)."""
@@ -125,13 +131,15 @@ class Engine:
         capacity = cache_capacity([len(s) for s in layout.segments[:-1] if len(s)],
                                   layout.total + self.max_new_tokens)
         timings: dict[str, float] = {}
+        from_store: tuple[bool, ...] = ()
         recycle = self._spare(capacity)
         clock = time.perf_counter()
         if method == "full":
             blank = blank_cache(self.config, capacity, recycle, overwritten=layout.total)
             logits, cache, selected = selection.full_prefill(self.params, self.config, layout, self._placed(blank))
         else:
-            segments = [self.segment_kv(s) for s in layout.segments[:-1] if len(s)]
+            found = [self._segment_kv(s) for s in layout.segments[:-1] if len(s)]
+            segments, from_store = [entry for entry, _ in found], tuple(hit for _, hit in found)
             timings["store_read"] = time.perf_counter() - clock
             clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
             cache = self._placed(assemble(self.config, segments, capacity, recycle))
@@ -143,7 +151,7 @@ class Engine:
         return Prefill(
             cache=cache, first_token=int(np.argmax(last)), last_logits=last, next_position=layout.total,
             selected=np.asarray(selected[selected < layout.num_context], np.int64), num_context=layout.num_context,
-            timings=timings,
+            timings=timings, from_store=from_store,
         )
 
     # -- decoding -----------------------------------------------------------------------

@@ -39,6 +39,18 @@ def truncate_middle(tokens: np.ndarray, limit: int) -> np.ndarray:
     return np.concatenate([tokens[:head], tokens[len(tokens) - (limit - head):]])
 
 
+def chat_around(tokenizer: PromptTokenizer, instruction: str, question: str) -> tuple[str, str]:
+    """(opening, closing) of the chat template around a user turn ``instruction`` + context + ``question``:
+    what goes before the context (instruction included) and after it (question and the assistant's turn)."""
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": instruction + _PLACEHOLDER + question}], add_generation_prompt=True
+    )
+    if rendered.count(_PLACEHOLDER) != 1:
+        raise ValueError("the chat template altered the user message; rerun with --no-chat")
+    before, after = rendered.split(_PLACEHOLDER)
+    return before, after
+
+
 def build_rag_prompt(
     tokenizer: PromptTokenizer, instruction: str, context: str, question: str, answer_prefix: str,
     chunk_tokens: int, chat: bool = True, max_prompt_tokens: int | None = None,
@@ -48,12 +60,7 @@ def build_rag_prompt(
     With ``max_prompt_tokens``, an over-long context loses its middle (LongBench's truncation).
     """
     if chat:
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": instruction + _PLACEHOLDER + question}], add_generation_prompt=True
-        )
-        if rendered.count(_PLACEHOLDER) != 1:
-            raise ValueError("the chat template altered the user message; rerun with --no-chat")
-        before, after = rendered.split(_PLACEHOLDER)
+        before, after = chat_around(tokenizer, instruction, question)
         prefix_ids = tokenizer.encode(before, add_bos=False)
         query_ids = tokenizer.encode(after + answer_prefix, add_bos=False)
     else:
