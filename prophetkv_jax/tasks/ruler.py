@@ -59,7 +59,9 @@ QA_TEMPLATE = (
 QA_ANSWER = " Answer:"
 # Bumped whenever a template or a generator changes what a seed renders (part of a run's settings digest).
 # 3: RULER's full key pool (912 adjectives x 6,782 nouns; was the first 300 of each) and word lists.
-TEMPLATE_VERSION = 3
+# 4: vt and fwe sized by RULER's stepped rule (was: the largest size that fits); vt's one-shot example
+#    sized alone, without the chat template's tokens, with vt's answer budget reserved as RULER does.
+TEMPLATE_VERSION = 4
 
 
 def singular(template: str) -> str:
@@ -92,7 +94,8 @@ NIAH = {
 GENERATION_BUDGET = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
 TASKS = (*NIAH, "vt", "cwe", "fwe", "qa_1", "qa_2")
 DEPTHS = [round(100 * i / 39) for i in range(40)]  # RULER's 40 evenly spaced depth percentages
-VT_EXAMPLE_TOKENS = 500  # RULER sizes vt's one-shot example to this prompt length
+VT_EXAMPLE_TOKENS = 500  # RULER sizes vt's one-shot example, answer budget included, to this length
+VT_EXAMPLE_STEP, VT_STEP = 5, 10  # noise rows per sizing step: RULER's `incremental` for the example and the task
 
 
 # ----------------------------------------------------------------------------- sources
@@ -159,6 +162,24 @@ def largest_fitting(build: Callable[[int], Sample], count_tokens: CountTokens, b
         else:
             high = mid
     sample = build(low)
+    if count_tokens(sample.prompt) > budget:
+        raise ValueError(f"the context is too short for even an empty {sample.task} haystack "
+                         f"({budget} tokens left for the prompt)")
+    return sample
+
+
+def stepped_fitting(build: Callable[[int], Sample], count_tokens: CountTokens, budget: int, first: int,
+                    step: int) -> Sample:
+    """RULER's linear sizing (vt, fwe): from ``first`` up in steps of ``step`` while the prompt stays under
+    ``budget``, then one step back, and further back while it is over. RULER's prompts end up to a step short
+    of the budget, so fidelity numbers on them compare with RULER's own."""
+    n = first
+    while count_tokens(build(n).prompt) < budget:
+        n += step
+    n -= step
+    while n > 0 and count_tokens(build(n).prompt) > budget:
+        n -= step
+    sample = build(max(n, 0))
     if count_tokens(sample.prompt) > budget:
         raise ValueError(f"the context is too short for even an empty {sample.task} haystack "
                          f"({budget} tokens left for the prompt)")
@@ -258,7 +279,8 @@ def _vt_text(chains: list[list[str]], n: int, local: random.Random) -> str:
 
 
 def _vt_example(index: int, rng: random.Random, count: CountTokens, num_hops: int) -> str:
-    """RULER's one-shot example: a solved 3-letter-name chain in noise filling 500 tokens."""
+    """RULER's one-shot example: a solved 3-letter-name chain in noise, sized alone (no chat template) so that
+    it and vt's answer budget fill 500 tokens."""
     (names,), chains = _chains(rng, 1, num_hops, name_length=3)
     value = chains[0][0].split("= ")[-1]
     head, tail = VT_TEMPLATE.format(context="\0", query=value).split("\0")
@@ -268,7 +290,11 @@ def _vt_example(index: int, rng: random.Random, count: CountTokens, num_hops: in
         context = _vt_text(chains, n, random.Random(f"vt-example-rows-{index}-{n}"))
         return Sample("vt", index, head, context, tail, answer, (), "string_match_all", 0)
 
-    example = largest_fitting(build, count, VT_EXAMPLE_TOKENS, start=16)
+    def alone(text: str) -> int:  # ``count`` adds the chat template's tokens, which RULER leaves out here
+        return count(text) - count("")
+
+    example = stepped_fitting(build, alone, VT_EXAMPLE_TOKENS - GENERATION_BUDGET["vt"], first=VT_EXAMPLE_STEP,
+                              step=VT_EXAMPLE_STEP)
     return example.prompt + "\n"
 
 
@@ -286,7 +312,7 @@ def _vt(
                       VT_ANSWER.format(num_v=num_hops + 1, query=value), tuple(groups[0]), "string_match_all",
                       GENERATION_BUDGET["vt"], {"chains": chains})
 
-    return largest_fitting(build, count, budget, start=64)
+    return stepped_fitting(build, count, budget, first=VT_STEP, step=VT_STEP)
 
 
 def _numbered(words: list[str]) -> str:
@@ -349,7 +375,8 @@ def _fwe(index: int, rng: random.Random, count: CountTokens, budget: int, alpha:
         return Sample("fwe", index, head, " ".join(stream), question, FWE_ANSWER, tuple(coded[1:4]),
                       "string_match_all", GENERATION_BUDGET["fwe"], {"counts": dict(zip(coded[1:4], counts[1:4]))})
 
-    return largest_fitting(build, count, budget, start=64)
+    context = budget + GENERATION_BUDGET["fwe"]  # RULER starts and steps from the whole context length
+    return stepped_fitting(build, count, budget, first=context // word_length, step=max(context // 32, 1))
 
 
 def _read_qa(task: str, path: str | None) -> list[tuple[str, list[str], list[str]]]:

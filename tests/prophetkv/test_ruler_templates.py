@@ -89,7 +89,7 @@ EXPECTED = {
          'sticky-die mentioned in the provided text? The special magic numbers for honorable-geography, '
          'fertile-hepatitis, deafening-gambling, and sticky-die mentioned in the provided text are'),
     )),
-    'vt': (430, ('BSYMD', 'TAVPP', 'XNUSO', 'NSHOM', 'OJWWZ'), (
+    'vt': (427, ('BSYMD', 'TAVPP', 'XNUSO', 'NSHOM', 'OJWWZ'), (
         'Memorize and track the chain(s) of variable assignment hidden in the following text.\n',
         '\n',
         'VAR CGQ = 35417\n',
@@ -153,18 +153,19 @@ EXPECTED = {
          'often in the list are:'),
     )),
     'fwe': (280, ('fatheb', 'rpvbor', 'wnojon'), (
-        ('Read the following coded text and track the frequency of each coded word. Find the three most frequently '
-         'appeared coded words. ... ... rpvbor ... ... ... ... fatheb wnojon ... ... ... ... fatheb fatheb ... ... ... '
-         '... ... wnojon ... fatheb rpvbor ... ... ... ... fatheb ... ... fatheb ... ... ... ... ... ... fatheb ... '
-         '... fatheb ... wnojon ... ... fatheb ... wnojon ... ... fatheb ... ... ... ... fatheb fatheb ... ... ... ... '
-         '... rpvbor ... ... rpvbor ... ... wnojon ... ... ... ... ... rpvbor ... rpvbor rpvbor ... ... ... ... ... '
-         'fatheb ... ... fatheb fatheb ... ... ... fatheb ... ... rpvbor fatheb ... rpvbor fatheb ... rpvbor ... ... '
-         'fatheb ... ... ... fatheb ... ... ... ... ... ... ... ... ... fatheb ... fatheb ... ... fatheb ... ... ... '
-         '... ... ... ... wnojon ... ... ... ... ... ... ... fatheb ... ... ... ... rpvbor fatheb rpvbor ... fatheb '
-         'fatheb fatheb ... ... ... ... rpvbor ... ... ... wnojon ... fatheb ... ... ... ... ... ... ... fatheb ...\n'),
-        ("Question: Do not provide any explanation. Please ignore the dots '....'. What are the three most frequently "
-         "appeared words in the above coded text? Answer: According to the coded text above, the three most frequently "
-         "appeared words are:")
+        ('Read the following coded text and track the frequency of each coded word. Find the three most '
+         'frequently appeared coded words. wnojon wnojon ... ... ... ... ... rpvbor ... fatheb fatheb ... ... ... '
+         '... ... ... fatheb ... ... ... ... ... fatheb ... ... fatheb ... ... ... ... ... ... wnojon fatheb '
+         'fatheb ... ... ... ... fatheb fatheb ... ... fatheb wnojon ... rpvbor fatheb fatheb ... ... ... rpvbor '
+         '... ... ... ... ... ... ... ... ... rpvbor ... rpvbor ... ... ... ... ... ... ... ... rpvbor ... rpvbor '
+         'rpvbor ... ... ... ... ... wnojon ... ... ... fatheb ... ... ... fatheb ... ... ... fatheb ... rpvbor '
+         'fatheb ... rpvbor ... ... fatheb ... ... ... fatheb ... fatheb ... ... ... ... ... ... ... fatheb ... '
+         'fatheb ... ... fatheb ... ... ... fatheb ... ... ... wnojon ... ... ... ... ... ... ... fatheb ... ... '
+         '... ... rpvbor fatheb rpvbor ... fatheb fatheb fatheb ... ... ... ... rpvbor ... ... ... wnojon ... '
+         'fatheb ... ... ... ... ... ... ... fatheb ...\n'),
+        ("Question: Do not provide any explanation. Please ignore the dots '....'. What are the three most "
+         'frequently appeared words in the above coded text? Answer: According to the coded text above, the three '
+         'most frequently appeared words are:')
     )),
     'qa_1': (112, ('55',), (
         ('Answer the question based on the given documents. Only give me the answer and do not output any other '
@@ -227,7 +228,11 @@ def sources(tmp_path_factory):
 
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_one_sample_of_every_task_renders_rulers_text(task, sources, monkeypatch):
-    monkeypatch.setattr(ruler, "VT_EXAMPLE_TOKENS", 200)  # RULER's 500 would make vt's example page-long
+    # vt in steps of one noise row and a 230-token example (RULER: 10 and 5 rows, 500) keep the text a page long;
+    # the steps themselves are tested with the sizing, in test_ruler.py
+    monkeypatch.setattr(ruler, "VT_EXAMPLE_TOKENS", 230)
+    monkeypatch.setattr(ruler, "VT_EXAMPLE_STEP", 1)
+    monkeypatch.setattr(ruler, "VT_STEP", 1)
     context, references, lines = EXPECTED[task]
     sample = ruler.generate(task, 1, context, lambda text: len(text.split()), seed=7,
                             haystack_dir=str(sources), squad_path=str(sources / "squad.json"),
