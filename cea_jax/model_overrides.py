@@ -51,14 +51,15 @@ def _describe(hint: Any) -> str:
     return {float: "a finite number", type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def check_override(key: str, value: Any) -> None:
-    """ValueError naming ``--set KEY`` unless ``value`` has the type of the model config field ``key``.
+def check_override(key: str, value: Any, source: str = "--set") -> None:
+    """ValueError naming ``source KEY`` (the flag, or the file it was read from) unless ``value`` has the
+    type of the model config field ``key``.
 
     Unknown keys pass here: ``get_config`` names them with the list of known ones.
     """
     hint = _HINTS.get(key.removeprefix("adapter."))
     if hint is not None and not _matches(value, hint):
-        raise ValueError(f"--set {key}: expected {_describe(hint)}, got {type(value).__name__} {json.dumps(value)}")
+        raise ValueError(f"{source} {key}: expected {_describe(hint)}, got {type(value).__name__} {json.dumps(value)}")
 
 
 def _device_memory() -> tuple[int, str]:

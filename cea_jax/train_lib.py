@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,7 +335,7 @@ def _train_loop(workdir: Path, spec: wd.ModelSpec, config: TrainConfig, mesh: Me
                     val = validate(model_config, state["params"], val_records)
                     _check_finite(val, step)
                     row = {**row, **val}
-                    bar.write(f"step {step}: val PSNR {val['val_psnr']:.2f} dB")
+                    bar.write(f"step {step}: val PSNR {val['val_psnr']:.2f} dB", file=sys.stderr)  # stdout: the result
                     if host == 0:
                         append_jsonl(metrics_path, {"step": step, **val})
                 if step % config.checkpoint_every == 0 and step < config.steps:

@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 
 from cea_jax.checkpoint_saves import remove_unfinished_saves
 from cea_jax.configs import ModelConfig, get_config
+from cea_jax.model_overrides import check_override
 from cea_jax.run_lock import holds_lock
 from cea_jax.summary import abstract_params
 from runkit.files import atomic_write
@@ -95,8 +96,10 @@ def _read_payload(workdir: Path) -> dict[str, Any]:
         ModelSpec.from_json(payload["model"])
         if not isinstance(payload["train"], dict):
             raise TypeError("'train' is not an object")
+        for key, value in payload["model"]["overrides"].items():  # a hand edit gets --set's type check
+            check_override(key, value, source="override")
         return payload
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as err:
         raise WorkdirError(f"{path}: unreadable run config ({err})") from None
 
 

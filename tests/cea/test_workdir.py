@@ -298,3 +298,14 @@ def test_evaluate_falls_back_past_a_newest_step_of_another_variant(tmp_path, cap
     code = evaluate_cli.main(["--task", "aio3", "--checkpoint", str(step_dir), "--out", str(tmp_path / "e2")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "holds another model than config.json describes" in err
+
+
+def test_a_hand_edited_override_of_the_wrong_type_is_refused_naming_the_file(tmp_path):
+    """config.json's overrides get the type check ``--set`` gets: a float rank would fail deep inside JAX."""
+    spec = wd.ModelSpec("tiny", "cea", (("rank", 2),))
+    wd.save_run_config(tmp_path, spec, {})
+    payload = json.loads((tmp_path / wd.CONFIG_FILE).read_text())
+    payload["model"]["overrides"]["rank"] = 1e9
+    (tmp_path / wd.CONFIG_FILE).write_text(json.dumps(payload))
+    with pytest.raises(wd.WorkdirError, match=r"config.json: unreadable run config \(override rank: expected int"):
+        wd.load_run_config(tmp_path)
