@@ -43,18 +43,23 @@ def _cell(row: dict, metric: str, higher: bool) -> str:
 def task_table(runs: list[Path]) -> str:
     """Per task and run: mean KL of the four selectors, the closest, and ProphetKV against each baseline
     (prompts where ProphetKV is closer, the Holm-adjusted verdict and p)."""
+    return records_task_table([load_records(run / "records.jsonl") for run in runs])
+
+
+def records_task_table(runs: list[list[dict]]) -> str:
+    """``task_table`` of runs given as their records (one Holm family per run's record list)."""
     lines = ["| task | chunk | mean KL: " + " / ".join(CONTENDERS) + " | lowest KL | highest top-1 | "
              + " | ".join(f"KL: ProphetKV vs {b}" for b in TESTED_AGAINST) + " |",
              "|---|---|---|---|---|" + "---|" * len(TESTED_AGAINST)]
     per_run = []
-    for run in runs:
-        summary = report.summarize(load_records(run / "records.jsonl"))
+    for records in runs:
+        summary = report.summarize(records)
         rows = [r for r in summary["rows"] if r["method"] in CONTENDERS]
-        per_run.append((run, rows, task_report.winners(rows), summary["task_paired"]))
+        per_run.append((records, rows, task_report.winners(rows), summary["task_paired"]))
     tasks = sorted({r["task"] for _, rows, _, _ in per_run for r in rows})
     for task in tasks:
-        for run, rows, best, paired in per_run:
-            chunk = load_records(run / "records.jsonl")[0]["settings"]["chunk_tokens"]
+        for records, rows, best, paired in per_run:
+            chunk = records[0]["settings"]["chunk_tokens"]
             kl = {r["method"]: r["kl"] for r in rows if r["task"] == task}
             ratio = next(r["ratio"] for r in rows if r["task"] == task and r["method"] == "prophetkv")
             tests = {p["method"]: p for p in paired if p["task"] == task}

@@ -13,9 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.prophetkv_ruler_fidelity import compare, per_task
-from experiments.prophetkv_ruler_fidelity.configs import COMPARED, HEADLINE, RUNS
+from experiments.prophetkv_ruler_fidelity import compare, per_task, resized
+from experiments.prophetkv_ruler_fidelity.configs import COMPARED, HEADLINE, RESIZED, RUNS
+from prophetkv_jax import report
 from prophetkv_jax.evaluation import write_outputs
+from prophetkv_jax.tasks import ruler
 from runkit.files import atomic_write
 from runkit.records import SettingsMismatch, check_settings, load_records
 
@@ -63,36 +65,66 @@ PER_TASK_KEY = ("Mean KL of the four row-selecting methods per task, the method 
                 "the Holm p of the per-task family. Top-1 and same-answer tests per task are on each run's page.")
 
 
-def deviations_section(found: dict) -> str:
-    """How the headline prompts differ from NVIDIA RULER's, from deviations.json (``deviations.py``)."""
+RESIZED_KEY = ("Each method's KL(full ‖ ·) on the resized prompt minus its KL on the template-3 twin (same seed: "
+               "same chains and coded words, another haystack length), paired by prompt, 25 prompts per row, 95% "
+               "bootstrap interval of the mean change.")
+
+
+def _split_cell(found: dict) -> str:
     split = found["segment_split"]
     changed = {t: v for t, v in split.items() if v["prompts_changed"]}
-    vt, chat, fwe = found["vt_example_tokens"], found["chat"], found["fwe"]
-    fewer = [f["tokens_ours"] - f["tokens_ruler"] for f in fwe]
-    words = [f["words_ours"] - f["words_ruler"] for f in fwe]
-    slack = [f["budget"] - f["tokens_ours"] for f in fwe]
     differences = lambda v: ", ".join(  # noqa: E731
         f"{d:+d} on {v['whole_minus_segments'].count(d)}" for d in sorted(set(v["whole_minus_segments"])))
+    return ("tokenising the whole prompt gives other ids on "
+            + "; ".join(f"{t}: {v['prompts_changed']} of {v['prompts']} (tokens whole − as segments: {differences(v)})"
+                        for t, v in changed.items()) + f"; every other task: 0 of {found['samples_per_task']}")
+
+
+def deviations_section(found: dict, before: dict) -> str:
+    """How the headline prompts differ from NVIDIA RULER's, now (deviations.json) and with template 3
+    (deviations_template3.json), both written by ``deviations.py``."""
+    vt_then, vt_now, chat = before["vt_example_tokens"], found["vt_example_tokens"], found["chat"]
+    fwe = before["fwe"]
+    fewer = [f["tokens_ours"] - f["tokens_ruler"] for f in fwe]
+    slack = [f["budget"] - f["tokens_ours"] for f in fwe]
+    below = found["below_budget"]
+    spread = lambda d: f"{d['min']}-{d['max']} (mean {d['mean']:.0f})"  # noqa: E731
     rows = [
-        "| deviation | measured on the headline prompts | fixed? |", "|---|---|---|",
-        "| segments (prefix, context, query) are tokenised apart | tokenising the whole prompt gives other ids on "
-        + "; ".join(f"{t}: {v['prompts_changed']} of {v['prompts']} (tokens whole − as segments: {differences(v)})"
-                    for t, v in changed.items())
-        + f"; every other task: 0 of {found['samples_per_task']} | no: chunk KVs are reused only if each segment's "
-        "tokens do not depend on its neighbours |",
-        f"| vt's one-shot example is sized with the chat template's {vt['chat_overhead']} tokens counted in | the "
-        f"example alone is {vt['min']}-{vt['max']} tokens (mean {vt['mean']:.0f}) against RULER's {vt['budget']} | "
-        "not yet: changes every vt prompt (needs a TEMPLATE_VERSION bump and the headline runs redone) |",
-        f"| SmolLM2's own chat template and system prompt wrap every prompt | {chat['overhead_tokens']} tokens per "
-        f"prompt, counted in the context length: `{chat['empty_turn']!r}` | kept: the model is a chat model; "
-        "RULER also applies a model template (`--no-chat` turns it off) |",
-        f"| fwe fills the largest word count that fits, where RULER steps by context/32 words and backs off one "
-        f"step | our fwe prompts end {min(slack)}-{max(slack)} tokens below the budget; RULER's rule would drop "
-        f"{min(words)}-{max(words)} words (mean {sum(words) / len(words):.1f}), {min(fewer)}-{max(fewer)} tokens "
-        f"(mean {sum(fewer) / len(fewer):.1f}) per prompt | not yet: changes every fwe prompt (as above) |"]
-    return (f"Measured on the {found['run']} prompts (the same in both 2048-token runs) by "
-            "`python -m experiments.prophetkv_ruler_fidelity.deviations` (tokenizer only), written to "
-            "deviations.json.\n\n" + "\n".join(rows))
+        "| deviation | template 3 (first runs) | template 4 (headline now) | fixed? |", "|---|---|---|---|",
+        f"| segments (prefix, context, query) are tokenised apart | {_split_cell(before)} | {_split_cell(found)} | no: "
+        "chunk KVs are reused only if each segment's tokens do not depend on its neighbours |",
+        f"| vt's one-shot example size | sized with the chat template's {vt_then['chat_overhead']} tokens counted in "
+        f"against {vt_then['budget']}: the example alone {spread(vt_then)} tokens | sized alone, as RULER strips the "
+        f"model template from it, against {vt_now['budget']} less vt's {vt_now['answer_budget']}-token answer budget "
+        f"(RULER reserves it too) in RULER's steps of {ruler.VT_EXAMPLE_STEP} noise rows: {spread(vt_now)} tokens | "
+        "yes |",
+        f"| SmolLM2's own chat template and system prompt wrap every prompt | {before['chat']['overhead_tokens']} "
+        f"tokens per prompt | {chat['overhead_tokens']} tokens per prompt, counted in the context length: "
+        f"`{chat['empty_turn']!r}` | kept: the model is a chat model; RULER also applies a model template "
+        "(`--no-chat` turns it off) |",
+        f"| vt and fwe haystack size | the largest that fits: fwe ends {min(slack)}-{max(slack)} tokens below the "
+        f"budget, where RULER's steps of context/32 words with one step back would have made it "
+        f"{min(fewer)}-{max(fewer)} tokens shorter (mean {sum(fewer) / len(fewer):.1f}) | RULER's steps with one step "
+        f"back (fwe: context/32 words from context/6; vt: {ruler.VT_STEP} noise rows): prompts end "
+        + "; ".join(f"{task} {spread(d)}" for task, d in below.items()) + " tokens below the budget | yes |"]
+    return (f"Measured on the headline prompts (NIAH from {found['runs'][0]}, vt and fwe from {found['runs'][1]}; "
+            "the same prompts at both chunk sizes) by `python -m experiments.prophetkv_ruler_fidelity.deviations` "
+            "(tokenizer only), written to deviations.json; the template-3 column is the same measurement made before "
+            "the change (deviations_template3.json).\n\n" + "\n".join(rows))
+
+
+def split_effect_section(found: dict) -> str:
+    """What tokenising the segments apart does to full prefill itself (split_effect.json, ``split_effect.py``)."""
+    lines = ["Full prefill on the segments as reused against full prefill on the same text tokenised whole "
+             "(RULER's prompt), teacher-forced on the whole prompt's own greedy answer "
+             "(`python -m experiments.prophetkv_ruler_fidelity.split_effect`, split_effect.json), on every headline "
+             "prompt whose ids differ; beside it, the mean KL of ProphetKV and EPIC on the same prompts (128-token "
+             "chunks):\n", "| task | prompts | KL(whole ‖ segments): mean / max | top-1 agreement | "
+             "ProphetKV's KL | EPIC's KL |", "|---|---|---|---|---|---|"]
+    for task, t in found["per_task"].items():
+        lines.append(f"| {task} | {t['prompts']} | {t['mean_kl']:.4f} / {t['max_kl']:.4f} | "
+                     f"{100 * t['mean_top1']:.1f}% | {t['mean_prophetkv_kl']:.3f} | {t['mean_epic_kl']:.3f} |")
+    return "\n".join(lines)
 
 
 def experiment_page(out: Path) -> Path:
@@ -109,16 +141,62 @@ def experiment_page(out: Path) -> Path:
                      f"{name}` | {settings['context']} | {settings['chunk_tokens']} | "
                      f"{', '.join(f'{r:g}' for r in settings['ratios'])} | {settings['samples']} | {count} |")
     headline = [HERE / "runs" / name for name in HEADLINE]
+    redone = [HERE / "runs" / name for name in RESIZED]
     lines += ["\n## Statistics, stated before they are run\n", STATISTICS, "", per_task.shared_prompts(headline),
+              per_task.shared_prompts(redone),
               "\n## Per task at 2048 tokens, both chunk sizes (p = 0.2)\n", PER_TASK_KEY, "",
+              "Template 4 (the headline): the five NIAH tasks from the first runs, vt and fwe from their resized "
+              "runs, one Holm family of 21 per chunk size as before.\n",
+              per_task.records_task_table([resized.merged(HERE / "runs" / old, HERE / "runs" / new)
+                                           for new, old in RESIZED.items()]),
+              "\nTemplate 3 (the first runs, vt and fwe filled to the budget):\n",
               per_task.task_table(headline), "\n## Zero differences: dropped or kept\n",
               per_task.zero_handling(headline),
-              "\n## RULER deviations\n", deviations_section(json.loads((HERE / "deviations.json").read_text())),
+              "\n## RULER deviations\n", deviations_section(*(json.loads((HERE / f"{name}.json").read_text())
+                                                              for name in ("deviations", "deviations_template3"))),
+              "\n### What tokenising the segments apart does to the reference\n",
+              split_effect_section(json.loads((HERE / "split_effect.json").read_text())),
+              "\n### What resizing vt and fwe did to the KL\n", RESIZED_KEY, "",
+              resized.effect_table([(HERE / "runs" / old, HERE / "runs" / new) for new, old in RESIZED.items()]),
               "\n## Which of length and chunk size moves the KL ranking (p = 0.2)\n",
               compare.table([HERE / "runs" / name for name in COMPARED]),
               "\n## Ratio sweep\n", "![ratio sweep: accuracy and KL vs p](runs/ruler_1024_sweep/ratio_sweep.png)\n"]
     atomic_write(out / "results.md", "\n".join(lines))
     return out / "results.md"
+
+
+README = HERE.parents[1] / "README.md"
+README_MARKS = ("<!-- ruler-headline: generated by python -m experiments.prophetkv_ruler_fidelity.report -->",
+                "<!-- /ruler-headline -->")
+HEADLINE_ORDER = ("full", "naive", "cacheblend", "epic", "kvshare", "prophetkv", "prophetkv_chunks")
+
+
+def headline_table() -> str:
+    """The README's pooled table: each method's task-averaged metrics at both chunk sizes (template 4)."""
+    columns = [{(a["method"], a["ratio"]): a for a in report.summarize(
+        resized.merged(HERE / "runs" / old, HERE / "runs" / new))["averages"]} for new, old in RESIZED.items()]
+    chunks = " / ".join(str(load_records(HERE / "runs" / new / "records.jsonl")[0]["settings"]["chunk_tokens"])
+                        for new in RESIZED)
+    lines = [f"| method (chunk {chunks}) | score | KL(full ‖ method) | top-1 agreement | same answer | "
+             "oracle overlap |",
+             "|---|---|---|---|---|---|"]
+    for method, ratio in sorted(columns[0], key=lambda k: HEADLINE_ORDER.index(k[0])):
+        rows = [column[(method, ratio)] for column in columns]
+        both = lambda field, show: " / ".join("-" if r[field] is None else show(r[field]) for r in rows)  # noqa: E731
+        lines.append(f"| {method}{'' if ratio is None else f'@{ratio:g}'} | {both('score', lambda v: f'{v:.1f}')} | "
+                     f"{both('kl', lambda v: f'{v:.4f}')} | {both('top1_agreement', lambda v: f'{100 * v:.1f}%')} | "
+                     f"{both('same_answer', lambda v: f'{100 * v:.1f}%')} | "
+                     f"{both('oracle_overlap', lambda v: f'{100 * v:.1f}%')} |")
+    return "\n".join(lines)
+
+
+def with_headline(readme: str) -> str:
+    """``readme`` with the text between its headline marks replaced by ``headline_table()``."""
+    start, end = README_MARKS
+    if readme.count(start) != 1 or readme.count(end) != 1:
+        raise SystemExit(f"{README}: expected the marks {start!r} and {end!r} once each")
+    head, rest = readme.split(start)
+    return head + start + "\n" + headline_table() + "\n" + end + rest.split(end, 1)[1]
 
 
 def write_pages(out: Path = HERE) -> list[Path]:
@@ -136,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         rewrite_run(run, run)
     if not args.runs:
         write_pages(args.out)
+        atomic_write(README, with_headline(README.read_text()))
+        print(f"{README}: RULER headline table rewritten")
     return 0
 
 

@@ -5,8 +5,8 @@ variable_tracking.py, common_words_extraction.py, freq_words_extraction.py, qa.p
 synthetic.yaml): the same templates (singular wording when one value is asked), needle
 format, answer prefixes, "\n"-joined noise and needle haystacks, vt's one-shot example,
 cwe's few-shot example, fwe's Zipf counts, word sources (wonderwords' full adjective and noun
-lists: 912 x 6,782 keys) and generation budgets. What still differs is listed once, in
-README.md ("What still differs from NVIDIA RULER").
+lists: 912 x 6,782 keys), generation budgets, and how vt and fwe are sized (RULER's steps).
+What still differs is listed once, in docs/prophetkv/usage.md ("What still differs from RULER").
 """
 
 from __future__ import annotations

@@ -34,3 +34,10 @@ def test_the_committed_pages_are_generated_from_the_records(name, tmp_path):
         assert page.read_text() == committed.read_text(), f"{committed} differs from its report's output"
         for figure in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", page.read_text()):
             assert (page.parent / figure).is_file(), f"{page.relative_to(tmp_path)}: {figure} not written"
+
+
+def test_the_readme_ruler_table_is_the_reports_output():
+    from experiments.prophetkv_ruler_fidelity import report
+
+    readme = (ROOT / "README.md").read_text()
+    assert report.with_headline(readme) == readme, "README's RULER table differs from the report's output"
