@@ -184,8 +184,12 @@ def measure(engine: Engine, tokenizer, sample, prompt: RagPrompt, ratio: float) 
 def run_samples(run: Path, keys: list[tuple[str, int]], tokenizer, settings: dict[str, Any]) -> dict:
     """The run's samples at ``keys``, generated with its settings (and its template version's key pool)."""
     version = settings["template_version"]
-    if version not in (2, ruler.TEMPLATE_VERSION):
-        refuse(f"{run}: template_version {version} cannot be rebuilt (2 or {ruler.TEMPLATE_VERSION})")
+    if version not in (2, 3, ruler.TEMPLATE_VERSION):
+        refuse(f"{run}: template_version {version} cannot be rebuilt (2 to {ruler.TEMPLATE_VERSION})")
+    resized = sorted({task for task, _ in keys if version < 4 and task in ruler.RESIZED_IN_4})
+    if resized:
+        refuse(f"{run}: its {', '.join(resized)} prompts (template_version {version}) cannot be rebuilt: "
+               "template 4 sizes them otherwise")
     saved = ruler._WORDS
     if version == 2:
         ruler._WORDS = legacy_key_pool()

@@ -62,6 +62,7 @@ QA_ANSWER = " Answer:"
 # 4: vt and fwe sized by RULER's stepped rule (was: the largest size that fits); vt's one-shot example
 #    sized alone, without the chat template's tokens, with vt's answer budget reserved as RULER does.
 TEMPLATE_VERSION = 4
+RESIZED_IN_4 = ("vt", "fwe")  # every other task renders as in template 3 (and 2, with its key pool)
 
 
 def singular(template: str) -> str:

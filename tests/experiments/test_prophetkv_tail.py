@@ -1,5 +1,7 @@
 """The prophetkv_tail experiment: which prompts it picks and how it labels and weighs context rows."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,11 @@ def test_the_summary_averages_measures_not_the_rows_settings():
     assert summary["tail"] == pytest.approx({"prompts": 2, "prophetkv.kl": 0.6, "prophetkv_chunks.kl": 0.6,
                                              "best_baseline_kl": 0.1})
     assert summary["tail_still_above_with_chunk_only"] == 2
+
+
+def test_prompts_that_template_4_resized_are_not_rebuilt_for_an_older_run(capsys):
+    """A template-3 run's vt/fwe prompts would come out of today's generator another length: refused."""
+    with pytest.raises(SystemExit) as stopped:
+        script.run_samples(Path("runs/old"), [("niah_single_1", 0), ("vt", 3)], None, {"template_version": 3})
+    assert stopped.value.code == 2
+    assert "its vt prompts (template_version 3) cannot be rebuilt" in capsys.readouterr().err
