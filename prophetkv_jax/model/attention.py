@@ -33,19 +33,37 @@ BLOCK_ROWS, BLOCK_KEYS = 256, 256
 FEW_ROWS = 128
 
 
-def write_rows(stack: jax.Array, layer: jax.Array, targets: jax.Array, values: jax.Array) -> jax.Array:
-    """``stack`` [L, S, ...] with ``values`` written at slots ``targets`` of layer ``layer``, in place
-    (targets out of range are dropped: padding rows).
+def platform() -> str:
+    """The backend kernels are chosen for: one place, so a test can lower a pass as a GPU would run it."""
+    return jax.default_backend()
 
-    XLA:CPU scatters 16-bit floats by converting the whole stack to fp32 and back, two passes over
+
+def packs_bits(dtype: Any) -> bool:
+    """Whether a cache stack of ``dtype`` goes through the layers as its uint16 bits (``pack``).
+
+    XLA:CPU scatters 16-bit floats by converting the whole stack to fp32 and back, and converts a
+    bf16 stack to its bits and back around every scatter inside the layer loop: several passes over
     every layer's cache for each layer's few rows (measured: most of a 16-row pass over a 4K bf16
-    cache); scattering their bits as uint16 writes only the rows. Other backends scatter in place."""
-    values = values.astype(stack.dtype)
-    if stack.dtype.itemsize != 2 or jax.default_backend() != "cpu":
-        return stack.at[layer, targets].set(values, mode="drop")
-    bits = jax.lax.bitcast_convert_type(stack, jnp.uint16).at[layer, targets].set(
-        jax.lax.bitcast_convert_type(values, jnp.uint16), mode="drop")
-    return jax.lax.bitcast_convert_type(bits, stack.dtype)
+    cache). Carried as bits, each layer scatters only its rows. Other backends scatter in place."""
+    return jnp.dtype(dtype).itemsize == 2 and platform() == "cpu"
+
+
+def pack(stack: jax.Array) -> jax.Array:
+    """The stack as the layer loop carries it: its uint16 bits where ``packs_bits``, else itself."""
+    return jax.lax.bitcast_convert_type(stack, jnp.uint16) if packs_bits(stack.dtype) else stack
+
+
+def unpack(stack: jax.Array, dtype: Any) -> jax.Array:
+    """``pack`` undone: the stack (or a slice of it) in the cache's ``dtype``."""
+    return stack if stack.dtype == jnp.dtype(dtype) else jax.lax.bitcast_convert_type(stack, jnp.dtype(dtype))
+
+
+def write_rows(stack: jax.Array, layer: jax.Array, targets: jax.Array, values: jax.Array) -> jax.Array:
+    """``stack`` [L, S, ...] (as stored, or ``pack``-ed) with ``values`` (in the cache's dtype) written at
+    slots ``targets`` of layer ``layer``, in place; targets out of range are dropped (padding rows)."""
+    if stack.dtype == jnp.uint16 and values.dtype != jnp.uint16:
+        values = jax.lax.bitcast_convert_type(values, jnp.uint16)
+    return stack.at[layer, targets].set(values.astype(stack.dtype), mode="drop")
 
 
 def _block(size: int, wanted: int) -> int:
