@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prophetkv_jax.model import weights
+from prophetkv_jax.model import attention, weights
 from prophetkv_jax.model.attention import (
     blocked_attention,
     choose_kernel,
@@ -28,7 +28,6 @@ from prophetkv_jax.model.attention import (
     group_key_lengths,
     mask_bias,
     pack,
-    platform,
     row_groups,
     unpack,
     write_rows,
@@ -268,8 +267,9 @@ def prepare_rows(
         valid=cache.valid.at[targets].set(True, mode="drop"),
     )
     kernel = choose_kernel(
-        platform(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
+        attention.platform(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
         causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity, rows=positions.shape[0],
+        slots=cache.capacity, heads=config.num_heads, kv_heads=config.num_kv_heads,
     )
     bias = key_lengths = None
     if kernel.endswith("masked"):
