@@ -222,6 +222,10 @@ def markdown(payload: dict) -> str:
                   f"{p['recompute_s']:.4f} ({r['recomputed_rows']})") if p else "- | - | - | - | -"
         lines.append(f"| {r['context']} | {r['method']} | {r['ttft_s']:.4f} | {r['speedup_vs_fastest_full']:.2f}x | "
                      f"{share} | {phases} |")
+    kernels = sorted({f"{k['rows']} rows x {k['slots']} slots{' (Stage I)' if k['stage_one'] else ''}: {k['kernel']}"
+                      for k in payload.get("kernels", [])})
+    lines += [f"\nkernels: {'; '.join(kernels)}"] if kernels else []
+    lines += [f"\n{k['fallback']}" for k in payload.get("kernels", []) if k["fallback"]]
     lines += [f"\n{note}" for note in payload["notes"]]
     return "\n".join(lines)
 
@@ -295,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"context {context} skipped: the --budget-s {args.budget_s:.0f} s was spent")
             continue
         results += measure(params, config, context, args, reference, peak, fingerprint)
+        payload["kernels"] = attention.chosen_kernels()  # each pass's kernel, and any cuDNN refusal
         print(f"{context}: done at {time.perf_counter() - clock:.0f} s", flush=True)
         write(payload, args.out, clock)  # after every context: a timeout keeps what finished
     table = write(payload, args.out, clock)

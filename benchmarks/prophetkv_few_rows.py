@@ -5,7 +5,9 @@ about a copy of those bytes. This times ``Engine.prefill`` end to end (store rea
 in the device tier) for naive reuse and ProphetKV@0.2, in fp32 and bf16, on an 8B-width KV layout
 (8 KV heads x head_dim 128, 32 query heads) with the layers scaled down and a narrow hidden/FFN
 (the projections of 16 rows are not what is measured), next to NumPy copying the same KV bytes,
-in the same process. With ``--before DIR`` the same measurement also runs on the checkout in DIR
+in the same process. Each request's process CPU time is recorded too: on a shared machine wall
+times swing with the load (a 3.4x gap between two checkouts once came from that alone), CPU time much
+less. With ``--before DIR`` the same measurement also runs on the checkout in DIR
 (an older commit), in a child process right after, so both land in one JSON.
 
     python -m benchmarks.prophetkv_few_rows --before /tmp/before --out benchmarks/results/prophetkv_few_rows.json
@@ -59,15 +61,17 @@ def measure(layers: int, tokens: int, rounds: int, query: int) -> list[dict]:
 
         for method in ("naive", "prophetkv"):
             engine.release(engine.prefill(prompts[0], method, 0.2))  # compiles
-            times, copies = [], []
+            times, copies, cpu = [], [], []
             for prompt in prompts[1:]:
                 copies.append(copy())
+                clock = time.process_time()
                 result = engine.prefill(prompt, method, 0.2)
+                cpu.append(time.process_time() - clock)
                 times.append(result.timings["store_read"] + result.timings["ttft"])
                 engine.release(result)
             out.append({"dtype": dtype, "method": method, "kv_bytes": kv_bytes, "read_plus_ttft_s": min(times),
                         "numpy_copy_s": min(copies), "ratio_to_copy": min(times) / min(copies),
-                        "all_s": times})
+                        "all_s": times, "cpu_s": cpu, "min_cpu_s": min(cpu)})
     return out
 
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("before", "after"):
         for r in payload.get(side, []):
             print(f"{side:6s} {r['dtype']:8s} {r['method']:9s} read+TTFT {r['read_plus_ttft_s']:.3f} s, "
-                  f"copy {r['numpy_copy_s']:.4f} s, {r['ratio_to_copy']:.1f}x")
+                  f"copy {r['numpy_copy_s']:.4f} s, {r['ratio_to_copy']:.1f}x, CPU {r['min_cpu_s']:.3f} s")
     return 0
 
 

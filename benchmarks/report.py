@@ -190,11 +190,12 @@ def roofline_table(payload: dict[str, Any]) -> str:
 
 def few_rows_table(payload: dict[str, Any]) -> str:
     rows = [[side, r["dtype"], r["method"], f"{r['read_plus_ttft_s']:.3f}", f"{r['numpy_copy_s']:.3f}",
-             f"{r['ratio_to_copy']:.1f}x"] for side in ("before", "after") for r in payload[side]]
+             f"{r['ratio_to_copy']:.1f}x", f"{r['min_cpu_s']:.3f}" if "min_cpu_s" in r else "-"]
+            for side in ("before", "after") for r in payload[side]]
     head = (f"{payload['layers']} layers, {payload['tokens']} tokens in {payload['chunk_tokens']}-token chunks, "
             f"{payload['query_tokens']} query tokens, {payload['kv_layout']}.")
     return head + "\n\n" + _table(["code", "dtype", "method", "store read + TTFT (s)", "NumPy copy of the KV (s)",
-                                     "ratio to the copy"], rows)
+                                     "ratio to the copy", "process CPU time (s)"], rows)
 
 
 def ttft_before_after_table(payload: dict[str, Any]) -> str:

@@ -33,19 +33,37 @@ BLOCK_ROWS, BLOCK_KEYS = 256, 256
 FEW_ROWS = 128
 
 
-def write_rows(stack: jax.Array, layer: jax.Array, targets: jax.Array, values: jax.Array) -> jax.Array:
-    """``stack`` [L, S, ...] with ``values`` written at slots ``targets`` of layer ``layer``, in place
-    (targets out of range are dropped: padding rows).
+def platform() -> str:
+    """The backend kernels are chosen for: one place, so a test can lower a pass as a GPU would run it."""
+    return jax.default_backend()
 
-    XLA:CPU scatters 16-bit floats by converting the whole stack to fp32 and back, two passes over
+
+def packs_bits(dtype: Any) -> bool:
+    """Whether a cache stack of ``dtype`` goes through the layers as its uint16 bits (``pack``).
+
+    XLA:CPU scatters 16-bit floats by converting the whole stack to fp32 and back, and converts a
+    bf16 stack to its bits and back around every scatter inside the layer loop: several passes over
     every layer's cache for each layer's few rows (measured: most of a 16-row pass over a 4K bf16
-    cache); scattering their bits as uint16 writes only the rows. Other backends scatter in place."""
-    values = values.astype(stack.dtype)
-    if stack.dtype.itemsize != 2 or jax.default_backend() != "cpu":
-        return stack.at[layer, targets].set(values, mode="drop")
-    bits = jax.lax.bitcast_convert_type(stack, jnp.uint16).at[layer, targets].set(
-        jax.lax.bitcast_convert_type(values, jnp.uint16), mode="drop")
-    return jax.lax.bitcast_convert_type(bits, stack.dtype)
+    cache). Carried as bits, each layer scatters only its rows. Other backends scatter in place."""
+    return jnp.dtype(dtype).itemsize == 2 and platform() == "cpu"
+
+
+def pack(stack: jax.Array) -> jax.Array:
+    """The stack as the layer loop carries it: its uint16 bits where ``packs_bits``, else itself."""
+    return jax.lax.bitcast_convert_type(stack, jnp.uint16) if packs_bits(stack.dtype) else stack
+
+
+def unpack(stack: jax.Array, dtype: Any) -> jax.Array:
+    """``pack`` undone: the stack (or a slice of it) in the cache's ``dtype``."""
+    return stack if stack.dtype == jnp.dtype(dtype) else jax.lax.bitcast_convert_type(stack, jnp.dtype(dtype))
+
+
+def write_rows(stack: jax.Array, layer: jax.Array, targets: jax.Array, values: jax.Array) -> jax.Array:
+    """``stack`` [L, S, ...] (as stored, or ``pack``-ed) with ``values`` (in the cache's dtype) written at
+    slots ``targets`` of layer ``layer``, in place; targets out of range are dropped (padding rows)."""
+    if stack.dtype == jnp.uint16 and values.dtype != jnp.uint16:
+        values = jax.lax.bitcast_convert_type(values, jnp.uint16)
+    return stack.at[layer, targets].set(values.astype(stack.dtype), mode="drop")
 
 
 def _block(size: int, wanted: int) -> int:
@@ -57,7 +75,7 @@ def blocked_attention(
     q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, layer: jax.Array,
     row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array,
     score_rows: jax.Array | None = None, block_rows: int = BLOCK_ROWS, block_keys: int = BLOCK_KEYS,
-    few_rows: int = FEW_ROWS,
+    few_rows: int = FEW_ROWS, skip_blocks: bool | None = None,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Attention of rows q [T, H, hd] over layer ``layer`` of a stacked cache [L, S, KV, hd].
 
@@ -66,6 +84,11 @@ def blocked_attention(
     probabilities summed over the weighted rows: ProphetKV's Stage-I score, from a second
     pass over the visited blocks once each row's normaliser is known. Up to ``few_rows``
     rows go through ``few_rows_attention`` instead.
+
+    ``skip_blocks`` (default: on CPU only) guards each key block with a ``lax.cond`` that skips it
+    when no row of the query block sees it. On an accelerator a conditional per block splits the
+    pass into many small launches; there every block is computed (its mask zeroes what is unseen),
+    so Stage I stays one fused program.
     """
     if q.shape[0] <= few_rows:
         return few_rows_attention(q, k_cache, v_cache, layer, row_positions, key_positions, key_valid, score_rows)
@@ -86,6 +109,10 @@ def blocked_attention(
     first_visible = jnp.min(jnp.where(valid, key_pos, jnp.iinfo(jnp.int32).max), axis=1)  # [nk]
     weights = None if score_rows is None else jnp.asarray(score_rows, jnp.float32).reshape(nq, bq)
     scale = head_dim**-0.5
+    skip = platform() == "cpu" if skip_blocks is None else skip_blocks
+
+    def maybe(j: jax.Array, visible: jax.Array, update: Callable, state: Any) -> Any:
+        return jax.lax.cond(visible[j], update, lambda s: s, state) if skip else update(state)
 
     def key_block(j: jax.Array, qb: jax.Array, qpos: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         start, size = (layer, j * bk, 0, 0), (1, bk, kv_heads, head_dim)
@@ -112,7 +139,7 @@ def blocked_attention(
                 )
                 return m_new, denom * correction + p.sum(axis=-1), acc
 
-            return jax.lax.cond(visible[j], update, lambda s: s, state)
+            return maybe(j, visible, update, state)
 
         stats = jnp.full((kv_heads, group * bq), _MASKED, jnp.float32)
         init = (stats, jnp.zeros_like(stats), jnp.zeros((kv_heads, group * bq, head_dim), jnp.float32))  # bf16 too
@@ -129,7 +156,7 @@ def blocked_attention(
                 p = jnp.where(seen, jnp.exp(logits - log_norm[..., None]), 0.0)
                 return totals.at[j].set((p * row_weight).sum(axis=(0, 1)))
 
-            return jax.lax.cond(visible[j], add, lambda t: t, totals)
+            return maybe(j, visible, add, totals)
 
         return out, jax.lax.fori_loop(0, nk, score, jnp.zeros((nk, bk), jnp.float32))
 
@@ -193,53 +220,78 @@ def few_rows_attention(
 
 
 _GPU_BACKENDS = ("gpu", "cuda", "rocm")
+# Every pass's kernel as chosen when it was traced: (backend, dtype, head_dim, rows, slots, Stage I, causal) ->
+# the kernel, and why a cuDNN kernel was not taken where one was wanted. Read with ``chosen_kernels``.
+_CHOSEN: dict[tuple, dict[str, Any]] = {}
+
+
+def chosen_kernels() -> list[dict[str, Any]]:
+    """The kernel of every pass traced so far in this process, one entry per pass shape (for benchmark records)."""
+    return [dict(entry) for entry in _CHOSEN.values()]
 
 
 def choose_kernel(
     backend: str, dtype: str, head_dim: int, *, wants_scores: bool, causal_prefix: bool, rows: int = FEW_ROWS + 1,
-    cudnn_works: Callable[[str, int], bool] | None = None,
+    slots: int = 0, heads: int = 1, kv_heads: int = 1, cudnn_works: Callable[..., bool] | None = None,
 ) -> str:
-    """The attention kernel for one forward pass over ``rows`` query rows, one of these four:
+    """The attention kernel for one forward pass of ``rows`` query rows over ``slots`` slots, one of four:
 
     * ``blocked`` (``blocked_attention``): CPU, fp32, Stage I and the oracle (they need the
-      attention probabilities), up to ``FEW_ROWS`` rows (decoding: its one-pass path, no mask
-      to build), and any GPU shape cuDNN refuses;
+      attention probabilities), up to ``FEW_ROWS`` rows (decoding and short query segments: its
+      one-pass path, no mask to build), and any GPU shape cuDNN refuses;
     * ``cudnn_causal``: cuDNN's fused attention with ``is_causal`` over the first T slots, for rows
       that are positions 0..T-1 written to slots 0..T-1 (a full prefill, a chunk encoded alone);
     * ``cudnn_masked``: cuDNN with an additive mask from global positions, for more than ``FEW_ROWS``
       rows at scattered positions (selective recomputation), run per row group over the group's slot
-      prefix (``fused_attention``); decoding and short query segments stay ``blocked``;
+      prefix (``fused_attention``);
     * ``xla_masked``: ``jax.nn.dot_product_attention`` with ``implementation="xla"`` on TPU,
       the path TPUs have always taken here (not yet measured against ``blocked`` there).
-    ``cudnn_works(dtype, head_dim)`` defaults to a one-time compile probe of cuDNN on this machine.
+    ``cudnn_works(kernel, dtype, head_dim, rows, slots, heads, kv_heads)`` defaults to compiling that
+    cuDNN kernel once at exactly this pass's shapes (``fused_kernel_compiles``): cuDNN may accept a
+    small shape and refuse a real one. Each choice, and a refusal's reason, goes to ``chosen_kernels``.
     """
+    kernel, fallback = "blocked", None
     if wants_scores or backend == "cpu" or rows <= FEW_ROWS:
-        return "blocked"
-    if backend == "tpu":
-        return "xla_masked"
-    if backend not in _GPU_BACKENDS or dtype not in ("bfloat16", "float16") or head_dim % 8:
-        return "blocked"
-    if not (cudnn_works or _cudnn_works)(dtype, head_dim):
-        return "blocked"
-    return "cudnn_causal" if causal_prefix else "cudnn_masked"
+        pass
+    elif backend == "tpu":
+        kernel = "xla_masked"
+    elif backend not in _GPU_BACKENDS or dtype not in ("bfloat16", "float16") or head_dim % 8:
+        fallback = f"cuDNN needs bf16/fp16 and a head_dim multiple of 8 ({dtype}, {head_dim}) on a GPU"
+    else:
+        wanted = "cudnn_causal" if causal_prefix else "cudnn_masked"
+        if (cudnn_works or _cudnn_works)(wanted, dtype, head_dim, rows, slots, heads, kv_heads):
+            kernel = wanted
+        else:
+            fallback = f"{wanted} refused at {rows} rows x {slots} slots; blocked attention instead"
+    _CHOSEN[(backend, dtype, head_dim, rows, slots, wants_scores, causal_prefix)] = {
+        "backend": backend, "dtype": dtype, "rows": rows, "slots": slots, "stage_one": wants_scores,
+        "causal_prefix": causal_prefix, "kernel": kernel, "fallback": fallback}
+    return kernel
+
+
+def fused_kernel_compiles(kernel: str, dtype: str, head_dim: int, rows: int, slots: int, heads: int,
+                          kv_heads: int) -> bool:
+    """Whether ``fused_attention`` with ``kernel`` compiles for one layer at these shapes, as the model
+    calls it (row groups and mask included); False, with a warning, on any refusal."""
+    floats = jnp.dtype(dtype)
+    q = jax.ShapeDtypeStruct((rows, heads, head_dim), floats)
+    kv = jax.ShapeDtypeStruct((slots, kv_heads, head_dim), floats)
+    masked = kernel != "cudnn_causal"
+    bias = jax.ShapeDtypeStruct((1, 1, rows, slots), floats) if masked else None
+    lengths = jax.ShapeDtypeStruct((row_groups(rows),), jnp.int32) if masked else None
+    try:
+        jax.jit(fused_attention, static_argnames="kernel").lower(q, kv, kv, kernel, bias, lengths).compile()
+    except Exception as err:  # noqa: BLE001 - any refusal means: keep the blocked kernel
+        log.warning("%s unavailable for %s, head_dim %d at %d rows x %d slots (%s); using blocked attention",
+                    kernel, dtype, head_dim, rows, slots, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
-def _cudnn_works(dtype: str, head_dim: int) -> bool:
-    """Compile a tiny causal and a tiny biased cuDNN attention once; False (with a warning) if either fails."""
-    q = jax.ShapeDtypeStruct((1, 128, 4, head_dim), jnp.dtype(dtype))
-    kv = jax.ShapeDtypeStruct((1, 128, 2, head_dim), jnp.dtype(dtype))
-    bias = jax.ShapeDtypeStruct((1, 1, 128, 128), jnp.dtype(dtype))
-    try:
-        jax.jit(functools.partial(jax.nn.dot_product_attention, is_causal=True, implementation="cudnn")).lower(
-            q, kv, kv).compile()
-        jax.jit(lambda q, k, v, b: jax.nn.dot_product_attention(q, k, v, bias=b, implementation="cudnn")).lower(
-            q, kv, kv, bias).compile()
-    except Exception as err:  # noqa: BLE001 - any refusal means: keep the blocked kernel
-        log.warning("cuDNN fused attention unavailable for %s, head_dim %d (%s); using blocked attention",
-                    dtype, head_dim, str(err).splitlines()[0] if str(err) else type(err).__name__)
-        return False
-    return True
+def _cudnn_works(kernel: str, dtype: str, head_dim: int, rows: int, slots: int, heads: int, kv_heads: int) -> bool:
+    """``fused_kernel_compiles``, once per pass shape in this process."""
+    return fused_kernel_compiles(kernel, dtype, head_dim, rows, slots, heads, kv_heads)
 
 
 def mask_bias(row_positions: jax.Array, key_positions: jax.Array, key_valid: jax.Array, dtype: Any) -> jax.Array:

@@ -20,14 +20,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prophetkv_jax.model import weights
+from prophetkv_jax.model import attention, weights
 from prophetkv_jax.model.attention import (
     blocked_attention,
     choose_kernel,
     fused_attention,
     group_key_lengths,
     mask_bias,
+    pack,
     row_groups,
+    unpack,
     write_rows,
 )
 from prophetkv_jax.model.config import LlamaConfig
@@ -248,6 +250,7 @@ class Rows:
     bias: jax.Array | None  # [1, 1, T, S] additive mask for the masked fused kernels, else None
     key_lengths: jax.Array | None  # [groups] slot prefix per row group for the masked fused kernels, else None
     kernel: str = dataclasses.field(metadata={"static": True})  # attention.choose_kernel's choice
+    cache_dtype: str = dataclasses.field(metadata={"static": True})  # the stacks' dtype (the layers carry them packed)
     raw_keys: bool = dataclasses.field(default=False, metadata={"static": True})  # hand back pre-RoPE K
 
 
@@ -264,15 +267,16 @@ def prepare_rows(
         valid=cache.valid.at[targets].set(True, mode="drop"),
     )
     kernel = choose_kernel(
-        jax.default_backend(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
+        attention.platform(), str(cache.k.dtype), config.head_dim, wants_scores=score_rows is not None,
         causal_prefix=causal_prefix and positions.shape[0] <= cache.capacity, rows=positions.shape[0],
+        slots=cache.capacity, heads=config.num_heads, kv_heads=config.num_kv_heads,
     )
     bias = key_lengths = None
     if kernel.endswith("masked"):
         bias = mask_bias(positions, cache.positions, cache.valid, cache.k.dtype)
         key_lengths = group_key_lengths(positions, cache.positions, cache.valid, row_groups(positions.shape[0]))
     rows = Rows(rope_tables(positions, config), positions, targets, cache.positions, cache.valid, score_rows,
-                bias, key_lengths, kernel, raw_keys)
+                bias, key_lengths, kernel, str(cache.k.dtype), raw_keys)
     return cache, rows
 
 
@@ -295,15 +299,15 @@ class DecoderLayer(nn.Module):
         h, k_stack, v_stack = carry
         q, raw_k, v = self.attn.project(self.attn_norm(h))
         q, k = apply_rope(q, rows.rope), apply_rope(raw_k, rows.rope)
-        k_stack = write_rows(k_stack, layer, rows.targets, k)
-        v_stack = write_rows(v_stack, layer, rows.targets, v)
+        k_stack = write_rows(k_stack, layer, rows.targets, k.astype(rows.cache_dtype))
+        v_stack = write_rows(v_stack, layer, rows.targets, v.astype(rows.cache_dtype))
+        keys, values = unpack(k_stack, rows.cache_dtype), unpack(v_stack, rows.cache_dtype)
         if rows.kernel == "blocked":
             attended, scores = blocked_attention(
-                q, k_stack, v_stack, layer, rows.positions, rows.key_positions, rows.key_valid,
-                rows.score_rows,
+                q, keys, values, layer, rows.positions, rows.key_positions, rows.key_valid, rows.score_rows,
             )
         else:
-            attended = fused_attention(q, k_stack[layer], v_stack[layer], rows.kernel, rows.bias, rows.key_lengths)
+            attended = fused_attention(q, keys[layer], values[layer], rows.kernel, rows.bias, rows.key_lengths)
             scores = None
         h = h + self.attn.output(attended)
         h = h + self.mlp(self.mlp_norm(h))
@@ -367,14 +371,14 @@ class Llama(nn.Module):
     ) -> tuple[jax.Array, KVCache, dict[str, jax.Array | None]]:
         """Carry rows through the cache layers ``layers``; per layer [len, ...]: the Stage-I scores
         (with ``rows.score_rows``) and the keys before RoPE (with ``rows.raw_keys``), else None."""
+        carry = (h, pack(cache.k), pack(cache.v))  # packed once per pass, not around every layer's scatter
         if self.unrolled:  # every layer, in order (the decode loop)
-            carry = (h, cache.k, cache.v)
             for index, layer in enumerate(self.layers):
                 carry, _ = layer(carry, jnp.int32(index), rows)
             (h, k, v), per_layer = carry, {"scores": None, "raw_keys": None}
         else:
-            (h, k, v), per_layer = self.layers((h, cache.k, cache.v), layers, rows)
-        return h, dataclasses.replace(cache, k=k, v=v), per_layer
+            (h, k, v), per_layer = self.layers(carry, layers, rows)
+        return h, dataclasses.replace(cache, k=unpack(k, cache.k.dtype), v=unpack(v, cache.v.dtype)), per_layer
 
     def embed_tokens(self, tokens: jax.Array) -> jax.Array:
         return self.embed(tokens)

@@ -52,4 +52,7 @@ def test_cpu_smoke_run_times_every_row_and_phase(tmp_path, monkeypatch):
         assert 0 < row["attended_pair_fraction"] <= 1 and row["host_syncs"] == 1 and row["program_launches"] > 0
     assert [r["recompiles"] for r in (full, device, host)] == [0, 0, 0]  # every shape was warmed before timing
     assert payload["jax"] == jax.__version__ and payload["device_kind"]
+    # each pass's kernel as traced in this process (other tests' choices for a "gpu" included): on CPU all blocked
+    kernels = [k for k in payload["kernels"] if k["backend"] == "cpu"]
+    assert {k["kernel"] for k in kernels} == {"blocked"} and any(k["stage_one"] for k in kernels)
     assert (tmp_path / "ttft.md").read_text().count("| 384 |") == 3

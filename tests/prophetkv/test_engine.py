@@ -370,7 +370,7 @@ def test_fused_kernels_wired_into_the_model_give_the_blocked_results(params, mon
     expected = {m: blocked.prefill(prompt, m, 0.3) for m in methods}
     chosen = []
 
-    def accelerator_choice(backend, dtype, head_dim, *, wants_scores, causal_prefix, rows):
+    def accelerator_choice(backend, dtype, head_dim, *, wants_scores, causal_prefix, **shape):
         kernel = "blocked" if wants_scores else ("cudnn_causal" if causal_prefix else "cudnn_masked")
         chosen.append(kernel)
         return kernel
