@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import time
 from typing import Any
 
@@ -20,12 +21,15 @@ import numpy as np
 
 from prophetkv_jax.segment_kv import SegmentKV
 
+log = logging.getLogger(__name__)
+
 HOST_KINDS = ("pinned_host", "unpinned_host")  # in order of preference
 NUMPY = "numpy"  # what the host tier holds where the backend offers no host memory kind
 
 
 def host_memory_kind(device: Any) -> str:
-    """The host memory this device reads fastest of those it offers: pinned, else unpinned, else NumPy."""
+    """The memory kind for host-tier entries of those the device offers: pinned (its copies to the device
+    can overlap other work), else unpinned, else NumPy arrays."""
     offered = {memory.kind for memory in device.addressable_memories()}
     return next((kind for kind in HOST_KINDS if kind in offered), NUMPY)
 
@@ -36,7 +40,10 @@ def _default_placement() -> tuple[Any, str]:
     import jax  # local: keeps the store importable without touching a backend
 
     device = jax.devices()[0]
-    return device, host_memory_kind(device)
+    kind = host_memory_kind(device)
+    log.info("chunk store: the host tier keeps entries in %s memory (%s offers %s)", kind, device,
+             ", ".join(memory.kind for memory in device.addressable_memories()))
+    return device, kind
 
 
 def default_host_kind() -> str:
