@@ -24,8 +24,8 @@ def test_one_run_reports_each_tier_and_the_copy_wait(tiny_llama_dir, tmp_path, c
     assert "| 256 | 64 | prophetkv | host | 0.2 |" in capsys.readouterr().out
 
 
-def test_an_unknown_tier_is_refused_in_one_line(capsys):
-    with pytest.raises(SystemExit) as stop:
-        prophetkv_ttft.main(["--tiers", "disk,ssd"])
+def test_an_unknown_tier_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # refused before the (missing) model is looked for
+        prophetkv_ttft.main(["--tiers", "disk,ssd", "--model", str(tmp_path / "no-model")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.strip().splitlines()[-1].endswith("got 'disk,ssd'")
