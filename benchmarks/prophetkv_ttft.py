@@ -1,11 +1,15 @@
 """TTFT of full prefill and every reuse method, side by side in one run (JSON + Markdown).
 
 For each (context, chunk size) the chunk KVs are precomputed into an on-disk store first;
-each request then reads them from a fresh store object (reported as ``store_read_s``,
-outside TTFT), assembles, selects and recomputes. Every configuration is warmed up once
-(compilation), then timed ``--repeats`` times with query lengths that vary inside one
-shape bucket; XLA compilations during the timed requests are counted (should be zero), and one
-more request counts its program launches and host synchronisations.
+each request then takes them from the store tier named by ``--tiers`` (reported as
+``store_read_s``, outside TTFT), assembles, selects and recomputes: ``disk``, a fresh store
+object per request (read from disk, copied to the device); ``host``, the host tier alone (the
+backend's pinned host memory where it offers it: ``host_memory_kind``); ``device``, entries
+resident on the device. ``copy_wait_s`` is the time a request still waited, inside TTFT, for
+its chunk KVs' copies to the device (issued at lookup, waited for at the write that reads them).
+Every configuration is warmed up once (compilation), then timed ``--repeats`` times with query
+lengths that vary inside one shape bucket; XLA compilations during the timed requests are counted
+(should be zero), and one more request counts its program launches and host synchronisations.
 
     python -m benchmarks.prophetkv_ttft --out benchmarks/results/prophetkv_ttft.json
 """
@@ -29,11 +33,13 @@ from prophetkv_jax import dispatch_count, selectors
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
-from prophetkv_jax.store import ChunkStore
+from prophetkv_jax.store import GIB, ChunkStore
 from runkit.files import atomic_write
 
 PREFIX_TOKENS = 32
 NEW_TOKENS = 16
+TIERS = ("disk", "host", "device")
+HOLD_ALL = 64 * GIB  # a memory tier's cap for the host and device tiers: every entry of a run stays in it
 
 
 class CompileCounter:
@@ -65,7 +71,7 @@ def time_requests(engine_for, prompts, method, ratio, counter) -> dict:
     for _ in range(2):  # the second warm-up recycles the first's cache, as every timed request will
         engine.release(engine.prefill(prompts[0], method, ratio))
     before = counter.count
-    ttft, read, select = [], [], []
+    ttft, read, select, wait = [], [], [], []
     for prompt in prompts[1:]:
         result = engine_for().prefill(prompt, method, ratio)
         cache_dtype = str(result.cache.k.dtype)
@@ -73,15 +79,29 @@ def time_requests(engine_for, prompts, method, ratio, counter) -> dict:
         ttft.append(result.timings["ttft"])
         read.append(result.timings.get("store_read", 0.0))
         select.append(result.timings.get("select", 0.0))
+        wait.append(result.timings.get("copy_wait", 0.0))
     recompiles = counter.count - before
     with dispatch_count.counting() as counts:  # one more request, counted (the counting is not timed)
         engine.release(engine_for().prefill(prompts[-1], method, ratio))
     return {
         "ttft_s": statistics.median(ttft), "ttft_all_s": ttft,
         "store_read_s": statistics.median(read), "select_s": statistics.median(select),
+        "copy_wait_s": statistics.median(wait), "copy_wait_all_s": wait,
         "recompiles": recompiles, "kv_cache_dtype": cache_dtype,
         "program_launches": counts.launches, "host_syncs": counts.host_syncs,
     }
+
+
+def store_for(tier: str, root: Path, engine: Engine, prompts: list[RagPrompt]):
+    """A function giving each request its store: a fresh one on ``root`` (``disk``), or one whose host or
+    device tier was filled from ``root`` with every prompt's chunk KVs beforehand."""
+    if tier == "disk":
+        return lambda: ChunkStore(root)
+    store = ChunkStore(root, max_device_bytes=HOLD_ALL if tier == "device" else 0, max_host_bytes=HOLD_ALL)
+    engine.store = store
+    for prompt in prompts:
+        engine.precompute(prompt)  # disk reads, kept in the tier
+    return lambda: store
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,12 +111,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", default="256,512")
     parser.add_argument("--ratios", default="0.2,0.1")
     parser.add_argument("--methods", default=",".join(selectors.METHODS))
+    parser.add_argument("--tiers", default="disk", help=f"store tiers the chunk KVs come from, of {','.join(TIERS)}")
     parser.add_argument("--repeats", type=int, default=3, help="timed requests per configuration")
     parser.add_argument("--dtype", default="float32", choices=DTYPES, help="weights, activations and KV cache")
     parser.add_argument("--out", default="benchmarks/results/prophetkv_ttft.json")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    tiers = args.tiers.split(",")
+    if not tiers or set(tiers) - set(TIERS):
+        parser.error(f"--tiers takes a comma-separated subset of {','.join(TIERS)}, got {args.tiers!r}")
 
     params, config, _ = load_checkpoint(args.model, dtype=args.dtype)
     load_start = os.getloadavg()[0]  # other processes on the machine skew every timing
@@ -116,19 +140,27 @@ def main(argv: list[str] | None = None) -> None:
             for prompt in prompts:
                 writer.precompute(prompt)
             precompute_s = (time.perf_counter() - clock) / len(prompts)
-            engine = Engine(params, config, max_new_tokens=NEW_TOKENS)
+            engine = Engine(params, config, max_new_tokens=NEW_TOKENS, fingerprint=writer.fingerprint)
+            del writer  # its device tier would hold every chunk KV beside the tiers measured
 
-            def engine_for() -> Engine:
-                engine.store = ChunkStore(root)  # a fresh store object: chunk KVs come from disk
-                return engine
+            # full prefill ignores the store: one row, with no tier
+            runs = [(tier, [m for m in methods if m != "full"]) for tier in tiers]
+            for tier, tier_methods in runs + [(None, ["full"])] * ("full" in methods):
+                stores = store_for(tier or "disk", root, engine, prompts)
 
-            for method in methods:
-                for ratio in ([1.0] if method in ("full", "naive") else ratios):
-                    row = time_requests(engine_for, prompts, method, ratio, counter)
-                    row.update(context=context, chunk_tokens=chunk, method=method,
-                               ratio=None if method in ("full", "naive") else ratio, precompute_s=precompute_s)
-                    results.append(row)
-                    tqdm.write(f"{context:5d} {chunk:4d} {method:10s} {row['ratio']!s:5s} ttft={row['ttft_s']:.3f}s")
+                def engine_for(stores=stores) -> Engine:
+                    engine.store = stores()
+                    return engine
+
+                for method in tier_methods:
+                    for ratio in ([1.0] if method in ("full", "naive") else ratios):
+                        row = time_requests(engine_for, prompts, method, ratio, counter)
+                        row.update(context=context, chunk_tokens=chunk, method=method, tier=tier,
+                                   ratio=None if method in ("full", "naive") else ratio, precompute_s=precompute_s)
+                        results.append(row)
+                        tqdm.write(f"{context:5d} {chunk:4d} {method:10s} {tier!s:6s} {row['ratio']!s:5s} "
+                                   f"ttft={row['ttft_s']:.3f}s copy_wait={row['copy_wait_s']:.4f}s")
+                engine.store = ChunkStore()  # let the tier's entries go before the next one is filled
 
     for row in results:
         full = next(r for r in results if r["method"] == "full" and r["context"] == row["context"]
@@ -138,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = {
         "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
         "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)", "dtype": config.dtype,
+        "host_memory_kind": ChunkStore().host_memory_kind,
         "repeats": args.repeats, "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "results": results,
     }
@@ -148,15 +181,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| context | chunk | method | p | TTFT (s) | speed-up vs full | select share | store read (s) "
-             "| recompiles | launches | host syncs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| context | chunk | method | tier | p | TTFT (s) | speed-up vs full | select share | store read (s) "
+             "| copy wait (s) | recompiles | launches | host syncs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
-            f"| {r['context']} | {r['chunk_tokens']} | {r['method']} | {'-' if r['ratio'] is None else r['ratio']} "
+            f"| {r['context']} | {r['chunk_tokens']} | {r['method']} | {r.get('tier') or '-'} "
+            f"| {'-' if r['ratio'] is None else r['ratio']} "
             f"| {r['ttft_s']:.3f} | {r['speedup_vs_full']:.2f}x | {100 * r['select_share']:.1f}% "
-            f"| {r['store_read_s']:.3f} | {r['recompiles']} | {r.get('program_launches', '-')} "
-            f"| {r.get('host_syncs', '-')} |"
+            f"| {r['store_read_s']:.3f} | {r.get('copy_wait_s', 0.0):.4f} | {r['recompiles']} "
+            f"| {r.get('program_launches', '-')} | {r.get('host_syncs', '-')} |"
         )
     return "\n".join(lines)
 

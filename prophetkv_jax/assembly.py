@@ -13,6 +13,7 @@ writes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ import numpy as np
 
 from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.chunks import SEGMENT_ROW_STEP, segment_rows
+from prophetkv_jax.host_memory import on_device, to_device, wait_for
 from prophetkv_jax.model import llama
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import SegmentKV
@@ -169,14 +171,18 @@ def _write_segment(k: jax.Array, v: jax.Array, segment_k: jax.Array, swapped_k: 
 
 
 def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int,
-             recycle: llama.KVCache | None = None) -> llama.KVCache:
+             recycle: llama.KVCache | None = None, copied: Sequence[bool] = (),
+             timings: dict[str, float] | None = None) -> llama.KVCache:
     """Lay segments out in order in one cache, slot i = global position i, RoPE applied once.
 
     Every call is asynchronous device work: host segments are transferred first, all at
     once (so the copies overlap the writes), then each one is written at its offset; a
     segment's padding rows land where the next segment (or the query) overwrites them. The
     cache has ``capacity`` slots (see :func:`cache_capacity`); ``recycle`` is a finished cache of
-    that shape whose memory is reused (see :func:`blank_cache`).
+    that shape whose memory is reused (see :func:`blank_cache`). With ``timings``, a segment given in
+    host memory, or marked in ``copied`` (its copy to the device issued by the caller), is waited for
+    just before its write, after the work issued ahead of it, and the seconds waited go to
+    ``timings["copy_wait"]``: the copy time the request still pays.
     """
     odd = [s for s in segments if s.k.shape[1] != segment_rows(s.length)]
     if odd:
@@ -186,13 +192,21 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int,
     if max(total, reach) > capacity:
         raise ValueError(f"segments of {total} tokens reach slot {reach} with their padding, but the cache capacity "
                          f"is {capacity}; size it with cache_capacity()")
-    on_device = jax.device_put([(s.k, s.v) for s in segments])  # no-op for device arrays
+    copied = tuple(copied) or (False,) * len(segments)
+    if len(copied) != len(segments):
+        raise ValueError(f"assemble: copied has {len(copied)} flags for {len(segments)} segments; give one per segment")
+    in_flight = [timings is not None and (c or not on_device(s)) for c, s in zip(copied, segments)]
+    segments = [to_device(s) for s in segments]  # host segments: every copy issued before the first write
     (k, v), table = _cleared(config, capacity, recycle, total), _rope_table(config, capacity)
     swap_apart = any(device.platform == "cpu" for device in k.devices())
-    start = 0
-    for segment, (segment_k, segment_v) in zip(segments, on_device):
-        swapped = _swapped_halves(segment_k) if swap_apart else None
-        k, v = _write_segment(k, v, segment_k, swapped, segment_v, np.int32(start), table)
+    start, waited = 0, 0.0
+    for segment, wait in zip(segments, in_flight):
+        if wait:
+            waited += wait_for((segment.k, segment.v))
+        swapped = _swapped_halves(segment.k) if swap_apart else None
+        k, v = _write_segment(k, v, segment.k, swapped, segment.v, np.int32(start), table)
         start += segment.length
+    if timings is not None:
+        timings["copy_wait"] = waited
     positions, valid = _slot_index(capacity, np.int32(total))
     return llama.KVCache(k=k, v=v, positions=positions, valid=valid)

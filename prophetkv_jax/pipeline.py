@@ -1,7 +1,8 @@
 """RAG prefill with reused chunk caches: ``engine.prefill(prompt, method, ratio)`` then ``generate``.
 
 A prefill is four steps, each one module: ``layout`` places the segments, the chunk KVs come from
-the ``store`` (encoded on a miss), ``assembly`` lays them out in one cache, and ``selection`` picks
+the ``store`` (encoded on a miss; those in host memory start their copies to the device at once, see
+``host_memory``), ``assembly`` lays them out in one cache, and ``selection`` picks
 the rows the method recomputes and recomputes them with the query, whose last row gives the first
 token. Full prefill is the reference that ignores the store.
 """
@@ -19,6 +20,7 @@ from prophetkv_jax.assembly import assemble, blank_cache, cache_capacity, check_
 from prophetkv_jax.buckets import bucket_size
 from prophetkv_jax.chunks import encode_segment, segment_spec
 from prophetkv_jax.decode import decode_from_cache
+from prophetkv_jax.host_memory import to_device
 from prophetkv_jax.layout import Layout, RagPrompt, lay_out
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
@@ -114,6 +116,23 @@ class Engine:
         self.store.put(key, entry)
         return entry, False
 
+    def _stored_segments(self, segments: list[np.ndarray]) -> tuple[list[SegmentKV], tuple[bool, ...],
+                                                                     tuple[bool, ...]]:
+        """(chunk KVs, whether the store served each, whether each is being copied to the device).
+
+        Every lookup comes before any encoding: the copies of entries from the host and disk tiers
+        are issued at once and run while the misses are encoded and the cache is cleared."""
+        dtype = self.store_dtype
+        found = [self.store.fetch(chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype),
+                                  expect=segment_spec(self.config, len(tokens), dtype)) for tokens in segments]
+        entries = [None if hit is None else to_device(hit[0]) for hit in found]
+        served = [hit is not None for hit in found]
+        for i, tokens in enumerate(segments):
+            if entries[i] is None:  # a miss; an earlier copy of the same segment may have just been stored
+                entries[i], served[i] = self._segment_kv(tokens)
+        copied = tuple(hit is not None and hit[1] != "device" for hit in found)
+        return entries, tuple(served), copied
+
     def precompute(self, prompt: RagPrompt) -> None:
         """Encode and store the prefix and every chunk (done offline in a RAG system)."""
         for segment in self.layout(prompt).segments[:-1]:
@@ -138,11 +157,10 @@ class Engine:
             blank = blank_cache(self.config, capacity, recycle, overwritten=layout.total)
             logits, cache, selected = selection.full_prefill(self.params, self.config, layout, self._placed(blank))
         else:
-            found = [self._segment_kv(s) for s in layout.segments[:-1] if len(s)]
-            segments, from_store = [entry for entry, _ in found], tuple(hit for _, hit in found)
+            segments, from_store, copied = self._stored_segments([s for s in layout.segments[:-1] if len(s)])
             timings["store_read"] = time.perf_counter() - clock
-            clock = time.perf_counter()  # TTFT counts compute; the store read is reported apart
-            cache = self._placed(assemble(self.config, segments, capacity, recycle))
+            clock = time.perf_counter()  # TTFT counts compute and the copies' wait; the store read is apart
+            cache = self._placed(assemble(self.config, segments, capacity, recycle, copied, timings))
             logits, cache, selected = selection.select_and_recompute(
                 self.params, self.config, layout, cache, method, ratio, timings)
         logits, selected = jax.device_get((logits, selected))  # the request's one wait for the device

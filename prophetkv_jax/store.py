@@ -2,7 +2,9 @@
 
 Entries stay in the dtype they were stored in (a bf16 model's chunk KVs are bf16 end to end)
 and the memory tiers hand back the very arrays they hold, so a hit costs no conversion and
-no copy. Each memory tier is a least-recently-used cache capped in bytes: an entry evicted
+no copy. The host tier holds its entries in pinned host memory where the backend offers it
+(:mod:`prophetkv_jax.host_memory`), so that their copies to the device overlap other work. Each
+memory tier is a least-recently-used cache capped in bytes: an entry evicted
 from the device tier moves to the host tier, a hit in a lower tier is promoted to the top.
 An entry that leaves the last memory tier while no disk file holds it is reported (once
 per store, with the caps to raise) and will be recomputed on its next use. The disk tier
@@ -13,7 +15,6 @@ is reported once and the store keeps working from memory.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from prophetkv_jax.disk_tier import KEY_PATTERN, DiskTier
+from prophetkv_jax.host_memory import default_host_kind, on_device, to_device, to_host
 from prophetkv_jax.segment_kv import STORE_DTYPES, EntrySpec, SegmentKV, check_dtype
 
 __all__ = ["ChunkStore", "EntrySpec", "SegmentKV", "STORE_DTYPES", "chunk_key", "model_fingerprint",
@@ -112,19 +114,6 @@ class _MemoryTier:
             self.bytes -= entry.nbytes
 
 
-def _to_device(entry: SegmentKV) -> SegmentKV:
-    import jax
-
-    k, v = jax.device_put((entry.k, entry.v))
-    return dataclasses.replace(entry, k=k, v=v)
-
-
-def _to_host(entry: SegmentKV) -> SegmentKV:
-    if isinstance(entry.k, np.ndarray):
-        return entry
-    return dataclasses.replace(entry, k=np.asarray(entry.k), v=np.asarray(entry.v))
-
-
 class ChunkStore:
     """Chunk-KV cache: a device tier, a host-RAM tier and (with ``root``) a disk tier.
 
@@ -163,30 +152,43 @@ class ChunkStore:
 
     # -- public API -------------------------------------------------------------------
 
+    @property
+    def host_memory_kind(self) -> str:
+        """What the host tier keeps entries in: ``pinned_host``, ``unpinned_host`` or ``numpy``."""
+        return default_host_kind()
+
     def get(self, key: str, expect: EntrySpec | None = None) -> SegmentKV | None:
         """The entry under ``key`` (promoted to the device tier), or None on a miss.
 
         With ``expect``, an entry of another shape, length or dtype is refused: reported
         once, removed from every tier, and None is returned so the caller recomputes it.
         """
+        found = self.fetch(key, expect)
+        return None if found is None else found[0]
+
+    def fetch(self, key: str, expect: EntrySpec | None = None) -> tuple[SegmentKV, str] | None:
+        """As :meth:`get`, with the tier that held the entry (``device``, ``host`` or ``disk``). An entry
+        promoted from a lower tier comes back with its copy to the device issued, not waited for."""
         _check_key(key)
-        on_device = self._device.get(key)
-        entry = on_device if on_device is not None else self._host.get(key)
-        from_disk = entry is None
-        if from_disk:
-            entry = None if self._disk is None else self._disk.read(key)
+        tier = "device"
+        entry = self._device.get(key)
+        if entry is None:
+            tier, entry = "host", self._host.get(key)
+        if entry is None:
+            tier, entry = "disk", None if self._disk is None else self._disk.read(key)
             if entry is None:
                 return None
         problem = None if expect is None else expect.mismatch(entry)
         if problem is not None:  # refused before it is promoted (and pushes other entries down)
             self._refuse(key, problem)
             return None
-        if from_disk:
+        if tier == "disk":
+            entry = to_host(entry)
             self._place(self._host, key, entry)
-        if on_device is None and self._device.cap:
-            entry = _to_device(entry)
+        if tier != "device" and self._device.cap:
+            entry = to_device(entry)
             self._place(self._device, key, entry)
-        return entry
+        return entry, tier
 
     def put(self, key: str, entry: SegmentKV) -> None:
         """Keep ``entry`` in the top memory tier that takes it, and on disk when there is a root."""
@@ -198,10 +200,10 @@ class ChunkStore:
                 self._disk.write(key, entry)
             except OSError as err:  # e.g. the disk filled up or the folder became read-only
                 self._use_memory_only(f"cannot write {self._disk.path_for(key)} ({err.strerror or err})")
-        if self._device.cap and not isinstance(entry.k, np.ndarray):
+        if self._device.cap and on_device(entry):
             self._place(self._device, key, entry)
         else:
-            self._place(self._host, key, _to_host(entry))
+            self._place(self._host, key, to_host(entry))
 
     def path_for(self, key: str) -> Path:
         """The entry's file; ValueError for a key that is not a chunk_key digest or would leave the root."""
@@ -222,7 +224,7 @@ class ChunkStore:
         """Add to ``tier``; what it evicts moves down (device to host) or leaves the store."""
         for old_key, old in tier.add(key, entry):
             if tier is self._device and old_key not in self._host:
-                self._place(self._host, old_key, _to_host(old))
+                self._place(self._host, old_key, to_host(old))
             elif tier is self._host and old_key not in self._device:
                 self._dropped(old_key, old)
 

@@ -54,9 +54,10 @@ def test_memory_tiers_return_the_stored_objects():
     store.put(key(1), device_entry)
     assert store.get(key(1)) is device_entry
     host_only = ChunkStore(max_device_bytes=0)
-    host_entry = segment(2)
-    host_only.put(key(2), host_entry)
-    assert host_only.get(key(2)) is host_entry
+    host_only.put(key(2), segment(2))  # the host tier keeps its own copy, in the backend's host memory
+    held = host_only.get(key(2))
+    assert host_only.get(key(2)) is held and held.k.sharding.memory_kind == host_only.host_memory_kind
+    np.testing.assert_array_equal(np.asarray(held.v), segment(2).v)
 
 
 def test_a_host_hit_is_promoted_to_the_device_tier_once():
