@@ -21,6 +21,9 @@ def test_one_run_reports_each_tier_and_the_copy_wait(tiny_llama_dir, tmp_path, c
     assert rows["prophetkv", "device"]["copy_wait_s"] == 0.0  # resident on the device: nothing to copy
     assert rows["prophetkv", "host"]["copy_wait_s"] > 0.0 and rows["prophetkv", "disk"]["copy_wait_s"] > 0.0
     assert all(r["recompiles"] == 0 for r in payload["results"])
+    # the copies are waited for once, before the first write: one host sync more than a device-tier request
+    assert rows["prophetkv", "device"]["host_syncs"] == 1
+    assert rows["prophetkv", "host"]["host_syncs"] == rows["prophetkv", "disk"]["host_syncs"] == 2
     assert "| 256 | 64 | prophetkv | host | 0.2 |" in capsys.readouterr().out
 
 
