@@ -198,6 +198,18 @@ def few_rows_table(payload: dict[str, Any]) -> str:
                                      "ratio to the copy", "process CPU time (s)"], rows)
 
 
+def ttft_tiers_table(payload: dict[str, Any]) -> str:
+    """TTFT with the chunk KVs served from each store tier, and the copy time each request still waited for."""
+    rows = [[r["context"], r["chunk_tokens"], r["method"], r.get("tier") or "-",
+             "-" if r["ratio"] is None else r["ratio"], f"{r['ttft_s']:.2f}",
+             "-" if r.get("copy_wait_s") is None else f"{r['copy_wait_s']:.4f}",
+             "-" if r.get("store_read_s") is None else f"{r['store_read_s']:.3f}", r.get("host_syncs", "-"),
+             r["recompiles"]] for r in payload["results"]]
+    return (f"Host-tier entries in `{payload['host_memory_kind']}` memory.\n\n"
+            + _table(["context", "chunk", "method", "tier", "p", "TTFT (s)", "copy wait (s)", "store read (s)",
+                      "host syncs", "recompiles"], rows))
+
+
 def ttft_before_after_table(payload: dict[str, Any]) -> str:
     rows = [[side, r["context"], r["method"], f"{r['ttft_s']:.2f}", f"{r['speedup_vs_full']:.2f}x", r["recompiles"],
              r.get("program_launches", "-"), r.get("host_syncs", "-")]
@@ -228,6 +240,10 @@ SECTIONS = (
     Section("ProphetKV TTFT against full prefill", "prophetkv_ttft.json",
             "python -m benchmarks.prophetkv_ttft --contexts 2048,4096,8192 --chunks 512 --ratios 0.2 "
             "--methods full,prophetkv --repeats 2", ttft_table),
+    Section("ProphetKV TTFT by store tier: the copy a request still waits for", "prophetkv_ttft_tiers.json",
+            "python -m benchmarks.prophetkv_ttft --contexts 2048 --chunks 512 --ratios 0.2 --methods full,prophetkv "
+            "--tiers disk,host,device --repeats 3 --out benchmarks/results/prophetkv_ttft_tiers.json",
+            ttft_tiers_table),
     Section("Cache assembly against a host copy of the same bytes (8B KV width, 4 layers, 16K tokens)",
             "prophetkv_assembly.json", "python -m benchmarks.prophetkv_assembly --rounds 7", assembly_table),
     Section("Where one ProphetKV request's time goes", "prophetkv_phases.json",

@@ -49,7 +49,9 @@ def test_cpu_smoke_run_times_every_row_and_phase(tmp_path, monkeypatch):
         assert row["ratio"] == 0.2 and row["kv_cache_dtype"] == "bfloat16"
         assert row["speedup_vs_fastest_full"] == pytest.approx(full["ttft_s"] / row["ttft_s"])
         assert set(row["phases_s"]) == set(script.PHASES) and 0 < row["assembly_share"] < 1
-        assert 0 < row["attended_pair_fraction"] <= 1 and row["host_syncs"] == 1 and row["program_launches"] > 0
+        assert 0 < row["attended_pair_fraction"] <= 1 and row["program_launches"] > 0
+    # one sync for the result; the host tier's copies are waited for once more, before the first write
+    assert (device["host_syncs"], host["host_syncs"]) == (1, 2)
     assert [r["recompiles"] for r in (full, device, host)] == [0, 0, 0]  # every shape was warmed before timing
     assert payload["jax"] == jax.__version__ and payload["device_kind"]
     # each pass's kernel as traced in this process (other tests' choices for a "gpu" included): on CPU all blocked
