@@ -24,6 +24,7 @@ def cudnn_refusing_long_keys(monkeypatch):
 
     monkeypatch.setattr(attention, "IMPLEMENTATION", dict.fromkeys(attention.IMPLEMENTATION, "xla"))
     monkeypatch.setattr(jax.nn, "dot_product_attention", refusing)
+    monkeypatch.setattr(attention, "_CHOSEN", {})  # this test's choices only, whatever ran before it
 
 
 def choose(rows, slots, causal=False):
