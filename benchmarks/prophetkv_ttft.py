@@ -6,10 +6,10 @@ each request then takes them from the store tier named by ``--tiers`` (reported 
 object per request (read from disk, copied to the device); ``host``, the host tier alone (the
 backend's pinned host memory where it offers it: ``host_memory_kind``); ``device``, entries
 resident on the device. ``copy_wait_s`` is the time a request still waited, inside TTFT, for
-its chunk KVs' copies to the device (issued at lookup, waited for at the write that reads them).
-Every configuration is warmed up once (compilation), then timed ``--repeats`` times with query
-lengths that vary inside one shape bucket; XLA compilations during the timed requests are counted
-(should be zero), and one more request counts its program launches and host synchronisations.
+its chunk KVs' copies to the device (issued at lookup, waited for once before the first write).
+Every configuration is warmed up on each of its prompts (compilation), then timed ``--repeats`` times
+with query lengths that vary inside one shape bucket; XLA compilations during the timed requests are
+counted (should be zero), and one more request counts its program launches and host synchronisations.
 
     python -m benchmarks.prophetkv_ttft --out benchmarks/results/prophetkv_ttft.json
 """
@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from prophetkv_jax import dispatch_count, selectors
+from prophetkv_jax.host_memory import default_host_kind
 from prophetkv_jax.model.checkpoint import load_checkpoint
 from prophetkv_jax.model.config import DTYPES
 from prophetkv_jax.pipeline import Engine, RagPrompt
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     payload = {
         "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__,
         "model": args.model or "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)", "dtype": config.dtype,
-        "host_memory_kind": ChunkStore().host_memory_kind,
+        "host_memory_kind": default_host_kind(),
         "repeats": args.repeats, "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "results": results,
     }

@@ -176,7 +176,7 @@ def assemble(config: LlamaConfig, segments: list[SegmentKV], capacity: int,
     """Lay segments out in order in one cache, slot i = global position i, RoPE applied once.
 
     Every call is asynchronous device work: host segments are transferred first, all at
-    once (so the copies overlap the writes), then each one is written at its offset; a
+    once (so the copies overlap the cache clearing), then each one is written at its offset; a
     segment's padding rows land where the next segment (or the query) overwrites them. The
     cache has ``capacity`` slots (see :func:`cache_capacity`); ``recycle`` is a finished cache of
     that shape whose memory is reused (see :func:`blank_cache`). With ``timings``, the segments given in

@@ -24,7 +24,7 @@ from prophetkv_jax.host_memory import to_device
 from prophetkv_jax.layout import Layout, RagPrompt, lay_out
 from prophetkv_jax.model import llama, sharding
 from prophetkv_jax.model.config import LlamaConfig
-from prophetkv_jax.store import ChunkStore, SegmentKV, chunk_key, model_fingerprint
+from prophetkv_jax.store import ChunkStore, EntrySpec, SegmentKV, chunk_key, model_fingerprint
 
 
 @dataclasses.dataclass
@@ -105,31 +105,43 @@ class Engine:
         does not fit this model and chunk)."""
         return self._segment_kv(tokens)[0]
 
+    def _key_and_spec(self, tokens: np.ndarray) -> tuple[str, EntrySpec]:
+        """The store key of a segment's KV and the shape a stored entry must have to be used."""
+        dtype = self.store_dtype
+        return (chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype),
+                segment_spec(self.config, len(tokens), dtype))
+
+    def _encoded(self, key: str, tokens: np.ndarray) -> SegmentKV:
+        """A miss: the segment's KV, computed and stored under ``key``."""
+        entry = encode_segment(self.params, self.config, tokens, self.store_dtype)
+        self.store.put(key, entry)
+        return entry
+
     def _segment_kv(self, tokens: np.ndarray) -> tuple[SegmentKV, bool]:
         """(segment_kv, whether the store served it)."""
-        dtype = self.store_dtype
-        key = chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype)
-        entry = self.store.get(key, expect=segment_spec(self.config, len(tokens), dtype))
-        if entry is not None:
-            return entry, True
-        entry = encode_segment(self.params, self.config, tokens, dtype)
-        self.store.put(key, entry)
-        return entry, False
+        key, spec = self._key_and_spec(tokens)
+        entry = self.store.get(key, expect=spec)
+        return (entry, True) if entry is not None else (self._encoded(key, tokens), False)
 
     def _stored_segments(self, segments: list[np.ndarray]) -> tuple[list[SegmentKV], tuple[bool, ...],
                                                                      tuple[bool, ...]]:
         """(chunk KVs, whether the store served each, whether each is being copied to the device).
 
         Every lookup comes before any encoding: the copies of entries from the host and disk tiers
-        are issued at once and run while the misses are encoded and the cache is cleared."""
-        dtype = self.store_dtype
-        found = [self.store.fetch(chunk_key(self.fingerprint, tokens, self.chunk_bos_id is not None, dtype),
-                                  expect=segment_spec(self.config, len(tokens), dtype)) for tokens in segments]
-        entries = [None if hit is None else to_device(hit[0]) for hit in found]
-        served = [hit is not None for hit in found]
-        for i, tokens in enumerate(segments):
-            if entries[i] is None:  # a miss; an earlier copy of the same segment may have just been stored
-                entries[i], served[i] = self._segment_kv(tokens)
+        are issued at once and run while the misses are encoded and the cache is cleared. A segment
+        repeated in the prompt is encoded once; its later copies count as served."""
+        keys = [self._key_and_spec(tokens) for tokens in segments]
+        found = [self.store.fetch(key, expect=spec) for key, spec in keys]
+        encoded: dict[str, SegmentKV] = {}
+        entries, served = [], []
+        for (key, _), tokens, hit in zip(keys, segments, found):
+            if hit is None and key not in encoded:
+                encoded[key] = self._encoded(key, tokens)
+                entries.append(encoded[key])
+                served.append(False)
+            else:
+                entries.append(to_device(hit[0]) if hit is not None else encoded[key])
+                served.append(True)
         copied = tuple(hit is not None and hit[1] != "device" for hit in found)
         return entries, tuple(served), copied
 
