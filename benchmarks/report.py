@@ -154,6 +154,9 @@ def train_throughput_table(payload: dict[str, Any]) -> str:
           f"{torch_step['min_s']:.3f} / {torch_step['median_s']:.3f}" if torch_step else "-",
           f"{anchors['torch_over_jax']:.2f}x" if torch_step else "-", f"{step['gflop']:.1f}",
           f"{step['achieved_gflops']:.1f}", f"{100 * anchors['fraction_of_matmul_peak']:.1f}%"]])
+    if torch_step:  # wall time also says how well each keeps both cores busy
+        head += (f"\n\nBy CPU time (min, this process): JAX {step['cpu_min_s']:.3f} s, PyTorch "
+                 f"{torch_step['cpu_min_s']:.3f} s, PyTorch / JAX {anchors['torch_over_jax_cpu']:.2f}x.")
     reference = payload.get("reference_ops")
     if reference:  # the same step with the previous ops, timed in the same run
         head += (f"\n\nThe same step with the previous depthwise/1x1 ops, in the same run: {reference['min_s']:.3f} / "

@@ -8,7 +8,8 @@ what autodiff emits for them is slow on XLA:CPU:
   input with the incoming gradient, each reduced over the whole batch, makes XLA
   materialise nine padded copies and reduce each in a separate pass. Summing the
   products over groups of rows first (strided row slices added in one loop) gives the
-  reductions arrays several times smaller;
+  reductions arrays several times smaller, and reducing the nine together (one variadic
+  reduction) reads the input and the gradient once instead of nine times;
 * the 1x1 convolution's weight gradient x^T g lets XLA pick a transposed layout for g,
   which it then builds by re-running g's producer (the depthwise input gradient) with
   transposed writes, a second, slow copy of the same work. Stating the product as
@@ -42,7 +43,8 @@ def _kernel_grad(x: jax.Array, grad: jax.Array) -> jax.Array:
     """d loss / d kernel[i, j, c] = sum over pixels of pad(x)[i:i+H, j:j+W, c] * grad[..., c], float32.
 
     Each tap's products are first added over ``rows`` row-strided slices (one loop, an
-    array ``rows`` times smaller), then reduced.
+    array ``rows`` times smaller); the nine taps are then reduced together, by one variadic
+    reduction, so x and the gradient are read in one pass rather than nine.
     """
     height, width = x.shape[1:3]
     rows = next(r for r in ROW_GROUPS if height % r == 0)
@@ -53,8 +55,10 @@ def _kernel_grad(x: jax.Array, grad: jax.Array) -> jax.Array:
             partial = padded[:, i : i + height : rows, j : j + width] * grad[:, ::rows]
             for r in range(1, rows):
                 partial = partial + padded[:, i + r : i + r + height : rows, j : j + width] * grad[:, r::rows]
-            taps.append(jnp.sum(partial, axis=(0, 1, 2), dtype=jnp.float32))
-    return jnp.stack(taps).reshape(3, 3, -1)
+            taps.append(partial.astype(jnp.float32))
+    zeros = (jnp.zeros((), jnp.float32),) * len(taps)
+    sums = lax.reduce(tuple(taps), zeros, lambda a, b: tuple(p + q for p, q in zip(a, b)), (0, 1, 2))
+    return jnp.stack(sums).reshape(3, 3, -1)
 
 
 @jax.custom_vjp
