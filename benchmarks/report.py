@@ -191,6 +191,23 @@ def roofline_table(payload: dict[str, Any]) -> str:
                                      "ideal speed-up", "attended pairs / dense"], rows)
 
 
+def xla_cpu_bf16_table(payload: dict[str, Any]) -> str:
+    weights, cache = payload["weights"], payload["cache"]
+    mib = lambda side: f"{side['bytes'] / 2**20:.0f} MiB"  # noqa: E731
+    rows = [["q/o projections of every layer (" + mib(weights) + ")", "stacked bf16 weights",
+             f"{weights['stacked_bf16_ms']:.2f}", f"{weights['stacked_bf16_ms'] / weights['numpy_copy_ms']:.1f}x"],
+            ["", "the same weights as uint16 bits", f"{weights['stacked_bits_ms']:.2f}",
+             f"{weights['stacked_bits_ms'] / weights['numpy_copy_ms']:.1f}x"],
+            ["16 rows written into every layer of one cache stack (" + mib(cache) + ")",
+             "bf16 stack packed to bits inside the program", f"{cache['packed_inside_ms']:.2f}",
+             f"{cache['packed_inside_ms'] / cache['numpy_copy_ms']:.1f}x"],
+            ["", "stack held as bits", f"{cache['held_as_bits_ms']:.3f}",
+             f"{cache['held_as_bits_ms'] / cache['numpy_copy_ms']:.3f}x"]]
+    return (f"{payload['shapes']}; best of {payload['rounds']} rounds, each against a NumPy copy of the same bytes "
+            f"({weights['numpy_copy_ms']:.2f} / {cache['numpy_copy_ms']:.2f} ms).\n\n"
+            + _table(["work", "form", "ms", "ratio to the copy"], rows))
+
+
 def few_rows_table(payload: dict[str, Any]) -> str:
     rows = [[side, r["dtype"], r["method"], f"{r['read_plus_ttft_s']:.3f}", f"{r['numpy_copy_s']:.3f}",
              f"{r['ratio_to_copy']:.1f}x", f"{r['min_cpu_s']:.3f}" if "min_cpu_s" in r else "-"]
@@ -258,8 +275,10 @@ SECTIONS = (
             "python -m benchmarks.prophetkv_ttft --contexts 1024 --chunks 256 --ratios 0.2 "
             "--methods full,naive,prophetkv --repeats 1 (each checkout in turn)", ttft_before_after_table),
     Section("A few query rows over a long cache against reading it", "prophetkv_few_rows.json",
-            "python -m benchmarks.prophetkv_few_rows --before CHECKOUT --layers 4 --tokens 4096 --rounds 2",
+            "python -m benchmarks.prophetkv_few_rows --before CHECKOUT --layers 4 --tokens 4096 --rounds 5",
             few_rows_table),
+    Section("What bf16 costs a few-rows pass on XLA:CPU", "xla_cpu_bf16.json",
+            "python -m benchmarks.xla_cpu_bf16", xla_cpu_bf16_table),
     Section("Roofline of full prefill and ProphetKV on an H100", "prophetkv_roofline.json",
             "python -m benchmarks.roofline --gpu h100", roofline_table),
     Section("Chunk store: one put at 200 and 6,000 entries, before / after", "prophetkv_store_put.json",

@@ -22,7 +22,7 @@ from prophetkv_jax.chunks import encode_segment, segment_spec
 from prophetkv_jax.decode import decode_from_cache
 from prophetkv_jax.host_memory import to_device
 from prophetkv_jax.layout import Layout, RagPrompt, lay_out
-from prophetkv_jax.model import llama, sharding
+from prophetkv_jax.model import llama, sharding, weights
 from prophetkv_jax.model.config import LlamaConfig
 from prophetkv_jax.store import ChunkStore, EntrySpec, SegmentKV, chunk_key, model_fingerprint
 
@@ -55,7 +55,7 @@ class Engine:
         """``fingerprint``: ``model_fingerprint(config, params)`` when the caller already computed it
         (it hashes every weight byte, ~0.7 s for the default model); computed here otherwise.
         ``max_spare_bytes``: how much memory released caches may hold (see :meth:`release`)."""
-        self.params, self.config = params, config
+        self.params, self.config = weights.bits_view(params, config), config
         self.store = store if store is not None else ChunkStore()
         self.chunk_bos_id = chunk_bos_id
         self.max_new_tokens = max_new_tokens

@@ -145,11 +145,14 @@ class RMSNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.config.rms_norm_eps)
-        return normed.astype(x.dtype) * self.scale.astype(x.dtype)
+        return normed.astype(x.dtype) * weights.compute_view(self.scale, self.config).astype(x.dtype)
 
 
 class Linear(nn.Module):
-    """x @ kernel (+ bias where the table has one for this config), in the compute dtype."""
+    """x @ kernel (+ bias where the table has one for this config), in the compute dtype.
+
+    The product accumulates in fp32 and is rounded once, as a bf16 matmul does on every backend;
+    asked for a bf16 result instead, XLA:CPU converts both operands to fp32 first."""
 
     config: LlamaConfig
     weight: str  # path of the kernel's (and bias's) module in the weight table, e.g. "layers/attn/q_proj"
@@ -161,10 +164,12 @@ class Linear(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = jnp.dtype(self.config.dtype)
-        x, kernel = jnp.asarray(x, dtype), jnp.asarray(self.kernel, dtype)
-        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        x, kernel = jnp.asarray(x, dtype), jnp.asarray(weights.compute_view(self.kernel, self.config), dtype)
+        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())),
+                                preferred_element_type=jnp.float32).astype(dtype)
         if self.bias is not None:
-            y += jnp.reshape(jnp.asarray(self.bias, dtype), (1,) * (y.ndim - 1) + (-1,))
+            bias = jnp.asarray(weights.compute_view(self.bias, self.config), dtype)
+            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
         return y
 
 
@@ -177,7 +182,8 @@ class Embedding(nn.Module):
         self.embedding = weights.create(self, "embed/embedding", self.config)
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        return jnp.take(jnp.asarray(self.embedding, jnp.dtype(self.config.dtype)), tokens, axis=0)
+        table = weights.compute_view(self.embedding, self.config)
+        return jnp.take(jnp.asarray(table, jnp.dtype(self.config.dtype)), tokens, axis=0)
 
 
 class LMHead(nn.Module):
@@ -189,7 +195,8 @@ class LMHead(nn.Module):
         self.kernel = weights.create(self, "lm_head/kernel", self.config)
 
     def __call__(self, h: jax.Array) -> jax.Array:
-        return jnp.dot(h, self.kernel.astype(h.dtype), preferred_element_type=jnp.float32)
+        kernel = weights.compute_view(self.kernel, self.config)
+        return jnp.dot(h, kernel.astype(h.dtype), preferred_element_type=jnp.float32)
 
 
 class Attention(nn.Module):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from prophetkv_jax.buckets import pad_rows
-from prophetkv_jax.model import attention, llama
+from prophetkv_jax.model import attention, llama, weights
 from prophetkv_jax.model.config import tiny_config
 
 CONFIG = tiny_config(num_layers=3, dtype="bfloat16")
@@ -79,3 +79,22 @@ def test_the_layer_loop_scatters_into_bits_without_converting_the_stack(params):
     makers = {eqn.primitive.name for eqn in _equations(scans[0].params["jaxpr"].jaxpr)
               if any(getattr(v.aval, "shape", None) == stack and v.aval.dtype == jnp.uint16 for v in eqn.outvars)}
     assert makers == {"scatter"}
+
+
+def test_bf16_weights_viewed_as_bits_are_multiplied_without_a_conversion_pass(params):
+    """Stacked bf16 weights make XLA:CPU convert every stack to fp32 before the layer loop; their uint16
+    view (shared memory, no copy) is sliced and multiplied as bf16, with the same results."""
+    params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)  # as a bf16 checkpoint loads
+    bits = weights.bits_view(params, CONFIG)
+    for plain, viewed in zip(jax.tree.leaves(params), jax.tree.leaves(bits), strict=True):
+        assert viewed.dtype == jnp.uint16 and viewed.unsafe_buffer_pointer() == plain.unsafe_buffer_pointer()
+    tokens, positions, slots = rows()
+    last = np.array([19], np.int32)
+    args = (tokens, positions, filled_cache(CONFIG), slots, CONFIG, None, last)
+    stacks = {f"f32[{CONFIG.num_layers},{','.join(map(str, x.shape[1:]))}]"
+              for x in jax.tree.leaves(params["layers"]) if x.ndim == 3}
+    compiled = llama._forward_jit.lower(bits, *args).compile().as_text()
+    assert not [s for s in stacks if s in compiled], "a stacked weight is converted to fp32"
+    got, want = llama._forward_jit(bits, *args), llama._forward_jit(params, *args)
+    np.testing.assert_allclose(got[0], want[0], rtol=2e-2, atol=2e-2)
+    np.testing.assert_array_equal(np.asarray(got[1].valid), np.asarray(want[1].valid))
