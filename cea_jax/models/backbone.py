@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from cea_jax.configs import ModelConfig
-from cea_jax.models.cpu_ops import dense_dot_general, depthwise_conv3x3
+from cea_jax.models.cpu_ops import dense_dot_general, depthwise_conv3x3, gelu
 
 SiteAux = dict[str, jax.Array]
 # Stages in forward order: (name, index into num_blocks/heads, channel multiple of dim, scale).
@@ -178,7 +178,7 @@ class GDFN(nn.Module):
         y = _conv(2 * hidden, 1, self.dtype, "project_in")(x)
         y = DepthwiseConv3x3(self.dtype, name="dwconv")(y)
         y1, y2 = jnp.split(y, 2, axis=-1)
-        y = jax.nn.gelu(y1, approximate=False) * y2
+        y = gelu(y1) * y2
         return _conv(c, 1, self.dtype, "project_out")(y)
 
 

@@ -63,3 +63,9 @@ def test_the_kernel_gradient_reduces_its_nine_taps_in_one_pass():
     x = jnp.ones((2, 16, 8, 5), jnp.float32)
     hlo = jax.jit(cpu_ops._kernel_grad).lower(x, x).as_text()
     assert hlo.count("stablehlo.reduce(") == 1, hlo
+
+
+def test_gelu_is_the_exact_gelu_in_value_and_gradient():
+    x = jnp.linspace(-6.0, 6.0, 97, dtype=jnp.float32)
+    assert_same_function(cpu_ops.gelu, lambda x: jax.nn.gelu(x, approximate=False), x)
+    assert backbone.gelu is cpu_ops.gelu
