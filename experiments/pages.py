@@ -27,3 +27,13 @@ def page_command(doc: str | None, here: Path, write_pages: WritePages,
         return 0
 
     return main
+
+
+def between_marks(text: str, marks: tuple[str, str], body: str, where: Path) -> str:
+    """``text`` with what lies between its two ``marks`` (each present once) replaced by ``body``:
+    a README's generated block."""
+    start, end = marks
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise SystemExit(f"{where}: expected the marks {start!r} and {end!r} once each")
+    head, rest = text.split(start)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]

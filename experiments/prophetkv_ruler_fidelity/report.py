@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from experiments.pages import between_marks
 from experiments.prophetkv_ruler_fidelity import compare, per_task, resized
 from experiments.prophetkv_ruler_fidelity.configs import COMPARED, HEADLINE, RESIZED, RUNS
 from prophetkv_jax import report
@@ -194,11 +195,7 @@ def headline_table(runs: list[list[dict]]) -> str:
 
 def with_headline(readme: str, runs: list[list[dict]]) -> str:
     """``readme`` with the text between its headline marks replaced by ``headline_table(runs)``."""
-    start, end = README_MARKS
-    if readme.count(start) != 1 or readme.count(end) != 1:
-        raise SystemExit(f"{README}: expected the marks {start!r} and {end!r} once each")
-    head, rest = readme.split(start)
-    return head + start + "\n" + headline_table(runs) + "\n" + end + rest.split(end, 1)[1]
+    return between_marks(readme, README_MARKS, headline_table(runs), README)
 
 
 def write_pages(out: Path = HERE) -> list[Path]:

@@ -48,3 +48,13 @@ def test_the_default_model_config_is_the_train_py_command_its_docstring_states()
     assert (settings.steps, settings.batch_size, settings.crop, settings.lr) == (6000, 8, 64, 1e-3)
     assert config.COMMAND == " ".join(["python", "train.py", *config.FLAGS])
     assert config.COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())
+
+
+def test_the_default_model_finetune_is_the_command_its_docstring_states():
+    import train
+    from experiments.cea_default_model import config
+
+    settings = train.checked_settings(train.parse_args(list(config.FINETUNE_FLAGS)))
+    assert (settings.steps, settings.batch_size, settings.crop, settings.lr) == (2500, 4, 128, 3e-4)
+    assert settings.init_from == config.WORKDIR
+    assert config.FINETUNE_COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())

@@ -42,3 +42,10 @@ def test_the_readme_ruler_table_is_the_reports_output():
     readme = (ROOT / "README.md").read_text()
     generated = report.with_headline(readme, report.headline_records())
     assert generated == readme, "README's RULER table differs from the report's output"
+
+
+def test_the_readme_cea_table_is_the_reports_output():
+    from experiments.cea_default_model import report
+
+    readme = (ROOT / "README.md").read_text()
+    assert report.with_headline(readme) == readme, "README's shipped-model table differs from the report's output"
