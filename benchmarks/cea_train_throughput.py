@@ -21,13 +21,14 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from benchmarks.machine import machine_record
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "cea_train_throughput.json"
 
@@ -59,18 +60,6 @@ def matmul_peak_gflops(size: int, rounds: int) -> float:
     matmul = jax.jit(jnp.dot)
     matmul(a, b).block_until_ready()
     return 2 * size**3 / min(seconds(lambda: matmul(a, b).block_until_ready(), rounds)) / 1e9
-
-
-def machine_record(threads: int) -> dict[str, Any]:
-    """The machine, as benchmarks.report's machine line reads it."""
-    import jax
-
-    model = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), model)
-    return {"backend": jax.default_backend(), "cpu": f"{model}, {os.cpu_count()} cores", "cpu_count": os.cpu_count(),
-            "threads": threads, "platform": platform.platform(), "jax_version": jax.__version__}
 
 
 OP_FAMILIES = (  # (family, substring of XLA's op_name metadata), first match wins

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import machine_record
 from runkit.files import atomic_write
 
 LAYERS, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, SLOTS, ROWS = 4, 512, 32, 8, 128, 4096, 16
@@ -136,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
     if jax.default_backend() != "cpu":
         parser.error(f"this measures XLA:CPU; the default backend is {jax.default_backend()}")
-    from benchmarks.cea_train_throughput import machine_record
-
     load = os.getloadavg()[0]
     payload = {**machine_record(os.cpu_count() or 1), "rounds": args.rounds,
                "shapes": f"{LAYERS} layers, {ROWS} rows, hidden {HIDDEN}, {HEADS} heads / {KV_HEADS} KV heads x "

@@ -54,7 +54,9 @@ class Engine:
     ) -> None:
         """``fingerprint``: ``model_fingerprint(config, params)`` when the caller already computed it
         (it hashes every weight byte, ~0.7 s for the default model); computed here otherwise.
-        ``max_spare_bytes``: how much memory released caches may hold (see :meth:`release`)."""
+        ``max_spare_bytes``: how much memory released caches may hold (see :meth:`release`).
+        ``self.params`` are the weights as the model reads them: on CPU, 16-bit ones as their uint16 bits,
+        sharing the caller's memory (``weights.bits_view``)."""
         self.params, self.config = weights.bits_view(params, config), config
         self.store = store if store is not None else ChunkStore()
         self.chunk_bos_id = chunk_bos_id

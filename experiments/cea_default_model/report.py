@@ -53,25 +53,27 @@ def held_out_table(payload: dict[str, Any]) -> tuple[str, dict[str, float]]:
     return "\n".join(lines), margins
 
 
-def validation_rows() -> list[dict[str, Any]]:
-    """Every stage's validation rows in training order, steps counted from the first stage's start."""
-    rows, offset = [], 0
+def validation_rows() -> tuple[list[dict[str, Any]], list[int]]:
+    """Every stage's validation rows in training order, steps counted from the first stage's start, and the
+    step at which each later stage starts."""
+    rows, starts, offset = [], [], 0
     for stage in STAGES:
         logged = read_jsonl(HERE / stage / "metrics.jsonl")
         rows += [{**r, "step": r["step"] + offset} for r in logged if "val_psnr" in r]
         offset += max(r["step"] for r in logged)
-    return rows
+        starts.append(offset)
+    return rows, starts[:-1]
 
 
-def validation_figure(rows: list[dict[str, Any]], path: Path) -> None:
+def validation_figure(rows: list[dict[str, Any]], stage_starts: list[int], path: Path) -> None:
     """Validation PSNR per column against the step (the few validation tiles logged while training),
     a dotted line where each later stage starts."""
     columns = [k.removeprefix("val_psnr/") for k in rows[0] if k.startswith("val_psnr/")]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for column in columns:
         ax.plot([r["step"] for r in rows], [r[f"val_psnr/{column}"] for r in rows], marker="o", ms=3, label=column)
-    for earlier in STAGES[:-1]:
-        ax.axvline(max(r["step"] for r in read_jsonl(HERE / earlier / "metrics.jsonl")), color="grey", ls=":")
+    for start in stage_starts:
+        ax.axvline(start, color="grey", ls=":")
     ax.set_xlabel("training step")
     ax.set_ylabel("validation PSNR (dB)")
     ax.legend(fontsize=7, ncol=2)
@@ -120,7 +122,7 @@ def write_pages(out: Path = HERE) -> list[Path]:
     payload = json.loads(EVALUATION.read_text())
     table, margins = held_out_table(payload)
     out.mkdir(parents=True, exist_ok=True)
-    validation_figure(validation_rows(), out / "validation.png")
+    validation_figure(*validation_rows(), out / "validation.png")
     met = [c for c, m in margins.items() if m > 0]
     full = (EVALUATION.parent / "results.md").read_text().split("\n", 2)[2].strip()
     tiles = len(next(iter(payload["per_image"].values())))

@@ -157,7 +157,7 @@ def bits_view(params: Params, config: LlamaConfig) -> Params:
 
     A layer loop that slices a stacked bf16 weight makes XLA:CPU convert the whole stack to fp32 before
     the loop, a pass over every weight per call; a slice of the bits, bitcast back inside the loop, is
-    multiplied as bf16 directly (``benchmarks/xla_cpu_bf16.py``: 6.7x faster for a few rows). The modules
+    multiplied as bf16 directly (``benchmarks/xla_cpu_bf16.py``: 7.3x faster for a few rows). The modules
     read either form (``compute_view``). Other backends, other dtypes and sharded arrays are returned as
     they are."""
     dtype = jnp.dtype(config.dtype)
