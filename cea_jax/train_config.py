@@ -45,6 +45,8 @@ class TrainConfig:
     skip_bad: bool = setting(False, "log (once per file) and skip unreadable/mismatched images")
     mix_prob: float = setting(0.0, "fraction of crops mixing 2-3 of the protocol's degradations in Voronoi regions")
     mix_feather: float = setting(0.0, "cross-fade (pixels) between mixed regions; 0 = hard borders")
+    recolour: bool = setting(False, "give every synthesised clean crop a random channel order and channel gains "
+                                    "(the embedded photos are mostly greyscale; see cea_jax/data/windows.py)")
     tfds_data_dir: str | None = setting(None, "TFDS data_dir for --data tfds:NAME")
     init_from: str | None = setting(None, "start from the weights of this train.py --workdir's newest checkpoint "
                                           "(its digest is saved; a resumed run refuses a changed source)")
@@ -73,6 +75,9 @@ class TrainConfig:
             raise ValueError(f"train must be one of {TRAINABLE}, got {self.train!r}")
         if self.train == "adapter" and not self.init_from:
             raise ValueError("train 'adapter' freezes the backbone, so it needs init_from (a trained --workdir)")
+        if self.recolour and not (self.data == "embedded" or self.data.startswith("tfds:")):
+            raise ValueError(f"recolour gives clean images new colours before they are degraded; --data {self.data} "
+                             "holds pairs degraded already (use it with --data embedded or tfds:NAME)")
         if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
             raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, "
                              f"got {self.mix_prob}, {self.mix_feather}")

@@ -274,7 +274,7 @@ def train(workdir: str | Path, spec: wd.ModelSpec, config: TrainConfig, progress
         data_spec = catalog.parse_data(config.data, config.tfds_data_dir)
         source = catalog.train_source(data_spec, config.protocol, seed=config.seed, crop=config.crop,
                                       skip_bad=config.skip_bad, mix_prob=config.mix_prob,
-                                      mix_feather=config.mix_feather)
+                                      mix_feather=config.mix_feather, recolour=config.recolour)
         dataset = pipeline.train_dataset(source, seed=config.seed, crop=config.crop,
                                          batch_size=config.batch_size // n_hosts, workers=config.workers,
                                          shard_index=host, shard_count=n_hosts)

@@ -101,17 +101,22 @@ def _clean_images(spec: DataSpec) -> CleanImages:
 
 
 def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_bad: bool = False,
-                 mix_prob: float = 0.0, mix_feather: float = 0.0) -> Sequence:
+                 mix_prob: float = 0.0, mix_feather: float = 0.0, recolour: bool = False) -> Sequence:
     """The training source for a protocol: synthetic for embedded/tfds data, files for a folder.
 
     ``mix_prob`` > 0 turns that fraction of the samples into spatially mixed crops of the
-    protocol's tasks (``mix_feather`` pixels of cross-fade between regions).
+    protocol's tasks (``mix_feather`` pixels of cross-fade between regions). ``recolour`` gives
+    each synthesised clean image new colours (``windows.recolour``); a folder's pairs come
+    degraded already, so it is refused there.
     """
+    if recolour and spec.kind not in ("embedded", "tfds"):
+        raise ValueError(f"--recolour gives clean images new colours before they are degraded; {spec.path} holds "
+                         f"pairs degraded already (use it with --data embedded or tfds:NAME)")
     window = crop + crop // 2  # degrade a window a little larger than the crop: cheap, and the crop still moves
     if spec.kind in ("embedded", "tfds"):
         scales = embedded.SCALE_RANGE if spec.kind == "embedded" else (1.0, 1.0)
         source: Sequence = SyntheticSource(_clean_images(spec), protocol_tasks(protocol), seed=seed,
-                                           window=window, min_size=crop, scales=scales)
+                                           window=window, min_size=crop, scales=scales, recoloured=recolour)
     elif protocol == "cdd11":
         assert spec.path is not None
         source = CDD11TrainSource(layouts.cdd11_pairs(spec.path, "train"), seed=seed, skip_bad=skip_bad,

@@ -18,7 +18,7 @@ import numpy as np
 from cea_jax.data import degrade
 from cea_jax.data.io import BadImageError, check_pair, read_rgb
 from cea_jax.data.layouts import Pair
-from cea_jax.data.windows import random_window
+from cea_jax.data.windows import random_window, recolour
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,13 @@ class SyntheticSource:
     ``(i // T) % N``; ``repeats`` sets how many variants of each (task, image) an epoch
     holds. With ``window`` a random window of that size is cut out before degrading
     (cheaper, and the random crop later picks inside it), downscaled by a random factor
-    in ``scales`` (scale jitter; (1, 1) = none).
+    in ``scales`` (scale jitter; (1, 1) = none). With ``recoloured`` each clean image gets new
+    colours (``windows.recolour``) before it is degraded.
     """
 
     def __init__(self, images: CleanImages, tasks: Sequence[tuple[str, float]], seed: int,
                  repeats: int = 64, window: int | None = None, min_size: int = 0,
-                 scales: tuple[float, float] = (1.0, 1.0)):
+                 scales: tuple[float, float] = (1.0, 1.0), recoloured: bool = False):
         if len(images) == 0 or not tasks:
             raise ValueError("SyntheticSource needs clean images and at least one task")
         self.images = images
@@ -207,6 +208,7 @@ class SyntheticSource:
         self.window = window
         self.min_size = min_size
         self.scales = scales
+        self.recoloured = recoloured
 
     def __len__(self) -> int:
         return len(self.tasks) * len(self.images) * self.repeats
@@ -221,6 +223,8 @@ class SyntheticSource:
         rng = np.random.default_rng((self.seed, index))
         if self.window is not None:
             clean, depth = random_window(clean, depth, rng, self.window, self.scales, self.min_size)
+        if self.recoloured:
+            clean = recolour(clean, rng)
         if task == "denoise":
             return record(clean, clean, task, sigma)
         if depth is None:
@@ -229,7 +233,8 @@ class SyntheticSource:
         return record(degrade.apply(recipe, clean, depth, rng), clean, task)
 
     def __repr__(self) -> str:
-        return f"SyntheticSource({len(self.images)} images x {len(self.tasks)} tasks x {self.repeats})"
+        recoloured = ", recoloured" if self.recoloured else ""
+        return f"SyntheticSource({len(self.images)} images x {len(self.tasks)} tasks x {self.repeats}{recoloured})"
 
 
 class SyntheticTestSource:

@@ -39,3 +39,13 @@ FINETUNE_FLAGS = ("--workdir", FINETUNE_WORKDIR, "--config", "tiny", "--variant"
                   "--checkpoint-every", "250", "--keep-checkpoints", "1", "--val-every", "500", "--seed", "1",
                   "--no-progress")
 FINETUNE_COMMAND = " ".join(("python", "train.py", *FINETUNE_FLAGS))
+
+# Stage 3: from stage 2's weights, the same schedule with every clean crop recoloured (random channel order
+# and gains, ``--recolour``): seven of the twelve training photos are greyscale and none has a blue sky, and
+# stage 2 shifted the held-out rocket photo's sky by 15-20 levels under noise alone.
+RECOLOUR_WORKDIR = "experiments/cea_default_model/recolour128"
+RECOLOUR_FLAGS = ("--workdir", RECOLOUR_WORKDIR, "--config", "tiny", "--variant", "cea", "--protocol", "aio3",
+                  "--init-from", FINETUNE_WORKDIR, "--steps", "2500", "--batch-size", "4", "--crop", "128",
+                  "--lr", "3e-4", "--recolour", "--checkpoint-every", "250", "--keep-checkpoints", "1",
+                  "--val-every", "500", "--seed", "2", "--no-progress")
+RECOLOUR_COMMAND = " ".join(("python", "train.py", *RECOLOUR_FLAGS))
