@@ -34,7 +34,8 @@ from runkit.cli import ArgumentParser, UsageError, one_line_errors
 
 MAX_MIB = 5.0
 # The training settings a reader of the manifest needs to know what the model has seen.
-TRAINING_SUMMARY = ("steps", "batch_size", "crop", "data", "protocol", "mix_prob", "seed", "train", "init_from")
+TRAINING_SUMMARY = ("steps", "batch_size", "crop", "data", "protocol", "mix_prob", "recolour", "seed", "train",
+                    "init_from")
 
 
 def _psnr(text: str) -> tuple[str, float]:

@@ -15,7 +15,10 @@ from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 
+from cea_jax.data import embedded
+from experiments.cea_tables import paired_bootstrap
 from experiments.pages import between_marks, page_command
 from runkit.files import atomic_write, read_jsonl
 
@@ -85,11 +88,48 @@ def validation_figure(rows: list[dict[str, Any]], stage_starts: list[int], path:
 
 def stage_table() -> str:
     """The model's held-out PSNR after each stage, per column (every stage scored on the same tiles)."""
-    scored = {stage: json.loads((HERE / stage / "eval" / "aio3" / "results.json").read_text()) for stage in STAGES}
+    scored = {stage: _scored(stage) for stage in STAGES}
     lines = ["| stage | step | " + " | ".join(REQUIRED) + " |", "|---|---|" + "---|" * len(REQUIRED)]
     for stage, payload in scored.items():
         lines.append(f"| {stage} | {payload['step']} | "
                      + " | ".join(f"{payload['columns'][c]['psnr']:.2f}" for c in REQUIRED) + " |")
+    return "\n".join(lines)
+
+
+def _scored(stage: str) -> dict[str, Any]:
+    return json.loads((HERE / stage / "eval" / "aio3" / "results.json").read_text())
+
+
+def photo_table(photos: tuple[str, ...]) -> str:
+    """Mean PSNR per held-out photo and column: every stage, and the column's required anchor on the same tiles.
+
+    Tiles of one photo are not independent samples; a change that comes from one photo shows here."""
+    scored = {stage: _scored(stage) for stage in STAGES}
+    names = list(dict.fromkeys(photos))
+    lines = ["| column | method | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+
+    def means(values: list[float]) -> str:
+        return " | ".join(f"{np.mean([v for v, p in zip(values, photos) if p == name]):.2f}" for name in names)
+
+    for column, bar in REQUIRED.items():
+        for stage, payload in scored.items():
+            lines.append(f"| {column} | {stage} | " + means([t["model"]["psnr"] for t in payload["per_image"][column]])
+                         + " |")
+        last = scored[STAGES[-1]]["per_image"][column]
+        lines.append(f"| {column} | {bar} | " + means([t["anchors"][bar]["psnr"] for t in last]) + " |")
+    return "\n".join(lines)
+
+
+def stage_change_table(resamples: int = 4000) -> str:
+    """The last stage minus the one before it, per column, paired by tile: mean, 95% bootstrap interval over
+    tiles, and the tiles it improved."""
+    before, after = (_scored(stage)["per_image"] for stage in STAGES[-2:])
+    lines = [f"| column | {STAGES[-1]} - {STAGES[-2]} (dB) | 95% interval (tiles resampled) | tiles better |",
+             "|---|---|---|---|"]
+    for column in REQUIRED:
+        diff = np.array([[b["model"]["psnr"] - a["model"]["psnr"] for a, b in zip(before[column], after[column])]])
+        mean, low, high = paired_bootstrap(diff, resamples)
+        lines.append(f"| {column} | {mean:+.2f} | [{low:+.2f}, {high:+.2f}] | {int((diff > 0).sum())}/{diff.size} |")
     return "\n".join(lines)
 
 
@@ -134,6 +174,9 @@ def write_pages(out: Path = HERE) -> list[Path]:
         f"Bar met on {len(met)} of {len(REQUIRED)} columns" + (f" ({', '.join(met)})." if met else ".") + "\n",
         "## Every method (PSNR/SSIM)\n", full + "\n",
         "## The model after each training stage (PSNR dB)\n", stage_table() + "\n",
+        "Paired by tile, the shipped stage against the one before it:\n", stage_change_table() + "\n",
+        "Per held-out photo (mean over its tiles; the tiles of one photo are not independent samples):\n",
+        photo_table(embedded.test_tile_photos()) + "\n",
         "## Training\n", "![validation PSNR](validation.png)\n"])
     atomic_write(out / "results.md", text)
     return [out / "results.md"]
