@@ -58,3 +58,14 @@ def test_the_default_model_finetune_is_the_command_its_docstring_states():
     assert (settings.steps, settings.batch_size, settings.crop, settings.lr) == (2500, 4, 128, 3e-4)
     assert settings.init_from == config.WORKDIR
     assert config.FINETUNE_COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())
+
+
+def test_the_default_model_recolour_stage_is_the_command_its_docstring_states():
+    import train
+    from experiments.cea_default_model import config
+
+    settings = train.checked_settings(train.parse_args(list(config.RECOLOUR_FLAGS)))
+    assert (settings.steps, settings.batch_size, settings.crop, settings.lr, settings.recolour) == (
+        2500, 4, 128, 3e-4, True)
+    assert settings.init_from == config.FINETUNE_WORKDIR
+    assert config.RECOLOUR_COMMAND in " ".join(config.__doc__.replace("\\\n", " ").split())
