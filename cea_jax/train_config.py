@@ -76,8 +76,7 @@ class TrainConfig:
         if self.train == "adapter" and not self.init_from:
             raise ValueError("train 'adapter' freezes the backbone, so it needs init_from (a trained --workdir)")
         if self.recolour and not (self.data == "embedded" or self.data.startswith("tfds:")):
-            raise ValueError(f"recolour gives clean images new colours before they are degraded; --data {self.data} "
-                             "holds pairs degraded already (use it with --data embedded or tfds:NAME)")
+            raise ValueError(catalog.recolour_refusal(self.data))
         if not 0 <= self.mix_prob <= 1 or self.mix_feather < 0:
             raise ValueError(f"mix_prob must be in [0, 1] and mix_feather >= 0, "
                              f"got {self.mix_prob}, {self.mix_feather}")

@@ -74,6 +74,13 @@ def parse_data(value: str, tfds_data_dir: str | None = None) -> DataSpec:
     return DataSpec("folder", path=path)
 
 
+def recolour_refusal(data: str) -> str:
+    """Why ``--recolour`` is refused with ``--data`` naming a folder: its pairs come degraded already, and
+    recolouring only their clean half would break them (one message for train.py's early check and here)."""
+    return (f"--recolour gives clean images new colours before they are degraded; --data {data} holds pairs "
+            "degraded already (use it with --data embedded or tfds:NAME)")
+
+
 def protocol_tasks(protocol: str) -> tuple[tuple[str, float], ...]:
     """(task, sigma) pairs a synthetic training source cycles through (denoising once per sigma)."""
     if protocol == "cdd11":
@@ -109,9 +116,8 @@ def train_source(spec: DataSpec, protocol: str, *, seed: int, crop: int, skip_ba
     each synthesised clean image new colours (``windows.recolour``); a folder's pairs come
     degraded already, so it is refused there.
     """
-    if recolour and spec.kind not in ("embedded", "tfds"):
-        raise ValueError(f"--recolour gives clean images new colours before they are degraded; {spec.path} holds "
-                         f"pairs degraded already (use it with --data embedded or tfds:NAME)")
+    if recolour and spec.kind == "folder":
+        raise ValueError(recolour_refusal(str(spec.path)))
     window = crop + crop // 2  # degrade a window a little larger than the crop: cheap, and the crop still moves
     if spec.kind in ("embedded", "tfds"):
         scales = embedded.SCALE_RANGE if spec.kind == "embedded" else (1.0, 1.0)

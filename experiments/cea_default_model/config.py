@@ -41,8 +41,7 @@ FLAGS = ("--workdir", WORKDIR, "--config", "tiny", "--variant", "cea", "--protoc
          "--val-every", "500", "--seed", "0", "--no-progress")
 COMMAND = " ".join(("python", "train.py", *FLAGS))
 
-# Stage 2: from stage 1's weights, 2,500 steps of batch 4 at the 128 px the held-out tiles have (the same
-# pixels per step as stage 1's batch 8 at 64 px); stage 1's checkpoint must be on the machine.
+# Stage 2 (stage 1's checkpoint must be on the machine): the same pixels per step as stage 1, at 128 px.
 FINETUNE_WORKDIR = "experiments/cea_default_model/finetune128"
 FINETUNE_FLAGS = ("--workdir", FINETUNE_WORKDIR, "--config", "tiny", "--variant", "cea", "--protocol", "aio3",
                   "--init-from", WORKDIR, "--steps", "2500", "--batch-size", "4", "--crop", "128", "--lr", "3e-4",
@@ -50,9 +49,7 @@ FINETUNE_FLAGS = ("--workdir", FINETUNE_WORKDIR, "--config", "tiny", "--variant"
                   "--no-progress")
 FINETUNE_COMMAND = " ".join(("python", "train.py", *FINETUNE_FLAGS))
 
-# Stage 3: from stage 2's weights, the same schedule with every clean crop recoloured (random channel order
-# and gains, ``--recolour``): seven of the twelve training photos are greyscale and none has a blue sky, and
-# stage 2 shifted the held-out rocket photo's sky by 15-20 levels under noise alone.
+# Stage 3 (stage 2's checkpoint must be on the machine): stage 2's schedule with recoloured crops.
 RECOLOUR_WORKDIR = "experiments/cea_default_model/recolour128"
 RECOLOUR_FLAGS = ("--workdir", RECOLOUR_WORKDIR, "--config", "tiny", "--variant", "cea", "--protocol", "aio3",
                   "--init-from", FINETUNE_WORKDIR, "--steps", "2500", "--batch-size", "4", "--crop", "128",

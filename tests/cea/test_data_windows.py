@@ -89,3 +89,5 @@ def test_recoloured_training_crops_are_the_plain_crops_in_new_colours_and_degrad
 def test_recolouring_a_folder_of_degraded_pairs_is_refused(tmp_path):
     with pytest.raises(ValueError, match="pairs degraded already"):
         TrainConfig(data=str(tmp_path), recolour=True)
+    with pytest.raises(ValueError, match="pairs degraded already"):  # a library caller of the source too
+        catalog.train_source(catalog.parse_data(str(tmp_path)), "aio3", seed=0, crop=32, recolour=True)
